@@ -1,0 +1,118 @@
+"""Engine, sessions and the database bootstrap (PostGIS check, migrations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from spatial.embedded import EmbeddedCluster
+from spatial.settings import PROJECT_ROOT, Settings
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+class DatabaseError(RuntimeError):
+    """The database is unreachable or unsuitable; one-line message for a person."""
+
+
+def resolve_database_url(settings: Settings, start: bool = True) -> str:
+    """``DATABASE_URL`` if set, else the embedded cluster's URL (started if ``start``)."""
+    if settings.database_url:
+        url = settings.database_url
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+        return url
+    cluster = EmbeddedCluster(settings.var_dir)
+    if start:
+        cluster.start()
+    elif not cluster.exists():
+        raise DatabaseError("the embedded database does not exist yet: run 'civicpin db up'")
+    return cluster.url()
+
+
+def make_engine(url: str, **kw) -> sa.Engine:
+    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("pool_size", 10)
+    kw.setdefault("max_overflow", 20)
+    return sa.create_engine(url, **kw)
+
+
+def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def ensure_extensions(engine: sa.Engine) -> str:
+    """Enable PostGIS and pg_trgm; fail with one line unless PostGIS >= 3 is there."""
+    try:
+        with engine.begin() as conn:
+            available = conn.execute(
+                sa.text("SELECT default_version FROM pg_available_extensions WHERE name='postgis'")
+            ).scalar()
+            if available is None:
+                raise DatabaseError(
+                    "PostGIS is not installed on the database server "
+                    "(Debian: apt-get install postgresql-15-postgis-3)"
+                )
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+            version = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar()
+    except sa.exc.OperationalError as exc:
+        msg = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(f"cannot connect to the database: {msg}") from None
+    except sa.exc.ProgrammingError as exc:
+        msg = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(f"cannot enable PostGIS: {msg}") from None
+    if int(str(version).split(".")[0]) < 3:
+        raise DatabaseError(f"PostGIS {version} is too old: civicpin needs PostGIS 3 or newer")
+    return str(version)
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic (PostGIS enabled first)."""
+    from alembic import command
+
+    ensure_extensions(engine)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def downgrade(engine: sa.Engine, revision: str = "base") -> None:
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def migrations_path() -> Path:
+    return MIGRATIONS_DIR

@@ -1,0 +1,546 @@
+"""The data model (DESIGN.md section 3), with GeoAlchemy2 geometries in EPSG:4326.
+
+Every geometry column is SRID 4326 (lon, lat) with a GiST index; distances and grids
+are computed in the jurisdiction's metric SRID or as geography.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def now_utc() -> datetime:
+    return datetime.now().astimezone()
+
+
+TS = sa.DateTime(timezone=True)
+
+
+class Status(enum.StrEnum):
+    """Internal request statuses; Open311 sees only open/closed (see ``OPEN_STATUSES``)."""
+
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    REFERRED = "referred"
+    RESOLVED = "resolved"
+    CANT_FIX = "cant_fix"
+    DUPLICATE = "duplicate"
+    CANCELLED = "cancelled"
+    CLOSED = "closed"
+
+
+OPEN_STATUSES = frozenset({Status.NEW, Status.ACKNOWLEDGED, Status.IN_PROGRESS})
+CLOSED_STATUSES = frozenset(set(Status) - OPEN_STATUSES)
+
+CHANNELS = ("web", "mobile", "api", "email", "phone", "in_person", "mail", "import")
+ROLES = ("agent", "dispatcher", "crew", "planner", "admin")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+class Jurisdiction(Base):
+    __tablename__ = "jurisdiction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+    metric_srid: Mapped[int] = mapped_column(sa.Integer, default=3857)
+    public_id_prefix: Mapped[str] = mapped_column(sa.String(8))
+    boundary = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+    business_calendar: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+
+    departments: Mapped[list[Department]] = relationship(back_populates="jurisdiction")
+
+
+class Department(Base):
+    __tablename__ = "department"
+    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+
+    jurisdiction: Mapped[Jurisdiction] = relationship(back_populates="departments")
+    crews: Mapped[list[Crew]] = relationship(back_populates="department")
+
+
+class Crew(Base):
+    __tablename__ = "crew"
+    __table_args__ = (sa.UniqueConstraint("department_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("department.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+
+    department: Mapped[Department] = relationship(back_populates="crews")
+
+
+class ZoneLayer(Base):
+    """One version of a named layer; re-importing a layer adds a version."""
+
+    __tablename__ = "zone_layer"
+    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str | None] = mapped_column(sa.String(200))
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    is_current: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    source: Mapped[str | None] = mapped_column(sa.String(500))
+    imported_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    zones: Mapped[list[Zone]] = relationship(back_populates="layer")
+
+
+class Zone(Base):
+    __tablename__ = "zone"
+    __table_args__ = (sa.UniqueConstraint("layer_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    layer_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("zone_layer.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(sa.String(100))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False)
+    department_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("department.id", ondelete="SET NULL")
+    )
+    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
+    population: Mapped[int | None] = mapped_column(sa.Integer)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    layer: Mapped[ZoneLayer] = relationship(back_populates="zones")
+
+
+class Service(Base):
+    """A request category (Open311 service)."""
+
+    __tablename__ = "service"
+    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    group: Mapped[str | None] = mapped_column("group_name", sa.String(100))
+    keywords: Mapped[list[Any] | None] = mapped_column(JSONB)
+    type: Mapped[str] = mapped_column(sa.String(16), default="realtime")
+    private: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    contact_required: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    notice: Mapped[str | None] = mapped_column(sa.Text)
+    default_department_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("department.id", ondelete="SET NULL")
+    )
+    sla_hours: Mapped[float | None] = mapped_column(sa.Float)
+
+    attributes: Mapped[list[ServiceAttribute]] = relationship(
+        back_populates="service", order_by="ServiceAttribute.order", cascade="all, delete-orphan"
+    )
+
+
+class ServiceAttribute(Base):
+    """An Open311 attribute definition (a question asked for a category)."""
+
+    __tablename__ = "service_attribute"
+    __table_args__ = (
+        sa.UniqueConstraint("service_id", "code"),
+        sa.CheckConstraint(
+            "datatype IN ('string','number','datetime','text','singlevaluelist','multivaluelist')",
+            name="datatype",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(sa.String(64))
+    datatype: Mapped[str] = mapped_column(sa.String(20))
+    description: Mapped[str] = mapped_column(sa.Text)
+    datatype_description: Mapped[str | None] = mapped_column(sa.Text)
+    required: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    variable: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    order: Mapped[int] = mapped_column("position", sa.Integer, default=0)
+    values: Mapped[list[Any] | None] = mapped_column(JSONB)
+
+    service: Mapped[Service] = relationship(back_populates="attributes")
+
+
+class RuleSet(Base):
+    """A versioned, ordered set of routing rules; one is published per jurisdiction."""
+
+    __tablename__ = "routing_ruleset"
+    __table_args__ = (
+        sa.UniqueConstraint("jurisdiction_id", "version"),
+        sa.CheckConstraint("status IN ('draft','published','retired')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16), default="draft")
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    published_at: Mapped[datetime | None] = mapped_column(TS)
+
+    rules: Mapped[list[RoutingRule]] = relationship(
+        back_populates="ruleset", order_by="RoutingRule.position", cascade="all, delete-orphan"
+    )
+
+
+class RoutingRule(Base):
+    """Match (category | group | any) x (layer zone | any zone of layer | anywhere)."""
+
+    __tablename__ = "routing_rule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ruleset_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("routing_ruleset.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(sa.Integer)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service.id", ondelete="CASCADE"))
+    service_group: Mapped[str | None] = mapped_column(sa.String(100))
+    layer_name: Mapped[str | None] = mapped_column(sa.String(100))
+    zone_code: Mapped[str | None] = mapped_column(sa.String(100))
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("department.id", ondelete="CASCADE"))
+    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
+    crew_from_zone: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    sla_hours: Mapped[float | None] = mapped_column(sa.Float)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+
+    ruleset: Mapped[RuleSet] = relationship(back_populates="rules")
+
+
+class ServiceRequest(Base):
+    __tablename__ = "service_request"
+    __table_args__ = (
+        sa.Index("ix_service_request_juris_requested", "jurisdiction_id", "requested_at"),
+        sa.Index("ix_service_request_juris_status", "jurisdiction_id", "status"),
+        sa.UniqueConstraint("jurisdiction_id", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE")
+    )
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    external_id: Mapped[str | None] = mapped_column(sa.String(100))
+    service_id: Mapped[int] = mapped_column(sa.ForeignKey("service.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default=Status.NEW.value)
+    priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
+    address: Mapped[str | None] = mapped_column(sa.String(500))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    channel: Mapped[str] = mapped_column(sa.String(16), default="web")
+    contact_name: Mapped[str | None] = mapped_column(sa.String(200))
+    contact_email: Mapped[str | None] = mapped_column(sa.String(254))
+    contact_phone: Mapped[str | None] = mapped_column(sa.String(50))
+    anonymous: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    notify_updates: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    department_id: Mapped[int | None] = mapped_column(sa.ForeignKey("department.id"), index=True)
+    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id"), index=True)
+    zone_id: Mapped[int | None] = mapped_column(sa.ForeignKey("zone.id", ondelete="SET NULL"))
+    rule_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("routing_rule.id", ondelete="SET NULL")
+    )
+    ruleset_version: Mapped[int | None] = mapped_column(sa.Integer)
+    routing_explanation: Mapped[str | None] = mapped_column(sa.Text)
+    routed_at: Mapped[datetime | None] = mapped_column(TS)
+    due_at: Mapped[datetime | None] = mapped_column(TS)
+    requested_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    first_response_at: Mapped[datetime | None] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+    close_reason: Mapped[str | None] = mapped_column(sa.Text)
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="SET NULL")
+    )
+    needs_location: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    media_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    device_id: Mapped[str | None] = mapped_column(sa.String(200))
+    account_id: Mapped[str | None] = mapped_column(sa.String(200))
+
+    service: Mapped[Service] = relationship()
+    department: Mapped[Department | None] = relationship()
+    crew: Mapped[Crew | None] = relationship()
+    zone: Mapped[Zone | None] = relationship()
+    events: Mapped[list[RequestEvent]] = relationship(
+        back_populates="request", order_by="RequestEvent.at"
+    )
+    photos: Mapped[list[Photo]] = relationship(back_populates="request")
+
+
+class RequestZone(Base):
+    """The zone of every current layer that contains a request (one row per layer)."""
+
+    __tablename__ = "request_zone"
+
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="CASCADE"), primary_key=True
+    )
+    layer_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("zone_layer.id", ondelete="CASCADE"), primary_key=True
+    )
+    zone_id: Mapped[int] = mapped_column(sa.ForeignKey("zone.id", ondelete="CASCADE"), index=True)
+
+
+class Photo(Base):
+    __tablename__ = "photo"
+    __table_args__ = (
+        sa.CheckConstraint("stage IN ('report','completion')", name="stage"),
+        sa.UniqueConstraint("request_id", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="CASCADE"), index=True
+    )
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    stage: Mapped[str] = mapped_column(sa.String(16), default="report")
+    mime_type: Mapped[str] = mapped_column(sa.String(50))
+    width: Mapped[int] = mapped_column(sa.Integer)
+    height: Mapped[int] = mapped_column(sa.Integer)
+    bytes: Mapped[int] = mapped_column(sa.Integer)
+    original_key: Mapped[str] = mapped_column(sa.String(200))
+    public_key: Mapped[str] = mapped_column(sa.String(200))
+    thumb_key: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="photos")
+
+
+class RequestEvent(Base):
+    """The audit trail: who did what to a request, when, and whether it is public."""
+
+    __tablename__ = "request_event"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id", ondelete="SET NULL"))
+    actor_label: Mapped[str | None] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    from_value: Mapped[str | None] = mapped_column(sa.Text)
+    to_value: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    public: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    department_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("department.id", ondelete="SET NULL")
+    )
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="events")
+
+
+class Follower(Base):
+    __tablename__ = "follower"
+    __table_args__ = (sa.UniqueConstraint("request_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class User(Base):
+    __tablename__ = "app_user"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('agent','dispatcher','crew','planner','admin')", name="role"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(300))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    jurisdiction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    department_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("department.id", ondelete="SET NULL")
+    )
+    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    prefix: Mapped[str] = mapped_column(sa.String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+    last_used_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class OutboxMessage(Base):
+    """A message to send, written in the same transaction as the change causing it."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        sa.Index("ix_outbox_message_pending", "status", "next_attempt_at"),
+        sa.CheckConstraint("status IN ('pending','sending','sent','failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE")
+    )
+    request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    to_addr: Mapped[str] = mapped_column(sa.String(254))
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    body_text: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str | None] = mapped_column(sa.Text)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    message_id: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    locked_until: Mapped[datetime | None] = mapped_column(TS)
+    sent_at: Mapped[datetime | None] = mapped_column(TS)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+
+
+class InboundEmail(Base):
+    __tablename__ = "inbound_email"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    message_id: Mapped[str] = mapped_column(sa.String(998), unique=True)
+    jurisdiction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="SET NULL")
+    )
+    received_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    mail_from: Mapped[str | None] = mapped_column(sa.String(998))
+    rcpt_to: Mapped[str | None] = mapped_column(sa.String(998))
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    size: Mapped[int | None] = mapped_column(sa.Integer)
+    outcome: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="SET NULL")
+    )
+
+
+class SurveyResponse(Base):
+    __tablename__ = "survey_response"
+    __table_args__ = (
+        sa.CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("service_request.id", ondelete="CASCADE"), unique=True
+    )
+    rating: Mapped[int] = mapped_column(sa.SmallInteger)
+    timeliness: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    quality: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    communication: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    submitted_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+
+
+class ResponseTemplate(Base):
+    __tablename__ = "response_template"
+    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text)
+    service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service.id", ondelete="SET NULL"))
+
+
+class AddressPoint(Base):
+    """A known address, for search (pg_trgm) and reverse look-up (nearest point)."""
+
+    __tablename__ = "address_point"
+    __table_args__ = (
+        sa.UniqueConstraint("jurisdiction_id", "address"),
+        sa.Index(
+            "ix_address_point_address_trgm",
+            "address",
+            postgresql_using="gin",
+            postgresql_ops={"address": "gin_trgm_ops"},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(sa.String(500))
+    location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True), nullable=False)
+
+
+class PublicIdCounter(Base):
+    """Per-jurisdiction, per-year sequence behind public ids such as LA-2026-000123."""
+
+    __tablename__ = "public_id_counter"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), primary_key=True
+    )
+    year: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    last_value: Mapped[int] = mapped_column(sa.Integer, default=0)

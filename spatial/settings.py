@@ -1,0 +1,147 @@
+"""The one typed settings object, read from the environment once and validated.
+
+Nothing reads configuration at import time: call :func:`load_settings` where the
+process starts (the CLI, the WSGI entry point, the tests) and pass the object on.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A bad configuration value; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one civicpin process.
+
+    ``database_url`` is ``None`` when the embedded PostGIS cluster under ``var_dir``
+    is to be used.
+    """
+
+    database_url: str | None = None
+    secret_key: str = ""
+    var_dir: Path = PROJECT_ROOT / "var"
+    media_dir: Path = PROJECT_ROOT / "var" / "media"
+    smtp_url: str | None = None
+    mail_from: str = "civicpin <noreply@localhost>"
+    public_base_url: str = "http://127.0.0.1:5000"
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    tile_attribution: str = "&copy; OpenStreetMap contributors"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    default_city: str | None = None
+    log_level: str = "INFO"
+    secret_key_generated: bool = field(default=False, compare=False)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.var_dir / "pgdata"
+
+    def with_overrides(self, **kw) -> Settings:
+        return replace(self, **kw)
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise SettingsError(
+            f"{name}: {value!r} is not a valid URL (expected {' or '.join(schemes)}://...)"
+        )
+    return value
+
+
+def _port(name: str, value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}: {value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name}: {port} is outside 1-65535")
+    return port
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings from ``env`` (default: ``os.environ``).
+
+    Raises :class:`SettingsError` with a one-line message naming the bad variable.
+    """
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value.strip() if value and value.strip() else None
+
+    kw: dict = {}
+    if (v := get("DATABASE_URL")) is not None:
+        v = _url("DATABASE_URL", v, ("postgresql", "postgresql+psycopg2", "postgres"))
+        if v.startswith("postgres://"):
+            v = "postgresql://" + v[len("postgres://") :]
+        kw["database_url"] = v
+    if (v := get("VAR_DIR")) is not None:
+        kw["var_dir"] = Path(v).resolve()
+    var_dir = kw.get("var_dir", Settings.var_dir)
+    kw["media_dir"] = Path(get("MEDIA_DIR") or var_dir / "media").resolve()
+    if (v := get("SECRET_KEY")) is not None:
+        if len(v) < 16:
+            raise SettingsError("SECRET_KEY: must be at least 16 characters long")
+        kw["secret_key"] = v
+    else:
+        kw["secret_key"] = _local_secret(var_dir)
+        kw["secret_key_generated"] = True
+    if (v := get("SMTP_URL")) is not None:
+        kw["smtp_url"] = _url("SMTP_URL", v, ("smtp", "smtps", "smtp+starttls"))
+    if (v := get("MAIL_FROM")) is not None:
+        if "@" not in v:
+            raise SettingsError(f"MAIL_FROM: {v!r} has no e-mail address in it")
+        kw["mail_from"] = v
+    if (v := get("PUBLIC_BASE_URL")) is not None:
+        kw["public_base_url"] = _url("PUBLIC_BASE_URL", v, ("http", "https")).rstrip("/")
+    if (v := get("TILE_URL")) is not None:
+        if v.lower() != "none":
+            _url("TILE_URL", v, ("http", "https"))
+            if "{z}" not in v or "{x}" not in v or "{y}" not in v:
+                raise SettingsError("TILE_URL: must contain {z}, {x} and {y} placeholders")
+        kw["tile_url"] = v
+    if (v := get("TILE_ATTRIBUTION")) is not None:
+        kw["tile_attribution"] = v
+    if (v := get("HOST")) is not None:
+        kw["host"] = v
+    if (v := get("PORT")) is not None:
+        kw["port"] = _port("PORT", v)
+    if (v := get("CIVICPIN_CITY")) is not None:
+        kw["default_city"] = v
+    if (v := get("LOG_LEVEL")) is not None:
+        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"LOG_LEVEL: {v!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        kw["log_level"] = v.upper()
+    return Settings(**kw)
+
+
+def _local_secret(var_dir: Path) -> str:
+    """A per-install random key kept in ``var/secret_key`` for the no-config default."""
+    path = var_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(32)
+    try:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError:
+        pass
+    return key
