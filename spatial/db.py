@@ -36,8 +36,9 @@ def resolve_database_url(settings: Settings, start: bool = True) -> str:
 
 def make_engine(url: str, **kw) -> sa.Engine:
     kw.setdefault("pool_pre_ping", True)
-    kw.setdefault("pool_size", 10)
-    kw.setdefault("max_overflow", 20)
+    if "poolclass" not in kw:
+        kw.setdefault("pool_size", 10)
+        kw.setdefault("max_overflow", 20)
     return sa.create_engine(url, **kw)
 
 
@@ -116,3 +117,14 @@ def downgrade(engine: sa.Engine, revision: str = "base") -> None:
 
 def migrations_path() -> Path:
     return MIGRATIONS_DIR
+
+
+def schema_is_current(engine: sa.Engine) -> bool:
+    """True if the database is at the newest Alembic revision."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == set(script.get_heads())

@@ -1,0 +1,56 @@
+"""The Flask application factory; blueprints per audience register here."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Flask, g
+
+from spatial.db import make_engine, make_sessionmaker, resolve_database_url
+from spatial.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, engine: sa.Engine | None = None) -> Flask:
+    """Build the app. ``settings`` default to the environment; ``engine`` to the settings'."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=80 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    logging.basicConfig(level=settings.log_level)
+    if engine is None:
+        engine = make_engine(resolve_database_url(settings))
+    factory = make_sessionmaker(engine)
+    app.extensions["civicpin"] = {"settings": settings, "engine": engine, "sessions": factory}
+
+    @app.teardown_appcontext
+    def _close_session(exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            if exc is not None:
+                session.rollback()
+            session.close()
+
+    from webmap import public
+
+    app.register_blueprint(public.bp)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.extensions["civicpin"]["settings"]
+
+
+def db_session():
+    """The request's database session (closed at the end of the request)."""
+    from flask import current_app
+
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["civicpin"]["sessions"]()
+    return g.db_session

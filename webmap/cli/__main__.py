@@ -1,0 +1,3 @@
+from webmap.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""``civicpin city ...`` (owned by the zones/cities work)."""

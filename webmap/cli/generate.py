@@ -1,0 +1,1 @@
+"""``civicpin demo generate`` (owned by the generator work)."""

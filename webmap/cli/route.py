@@ -1,0 +1,1 @@
+"""``civicpin route`` (owned by the routing work)."""

@@ -1,0 +1,1 @@
+"""``civicpin zones ...`` (owned by the zones/cities work)."""
