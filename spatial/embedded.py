@@ -48,10 +48,15 @@ class ServerBinaries:
         return str(self.bindir / name)
 
 
-def find_server_binaries() -> ServerBinaries:
-    """Locate ``initdb``/``pg_ctl`` via ``pg_config --bindir`` or ``/usr/lib/postgresql``."""
+def find_server_binaries(
+    path: str | None = None, search_root: str = "/usr/lib/postgresql"
+) -> ServerBinaries:
+    """Locate ``initdb``/``pg_ctl`` via ``pg_config --bindir`` or ``/usr/lib/postgresql``.
+
+    ``path`` (default ``$PATH``) and ``search_root`` say where to look.
+    """
     candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
+    pg_config = shutil.which("pg_config", path=path)
     if pg_config:
         try:
             out = subprocess.run(
@@ -61,7 +66,7 @@ def find_server_binaries() -> ServerBinaries:
         except (subprocess.SubprocessError, OSError):
             pass
     versioned = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
+        glob.glob(os.path.join(search_root, "*", "bin")),
         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
         reverse=True,
     )
