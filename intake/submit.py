@@ -1,0 +1,370 @@
+"""``submit()``: the one way a request enters civicpin, whatever the channel.
+
+Web form, Open311 POST, e-mail, agent console and bulk tools all build a :class:`Draft`
+and call :func:`submit` inside one transaction. It validates everything first (category,
+answers, location, contact, photos) and raises :class:`ValidationFailed` with one message
+per field before anything is written; then it stores the request, its photos, routes it
+and writes the acknowledgement to the outbox, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from geoalchemy2.shape import from_shape
+from shapely.geometry import Point
+from sqlalchemy.orm import Session
+
+from intake.photos import PhotoUpload, ProcessedPhoto, process_photos, store_photo
+from notify.outbox import enqueue
+from spatial import public_ids
+from spatial.accounts import EMAIL_RE
+from spatial.errors import InvalidInput, NotFound
+from spatial.models import (
+    CHANNELS,
+    Jurisdiction,
+    Photo,
+    RequestEvent,
+    Service,
+    ServiceAttribute,
+    ServiceRequest,
+    Status,
+    now_utc,
+)
+
+MAX_DESCRIPTION = 4000
+MAX_STRING = 500
+HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>")
+PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
+
+
+class ValidationFailed(InvalidInput):
+    """Several fields may be wrong at once; ``errors`` maps field name to message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        first_field, first_msg = next(iter(self.errors.items()))
+        super().__init__(first_msg if len(errors) == 1 else f"{first_msg} (and {len(errors) - 1} more)", field=first_field)
+
+
+@dataclass
+class Draft:
+    """What a channel knows about a new request; plain values only."""
+
+    city: str | None
+    service_code: str
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    description: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    photos: list[PhotoUpload] = field(default_factory=list)
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    anonymous: bool = False
+    notify_updates: bool = True
+    channel: str = "web"
+    media_url: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    allow_missing_location: bool = False
+    use_photo_location: bool = True
+
+
+@dataclass
+class SubmitResult:
+    request: ServiceRequest
+    token: str
+    notice: str | None
+    photo_location_used: bool = False
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.replace("\r\n", "\n").strip()
+    return value or None
+
+
+def validate_answers(service: Service, answers: dict[str, Any]) -> tuple[dict, dict[str, str]]:
+    """Check answers against the category's questions (Open311 attribute datatypes).
+
+    Returns (clean answers, errors keyed ``attribute[CODE]``). Unknown codes are errors.
+    """
+    clean: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    by_code: dict[str, ServiceAttribute] = {a.code: a for a in service.attributes}
+    for code in answers:
+        if code not in by_code:
+            errors[f"attribute[{code}]"] = f"{code!r} is not a question of {service.name}"
+    for attr in service.attributes:
+        if not attr.variable:
+            continue
+        key = f"attribute[{attr.code}]"
+        raw = answers.get(attr.code)
+        values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        values = [str(v).strip() for v in values if v is not None and str(v).strip() != ""]
+        if not values:
+            if attr.required:
+                errors[key] = f"Please answer: {attr.description}"
+            continue
+        allowed = {str(v["key"]): v.get("name", v["key"]) for v in (attr.values or [])}
+        dt = attr.datatype
+        if dt != "multivaluelist" and len(values) > 1:
+            errors[key] = "Give one answer only"
+            continue
+        value = values[0]
+        if dt == "string":
+            if len(value) > MAX_STRING or "\n" in value:
+                errors[key] = f"Keep this to one line of at most {MAX_STRING} characters"
+                continue
+            clean[attr.code] = value
+        elif dt == "text":
+            if len(value) > MAX_DESCRIPTION:
+                errors[key] = f"Keep this to at most {MAX_DESCRIPTION} characters"
+                continue
+            clean[attr.code] = value
+        elif dt == "number":
+            try:
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError
+            except ValueError:
+                errors[key] = f"{value!r} is not a number"
+                continue
+            clean[attr.code] = int(number) if number.is_integer() else number
+        elif dt == "datetime":
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                errors[key] = f"{value!r} is not a date and time (YYYY-MM-DDTHH:MM)"
+                continue
+            clean[attr.code] = parsed.isoformat()
+        elif dt == "singlevaluelist":
+            if value not in allowed:
+                errors[key] = f"{value!r} is not one of the choices"
+                continue
+            clean[attr.code] = value
+        elif dt == "multivaluelist":
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                errors[key] = f"{bad[0]!r} is not one of the choices"
+                continue
+            clean[attr.code] = sorted(set(values), key=values.index)
+    return clean, errors
+
+
+def find_service(session: Session, city: Jurisdiction, code: str) -> Service | None:
+    return session.scalar(
+        sa.select(Service).where(
+            Service.jurisdiction_id == city.id, Service.code == code, Service.active.is_(True)
+        )
+    )
+
+
+def point_in_city(session: Session, city: Jurisdiction, lon: float, lat: float) -> bool:
+    pt = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
+    return bool(
+        session.scalar(
+            sa.select(sa.func.ST_Covers(Jurisdiction.boundary, pt)).where(
+                Jurisdiction.id == city.id
+            )
+        )
+    )
+
+
+def _valid_coordinates(lat, lon) -> tuple[float, float] | None:
+    try:
+        lat_f, lon_f = float(lat), float(lon)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(lat_f) and math.isfinite(lon_f)):
+        return None
+    if not (-90 <= lat_f <= 90 and -180 <= lon_f <= 180):
+        return None
+    return lat_f, lon_f
+
+
+def submit(
+    session: Session,
+    draft: Draft,
+    *,
+    media_dir: Path,
+    public_base_url: str,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Validate, store, route and acknowledge one request in the caller's transaction."""
+    from spatial.cities import get_city
+
+    errors: dict[str, str] = {}
+    city = get_city(session, draft.city)
+    service = find_service(session, city, (draft.service_code or "").strip())
+    if service is None:
+        raise ValidationFailed({"service_code": f"unknown category {draft.service_code!r}"})
+    if draft.channel not in CHANNELS:
+        errors["channel"] = f"unknown channel {draft.channel!r}"
+
+    answers, answer_errors = validate_answers(service, draft.attributes or {})
+    errors.update(answer_errors)
+
+    description = _clean(draft.description)
+    if description and len(description) > MAX_DESCRIPTION:
+        errors["description"] = f"Keep the description to at most {MAX_DESCRIPTION} characters"
+    elif description and HTML_TAG.search(description):
+        errors["description"] = "The description must be plain text, without HTML"
+
+    name = _clean(draft.contact_name)
+    email = _clean(draft.contact_email)
+    phone = _clean(draft.contact_phone)
+    if name and len(name) > 200:
+        errors["contact_name"] = "Keep the name to at most 200 characters"
+    if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+        errors["contact_email"] = f"{email!r} is not an e-mail address"
+    if phone and not PHONE_RE.match(phone):
+        errors["contact_phone"] = f"{phone!r} is not a phone number"
+    anonymous = bool(draft.anonymous) or not (name or email or phone)
+    if draft.anonymous:
+        name = email = phone = None
+    if service.contact_required and not (email or phone):
+        errors["contact_email"] = f"{service.name} reports need an e-mail address or phone number"
+
+    media_url = _clean(draft.media_url)
+    if media_url and not re.match(r"^https?://[^\s<>\"]+$", media_url):
+        errors["media_url"] = "media_url must be an http(s) URL"
+
+    processed: list[ProcessedPhoto] = []
+    try:
+        processed = process_photos(draft.photos)
+    except InvalidInput as exc:
+        errors[exc.field or "photos"] = str(exc)
+
+    coords = None
+    photo_location_used = False
+    if draft.lat is not None or draft.lon is not None:
+        coords = _valid_coordinates(draft.lat, draft.lon)
+        if coords is None:
+            errors["location"] = "The location must be a latitude and longitude in degrees"
+    elif draft.use_photo_location:
+        gps = next((p.gps for p in processed if p.gps), None)
+        if gps is not None:
+            coords = (gps[1], gps[0])
+            photo_location_used = True
+    if coords is not None and "location" not in errors:
+        if not point_in_city(session, city, coords[1], coords[0]):
+            errors["location"] = (
+                f"This spot is outside {city.name}. Move the pin inside the city boundary."
+            )
+    if coords is None and "location" not in errors and not draft.allow_missing_location:
+        errors["location"] = "Show where the problem is: put a pin on the map or give an address"
+
+    if errors:
+        raise ValidationFailed(errors)
+
+    now = now or now_utc()
+    year = now.astimezone(ZoneInfo(city.timezone)).year
+    (public_id,) = public_ids.allocate(session, city, year)
+    token = secrets.token_urlsafe(24)
+    request = ServiceRequest(
+        jurisdiction_id=city.id,
+        public_id=public_id,
+        token=token,
+        service_id=service.id,
+        status=Status.NEW.value,
+        priority="normal",
+        location=from_shape(Point(coords[1], coords[0]), srid=4326) if coords else None,
+        address=_clean(draft.address),
+        description=description,
+        channel=draft.channel,
+        contact_name=name,
+        contact_email=email,
+        contact_phone=phone,
+        anonymous=anonymous,
+        notify_updates=bool(draft.notify_updates),
+        needs_location=coords is None,
+        attributes=answers or None,
+        media_url=media_url,
+        device_id=_clean(draft.device_id),
+        account_id=_clean(draft.account_id),
+        requested_at=now,
+        updated_at=now,
+    )
+    request.service = service
+    session.add(request)
+    session.flush()
+    for photo in processed:
+        store_photo(media_dir, photo)
+        session.add(
+            Photo(
+                request_id=request.id,
+                content_hash=photo.content_hash,
+                stage="report",
+                mime_type=photo.mime_type,
+                width=photo.width,
+                height=photo.height,
+                bytes=photo.size,
+                original_key=photo.original_key,
+                public_key=photo.public_key,
+                thumb_key=photo.thumb_key,
+            )
+        )
+    session.add(
+        RequestEvent(
+            request_id=request.id,
+            at=now,
+            kind="submitted",
+            to_value=Status.NEW.value,
+            note=f"Reported via {draft.channel}",
+            public=True,
+            actor_label="resident" if draft.channel in ("web", "mobile", "api") else draft.channel,
+        )
+    )
+    if coords is not None:
+        from routing.engine import route_request
+
+        route_request(session, request)
+    if email:
+        _acknowledge(session, request, city, service, email, public_base_url)
+    session.flush()
+    return SubmitResult(request, token, service.notice, photo_location_used)
+
+
+def tracking_url(public_base_url: str, request: ServiceRequest) -> str:
+    return f"{public_base_url}/requests/{request.public_id}?token={request.token}"
+
+
+def _acknowledge(session, request, city, service, email, public_base_url) -> None:
+    link = tracking_url(public_base_url, request)
+    body = (
+        f"Thank you. Your report to {city.name} has been received.\n\n"
+        f"Reference: {request.public_id}\n"
+        f"Category: {service.name}\n"
+        + (f"Where: {request.address}\n" if request.address else "")
+        + (f"Routed to: {request.routing_explanation}\n" if request.routing_explanation else "")
+        + f"\nFollow it here (keep this link private): {link}\n"
+        f"How we triage reports: {public_base_url}/help/triage\n"
+    )
+    enqueue(
+        session,
+        kind="acknowledgement",
+        to_addr=email,
+        subject=f"[{request.public_id}] We received your report: {service.name}",
+        body_text=body,
+        public_base_url=public_base_url,
+        request=request,
+    )
+
+
+def get_request(session: Session, public_id: str) -> ServiceRequest:
+    req = session.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+    if req is None:
+        raise NotFound(f"no request {public_id!r}")
+    return req
