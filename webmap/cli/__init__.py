@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Command modules register themselves on ``cli``.
-from webmap.cli import city, db, demo, generate, route, zones  # noqa: E402,F401,I001
+from webmap.cli import apikey, city, db, demo, generate, route, zones  # noqa: E402,F401,I001

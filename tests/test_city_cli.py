@@ -1,0 +1,260 @@
+"""``civicpin city ...`` and ``civicpin zones ...`` through the real command line."""
+
+from __future__ import annotations
+
+import shutil
+
+import geopandas as gpd
+import pytest
+import sqlalchemy as sa
+from shapely.geometry import box
+
+from spatial.models import Service, ServiceRequest
+from spatial.settings import PROJECT_ROOT
+from spatial.zones import create_city, import_layer
+
+LA_NC = PROJECT_ROOT / "intake/demo/data/los_angeles/la_neighborhood_councils.geojson"
+TABLES = ("jurisdiction", "zone_layer", "zone")
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
+
+
+def write_squares(path, codes: list[str]) -> None:
+    """One 0.01-degree square per code, side by side, near downtown Los Angeles."""
+    gpd.GeoDataFrame(
+        {"code": codes, "name": [f"Zone {c}" for c in codes]},
+        geometry=[
+            box(-118.3 + 0.01 * i, 34.0, -118.29 + 0.01 * i, 34.01) for i in range(len(codes))
+        ],
+        crs=4326,
+    ).to_file(path, driver="GeoJSON")
+
+
+@pytest.fixture
+def files(tmp_path):
+    good = tmp_path / "good.geojson"
+    write_squares(good, ["1", "2", "3"])
+    dup = tmp_path / "dup.geojson"
+    write_squares(dup, ["1", "2", "1"])
+    text = tmp_path / "notes.geojson"
+    text.write_text("Zones to draw next week: north, south\n")
+    points = tmp_path / "points.geojson"
+    gpd.GeoDataFrame(geometry=gpd.points_from_xy([-118.3], [34.0]), crs=4326).to_file(points)
+    return {
+        "good": good,
+        "dup": dup,
+        "text": text,
+        "points": points,
+        "missing": tmp_path / "nope.geojson",
+    }
+
+
+@pytest.fixture
+def city_with_layer(sessions, files):
+    with sessions.begin() as s:
+        city = create_city(s, "sq", "Squares", "America/Los_Angeles", files["good"])
+        import_layer(s, city, files["good"], "blocks")
+
+
+BAD_COMMANDS = {
+    "missing file": (
+        ["zones", "import", "{missing}", "--city", "sq", "--layer", "x"],
+        "does not exist",
+    ),
+    "text renamed .geojson": (
+        ["zones", "import", "{text}", "--city", "sq", "--layer", "x"],
+        "notes.geojson is not a readable GeoJSON file",
+    ),
+    "unknown code field": (
+        ["zones", "import", "{good}", "--city", "sq", "--layer", "blocks", "--code-field", "ward"],
+        "no field 'ward' for the zone code; available fields: code, name",
+    ),
+    "duplicate codes": (
+        ["zones", "import", "{dup}", "--city", "sq", "--layer", "blocks"],
+        "must be unique; duplicated: '1'",
+    ),
+    "unknown city": (
+        ["zones", "import", "{good}", "--city", "atlantis", "--layer", "x"],
+        "no city with slug 'atlantis'",
+    ),
+    "bad layer name": (
+        ["zones", "import", "{good}", "--city", "sq", "--layer", "Bad Name"],
+        "layer 'Bad Name' must be lower-case",
+    ),
+    "bad timezone": (
+        [
+            "city",
+            "create",
+            "new",
+            "--name",
+            "New",
+            "--timezone",
+            "Mars/Olympus_Mons",
+            "--boundary",
+            "{good}",
+        ],
+        "unknown time zone 'Mars/Olympus_Mons'",
+    ),
+    "duplicate slug": (
+        ["city", "create", "sq", "--name", "Again", "--timezone", "UTC", "--boundary", "{good}"],
+        "a city with slug 'sq' already exists",
+    ),
+    "bad prefix": (
+        [
+            "city",
+            "create",
+            "new",
+            "--name",
+            "New",
+            "--timezone",
+            "UTC",
+            "--boundary",
+            "{good}",
+            "--prefix",
+            "no-way",
+        ],
+        "prefix 'no-way' must be 1-8 upper-case letters or digits",
+    ),
+    "boundary of points": (
+        ["city", "create", "new", "--name", "New", "--timezone", "UTC", "--boundary", "{points}"],
+        "points.geojson has no polygon geometries (found Point)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMMANDS))
+def test_bad_input_gives_one_line_and_writes_nothing(cli, engine, files, city_with_layer, case):
+    args, expected = BAD_COMMANDS[case]
+    before = counts(engine)
+    assert before == {"jurisdiction": 1, "zone_layer": 1, "zone": 3}
+    res = cli(*[a.format(**files) for a in args])
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("civicpin: error: ")
+    assert expected in lines[0]
+    assert res.stdout == ""
+    assert counts(engine) == before
+
+
+def test_city_create_then_list(cli, tmp_path):
+    boundary = tmp_path / "la.geojson"
+    shutil.copy(LA_NC, boundary)
+    res = cli("city", "list")
+    assert res.returncode == 0 and res.stdout == ""
+    res = cli(
+        "city",
+        "create",
+        "los-angeles",
+        "--name",
+        "Los Angeles",
+        "--timezone",
+        "America/Los_Angeles",
+        "--boundary",
+        str(boundary),
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "created city los-angeles (Los Angeles), public ids LA-YYYY-NNNNNN\n"
+    res = cli(
+        "city",
+        "create",
+        "springfield",
+        "--name",
+        "Springfield",
+        "--timezone",
+        "America/Chicago",
+        "--boundary",
+        str(boundary),
+        "--prefix",
+        "SPR1",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "public ids SPR1-YYYY-NNNNNN" in res.stdout
+    res = cli("city", "list")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "los-angeles\tLos Angeles\t0 requests",
+        "springfield\tSpringfield\t0 requests",
+    ]
+
+
+def test_city_list_counts_each_citys_requests(cli, sessions, files):
+    with sessions.begin() as s:
+        busy = create_city(s, "busy", "Busy Town", "UTC", files["good"])
+        create_city(s, "quiet", "Quiet Town", "UTC", files["good"])
+        service = Service(jurisdiction_id=busy.id, code="pothole", name="Pothole")
+        s.add(service)
+        s.flush()
+        s.add_all(
+            ServiceRequest(
+                jurisdiction_id=busy.id,
+                service_id=service.id,
+                public_id=f"BT-2024-{n:06d}",
+                token=f"token-{n}",
+            )
+            for n in (1, 2)
+        )
+    res = cli("city", "list")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "busy\tBusy Town\t2 requests",
+        "quiet\tQuiet Town\t0 requests",
+    ]
+
+
+def test_zones_import_twice_and_list(cli, engine, tmp_path):
+    boundary = tmp_path / "la.geojson"
+    shutil.copy(LA_NC, boundary)
+    assert (
+        cli(
+            "city",
+            "create",
+            "los-angeles",
+            "--name",
+            "Los Angeles",
+            "--timezone",
+            "America/Los_Angeles",
+            "--boundary",
+            str(boundary),
+        ).returncode
+        == 0
+    )
+    args = (
+        "zones",
+        "import",
+        str(boundary),
+        "--city",
+        "los-angeles",
+        "--layer",
+        "neighborhood-councils",
+        "--code-field",
+        "nc_id",
+        "--name-field",
+        "name",
+        "--title",
+        "Neighborhood Councils",
+    )
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    out = first.stdout.splitlines()
+    assert out[0] == "imported layer neighborhood-councils v1: 99 zones"
+    assert "features: 99, zones stored: 99" in out
+    assert "repaired: 0" in out
+    assert any(line.startswith("overlaps: ") and "pairs" in line for line in out)
+    assert any(line.startswith("  overlap 19 / 18: 8.1") for line in out)
+    assert "gaps: 0, 0.0 m2 in all" in out
+    assert "coverage of the city boundary: 100.00 %" in out
+
+    second = cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[0] == "imported layer neighborhood-councils v2: 99 zones"
+    listing = cli("zones", "list", "--city", "los-angeles")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines() == [
+        "neighborhood-councils\tv1\told\t99 zones\tNeighborhood Councils",
+        "neighborhood-councils\tv2\tcurrent\t99 zones\tNeighborhood Councils",
+    ]
+    assert counts(engine) == {"jurisdiction": 1, "zone_layer": 2, "zone": 198}
