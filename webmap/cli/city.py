@@ -30,6 +30,13 @@ def city() -> None:
 @click.option(
     "--prefix", default=None, help="Public id prefix, 1-8 of A-Z 0-9 (default: initials)."
 )
+@click.option(
+    "--fill-holes-m2",
+    type=click.FloatRange(min=0),
+    default=10_000.0,
+    show_default=True,
+    help="Fill boundary holes smaller than this many m2 (slivers between districts); 0 keeps all.",
+)
 @pass_runtime
 def city_create(
     rt: Runtime,
@@ -39,13 +46,15 @@ def city_create(
     boundary: Path,
     boundary_layer: str | None,
     prefix: str | None,
+    fill_holes_m2: float,
 ) -> None:
     """Create city SLUG whose boundary is the union of the polygons in --boundary."""
     from spatial.zones import create_city
 
     with rt.sessions().begin() as session:
         created = create_city(
-            session, slug, name, timezone, boundary, prefix=prefix, boundary_layer=boundary_layer
+            session, slug, name, timezone, boundary, prefix=prefix, boundary_layer=boundary_layer,
+            fill_holes_m2=fill_holes_m2,
         )
         line = (
             f"created city {created.slug} ({created.name}), "
