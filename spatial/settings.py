@@ -41,6 +41,7 @@ class Settings:
     port: int = 5000
     default_city: str | None = None
     log_level: str = "INFO"
+    open311_rate_limit: str = "10/60"
     secret_key_generated: bool = field(default=False, compare=False)
 
     @property
@@ -124,6 +125,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"LOG_LEVEL: {v!r} is not one of DEBUG, INFO, WARNING, ERROR")
         kw["log_level"] = v.upper()
+    if (v := get("OPEN311_RATE_LIMIT")) is not None:
+        rate, _, burst = v.partition("/")
+        try:
+            if float(rate) <= 0 or int(burst or "1") <= 0:
+                raise ValueError
+        except ValueError:
+            raise SettingsError(
+                f"OPEN311_RATE_LIMIT: {v!r} is not RATE/BURST (e.g. 10/60: 10 per second, bursts of 60)"
+            ) from None
+        kw["open311_rate_limit"] = v
     return Settings(**kw)
 
 

@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         MAX_CONTENT_LENGTH=80 * 1024 * 1024,
         JSON_SORT_KEYS=False,
+        OPEN311_RATE_LIMIT=settings.open311_rate_limit,
     )
     logging.basicConfig(level=settings.log_level)
     if engine is None:
@@ -37,9 +38,10 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
                 session.rollback()
             session.close()
 
-    from webmap import public
+    from webmap import open311, public
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(open311.bp)
     return app
 
 

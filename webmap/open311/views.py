@@ -1,0 +1,473 @@
+"""The Open311 GeoReport v2 blueprint: thin adapters from HTTP to the resources.
+
+Every URL under ``/open311/v2/`` answers in the format its suffix names, errors included:
+unknown paths (404), wrong methods (405) and our own failures come back as Open311 error
+lists, never as an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import PathConverter
+
+from intake.photos import PhotoUpload
+from intake.submit import Draft, ValidationFailed, submit
+from spatial.apikeys import ApiKeyRejected, TokenBuckets, parse_rate_limit, verify_key
+from spatial.cities import SLUG_RE, get_city
+from spatial.errors import CivicpinError, InvalidInput
+from spatial.errors import NotFound as DomainNotFound
+from spatial.models import Jurisdiction, Photo, Service, ServiceRequest, now_utc
+from webmap.app import db_session, settings_of
+from webmap.open311 import params, resources
+from webmap.open311.errors import (
+    RATE_LIMITED_CODE,
+    Open311Error,
+    bad_request,
+    error_response,
+    not_found,
+)
+from webmap.open311.openapi import openapi_document
+from webmap.open311.render import render
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/open311/v2"
+FMT = "<any(json,xml):fmt>"
+DEFAULT_RATE_LIMIT = "10/60"  # 10 POSTs a second per key, bursts of 60
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
+_PUBLIC_MEDIA = re.compile(r"^public/[0-9a-f]{2}/[0-9a-f]{64}(?:_t)?\.jpg$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Submit's field names -> the Open311 parameter a client has to fix.
+_PARAM_OF_FIELD = {
+    "location": "lat/long",
+    "contact_email": "email",
+    "contact_phone": "phone",
+    "contact_name": "first_name/last_name",
+    "photos": "media",
+}
+
+bp = Blueprint("open311", __name__, template_folder="templates")
+
+
+class _AnyPath(PathConverter):
+    """Like ``path``, but also across line breaks (``%0A``), which ``path`` does not match:
+    without it such a URL would miss the catch-all and get Flask's HTML 404."""
+
+    regex = "(?s:[^/].*?)"
+
+
+@bp.record_once
+def _register_converter(state) -> None:
+    # Runs before the blueprint's rules are added (it is recorded first).
+    state.app.url_map.converters.setdefault("open311_anypath", _AnyPath)
+
+
+# --- plumbing ----------------------------------------------------------------------
+
+
+def _is_api_path() -> bool:
+    return request.path == PREFIX or request.path.startswith(PREFIX + "/")
+
+
+@bp.before_request
+def _reject_nul() -> None:
+    # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
+    if "\x00" in request.path or any(
+        "\x00" in str(k) or "\x00" in str(v) for k, v in request.values.items(multi=True)
+    ):
+        raise bad_request("parameters must not contain NUL characters")
+
+
+@bp.after_request
+def _cors(resp: Response) -> Response:
+    if _is_api_path():
+        # Public data, and keys are not cookies: any web app may call the API.
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+@bp.errorhandler(Exception)
+def _on_error(exc: Exception):
+    session = g.get("db_session")
+    if session is not None:
+        try:
+            session.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection must not turn into an HTML 500
+            log.exception("rollback after a failed Open311 request failed too")
+    if not _is_api_path():
+        if isinstance(exc, HTTPException):
+            return exc
+        raise exc
+    if isinstance(exc, Open311Error):
+        return error_response(exc)
+    if isinstance(exc, HTTPException):
+        code = exc.code or 400
+        if code == 404:
+            return error_response(not_found("not found"))
+        if code == 405:
+            return error_response(Open311Error(405, f"method {request.method} is not allowed here"))
+        if code == 413:
+            return error_response(bad_request("the request is too large"))
+        return error_response(bad_request(exc.description or exc.name))
+    if isinstance(exc, CivicpinError):
+        return error_response(bad_request(str(exc)))
+    # The spec's "general service error": 400, and the client should tell us.
+    log.exception("Open311 %s %s failed", request.method, request.path)
+    return error_response(
+        bad_request("general service error: the request could not be processed; please tell us")
+    )
+
+
+def _buckets() -> TokenBuckets:
+    ext = current_app.extensions.setdefault("open311", {})
+    if "buckets" not in ext:
+        rate, burst = parse_rate_limit(
+            str(current_app.config.get("OPEN311_RATE_LIMIT", DEFAULT_RATE_LIMIT))
+        )
+        ext["buckets"] = TokenBuckets(rate, burst)
+    return ext["buckets"]
+
+
+def _base_url() -> str:
+    return settings_of(current_app).public_base_url
+
+
+def _city(session) -> Jurisdiction:
+    """The jurisdiction named by ``jurisdiction_id``, or the only one served."""
+    slug = params.opt("jurisdiction_id")
+    if slug is None:
+        try:
+            return get_city(session, None)
+        except DomainNotFound:
+            raise not_found("no jurisdiction is served here yet") from None
+        except InvalidInput:
+            slugs = session.scalars(
+                sa.select(Jurisdiction.slug).order_by(Jurisdiction.slug).limit(20)
+            ).all()
+            raise bad_request(
+                "jurisdiction_id was not provided: this endpoint serves several jurisdictions "
+                f"({', '.join(slugs)})"
+            ) from None
+    if SLUG_RE.match(slug):
+        city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == slug))
+        if city is not None:
+            return city
+    raise not_found(f"jurisdiction_id {params.shown(slug)} was not found")
+
+
+def _tz(city: Jurisdiction):
+    return resources.zone_of(city.timezone)
+
+
+# --- read endpoints ----------------------------------------------------------------
+
+
+@bp.get(f"{PREFIX}/discovery.{FMT}")
+def discovery(fmt: str):
+    session = db_session()
+    if params.opt("jurisdiction_id") is not None:
+        cities = [_city(session)]
+    else:
+        cities = list(session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.slug)))
+    return render(fmt, "discovery", resources.discovery(session, cities, _base_url()))
+
+
+@bp.get(f"{PREFIX}/services.{FMT}")
+def services(fmt: str):
+    session = db_session()
+    return render(fmt, "services", resources.services(session, _city(session)))
+
+
+@bp.get(f"{PREFIX}/services/<code>.{FMT}")
+def service_definition(code: str, fmt: str):
+    session = db_session()
+    city = _city(session)
+    service = resources.find_public_service(session, city, code) if len(code) <= 64 else None
+    if service is None:
+        raise not_found(f"service_code {params.shown(code)} was not found")
+    return render(fmt, "service_definition", resources.service_definition(service))
+
+
+def _request_query(city: Jurisdiction) -> resources.RequestQuery:
+    tz = _tz(city)
+    extended = params.flag("extensions")
+    page = params.integer("page", 1, 1, 1_000_000)
+    page_size = params.integer("page_size", params.MAX_PAGE_SIZE, 1, params.MAX_PAGE_SIZE)
+    ids = params.comma_list("service_request_id", max_len=32)
+    if ids is not None:
+        return resources.RequestQuery(ids=ids, page=page, page_size=page_size, extended=extended)
+    start, end = params.when("start_date", tz), params.when("end_date", tz)
+    updated_after = params.when("updated_after", tz)
+    if not (updated_after is not None and start is None and end is None):
+        # Without a date range, a client asking for changes wants them whatever the
+        # request date; otherwise the spec's 90-day window applies.
+        start, end = params.window(start, end, now_utc())
+    return resources.RequestQuery(
+        service_codes=params.comma_list("service_code", max_len=64),
+        start=start,
+        end=end,
+        statuses=params.statuses(),
+        bbox=params.bbox(),
+        updated_after=updated_after,
+        page=page,
+        page_size=page_size,
+        extended=extended,
+    )
+
+
+@bp.get(f"{PREFIX}/requests.{FMT}")
+def list_requests(fmt: str):
+    session = db_session()
+    city = _city(session)
+    query = _request_query(city)
+    return render(fmt, "service_requests", resources.requests(session, city, query, _base_url()))
+
+
+@bp.get(f"{PREFIX}/requests/<request_id>.{FMT}")
+def one_request(request_id: str, fmt: str):
+    session = db_session()
+    city = _city(session)
+    found = []
+    if len(request_id) <= 32:
+        query = resources.RequestQuery(ids=[request_id], extended=params.flag("extensions"))
+        found = resources.requests(session, city, query, _base_url())
+    if not found:
+        raise not_found(f"service_request_id {params.shown(request_id)} was not found")
+    return render(fmt, "service_requests", found)
+
+
+@bp.get(f"{PREFIX}/tokens/<token>.{FMT}")
+def token(token: str, fmt: str):
+    session = db_session()
+    city = _city(session)
+    public_id = resources.request_by_token(session, city, token) if _TOKEN.match(token) else None
+    if public_id is None:
+        raise not_found(f"token {params.shown(token, 12)} was not found")
+    return render(fmt, "service_requests", [{"service_request_id": public_id, "token": token}])
+
+
+@bp.get(f"{PREFIX}/servicerequestupdates.{FMT}")
+def request_updates(fmt: str):
+    session = db_session()
+    city = _city(session)
+    tz = _tz(city)
+    start, end = params.window(
+        params.when("start_date", tz), params.when("end_date", tz), now_utc()
+    )
+    page = params.integer("page", 1, 1, 1_000_000)
+    page_size = params.integer("page_size", params.MAX_PAGE_SIZE, 1, params.MAX_PAGE_SIZE)
+    rows = resources.updates(session, city, start, end, page, page_size, _base_url())
+    return render(fmt, "service_request_updates", rows)
+
+
+# --- POST a request ----------------------------------------------------------------
+
+
+def _attributes() -> dict[str, str | list[str]]:
+    answers: dict[str, str | list[str]] = {}
+    for key in request.values.keys():
+        if not key.startswith("attribute["):
+            continue
+        m = _ATTRIBUTE.match(key)
+        if m is None:
+            raise bad_request(
+                f"{params.shown(key)} is not an attribute parameter: "
+                "use attribute[CODE]=value or attribute[CODE][]=value"
+            )
+        code, multi = m[1], bool(m[2])
+        values = request.values.getlist(key)
+        if multi or len(values) > 1 or isinstance(answers.get(code), list):
+            previous = answers.get(code)
+            merged = previous if isinstance(previous, list) else ([previous] if previous else [])
+            answers[code] = merged + values
+        else:
+            answers[code] = values[0]
+    return answers
+
+
+def _limited(name: str, limit: int) -> str | None:
+    value = params.opt(name)
+    if value is not None and len(value) > limit:
+        raise bad_request(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _location(session, city: Jurisdiction) -> tuple[float | None, float | None, str | None]:
+    """(lat, long, address) from lat/long, address_id or address_string, in that order."""
+    lat_s, lon_s = params.opt("lat"), params.opt("long")
+    address = _limited("address_string", 500)
+    address_id = params.opt("address_id")
+    if lat_s is not None or lon_s is not None:
+        if lat_s is None or lon_s is None:
+            raise bad_request("lat and long must be sent together")
+        lat, lon = params.number("lat", lat_s), params.number("long", lon_s)
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise bad_request("lat must be within -90..90 and long within -180..180 degrees")
+        return lat, lon, address
+    if address_id is not None:
+        point = None
+        if re.fullmatch(r"[0-9]{1,12}", address_id):
+            point = resources.address_by_id(session, city, int(address_id))
+        if point is None:
+            raise bad_request(f"address_id {params.shown(address_id)} is not a known address")
+        lat, lon = resources.point_lat_lon(session, point)
+        return lat, lon, address or point.address
+    if address is not None:
+        point = resources.match_address(session, city, address)
+        if point is None:
+            raise bad_request(
+                f"address_string {params.shown(address)} matches no known address of "
+                f"{city.name}: send lat and long instead"
+            )
+        lat, lon = resources.point_lat_lon(session, point)
+        return lat, lon, point.address
+    return None, None, None
+
+
+@bp.post(f"{PREFIX}/requests.{FMT}")
+def create_request(fmt: str):
+    session = db_session()
+    city = _city(session)
+    try:
+        key = verify_key(session, params.opt("api_key"), city)
+    except ApiKeyRejected as exc:
+        raise Open311Error(403, f"{exc} -- can't proceed with create_request") from None
+    if session.dirty:
+        session.commit()  # keep last_used_at even if the request below is refused
+    wait = _buckets().take(key.id)
+    if wait > 0:
+        raise Open311Error(
+            403,
+            [
+                (
+                    RATE_LIMITED_CODE,
+                    f"rate limit of this api_key exceeded: retry in {math.ceil(wait)} s",
+                )
+            ],
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    code = params.opt("service_code")
+    if code is None:
+        raise bad_request("service_code was not provided")
+    if len(code) > 64 or resources.find_public_service(session, city, code) is None:
+        raise not_found(f"service_code {params.shown(code)} was not found")
+    attributes = _attributes()
+    lat, lon, address = _location(session, city)
+    first, last = _limited("first_name", 100), _limited("last_name", 100)
+    draft = Draft(
+        city=city.slug,
+        service_code=code,
+        lat=lat,
+        lon=lon,
+        address=address,
+        description=request.values.get("description"),
+        attributes=attributes,
+        photos=[
+            PhotoUpload(f.filename or "media", f.read()) for f in request.files.getlist("media")
+        ],
+        contact_name=" ".join(p for p in (first, last) if p) or None,
+        contact_email=_limited("email", 254),
+        contact_phone=_limited("phone", 50),
+        channel="api",
+        media_url=_limited("media_url", 2000),
+        device_id=_limited("device_id", 200),
+        account_id=_limited("account_id", 200),
+    )
+    settings = settings_of(current_app)
+    try:
+        result = submit(
+            session, draft, media_dir=settings.media_dir, public_base_url=settings.public_base_url
+        )
+    except ValidationFailed as exc:
+        raise Open311Error(
+            400,
+            [(400, f"{_PARAM_OF_FIELD.get(f, f)}: {msg}") for f, msg in exc.errors.items()],
+        ) from None
+    answer = {
+        "service_request_id": result.request.public_id,
+        "token": result.token,
+        "service_notice": result.notice or None,
+    }
+    session.commit()
+    return render(fmt, "service_requests", [answer])
+
+
+# --- description, docs, media, and the catch-all ----------------------------------------
+
+
+@bp.get(f"{PREFIX}/openapi.json")
+def openapi():
+    return jsonify(openapi_document(db_session()))
+
+
+@bp.get(f"{PREFIX}/")
+def root():
+    return redirect(url_for("open311.docs"))
+
+
+@bp.get(f"{PREFIX}/docs")
+def docs():
+    return render_template(
+        "open311/docs.html", spec=openapi_document(db_session()), base_url=_base_url() + PREFIX
+    )
+
+
+@bp.get("/media/public/<path:rest>")
+def public_media(rest: str):
+    """A public (EXIF-free) photo copy, only if it belongs to a non-private request."""
+    key = f"public/{rest}"
+    if not _PUBLIC_MEDIA.match(key):
+        raise NotFound()
+    session = db_session()
+    allowed = session.scalar(
+        sa.select(Photo.id)
+        .join(ServiceRequest, ServiceRequest.id == Photo.request_id)
+        .join(Service, Service.id == ServiceRequest.service_id)
+        .where(sa.or_(Photo.public_key == key, Photo.thumb_key == key), Service.private.is_(False))
+        .limit(1)
+    )
+    if allowed is None:
+        raise NotFound()
+    return send_from_directory(
+        settings_of(current_app).media_dir, key, mimetype="image/jpeg", max_age=86400
+    )
+
+
+@bp.route(f"{PREFIX}/<open311_anypath:rest>", methods=ALL_METHODS)
+def unknown(rest: str):
+    """Paths we do not serve (404) and methods a resource does not have (405)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = set()
+    for method in ("GET", "POST"):
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)
+        except HTTPException:
+            continue
+        if rule.endpoint != request.endpoint:
+            allowed |= set(rule.methods or ())
+    if allowed and request.method not in allowed:
+        allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        raise Open311Error(
+            405, f"method {request.method} is not allowed here (use {allow})", {"Allow": allow}
+        )
+    raise not_found(
+        f"{params.shown(request.path, 100)} is not an Open311 resource (see {PREFIX}/discovery.xml)"
+    )
