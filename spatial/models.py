@@ -282,9 +282,11 @@ class ServiceRequest(Base):
     notify_updates: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     department_id: Mapped[int | None] = mapped_column(sa.ForeignKey("department.id"), index=True)
     crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id"), index=True)
-    zone_id: Mapped[int | None] = mapped_column(sa.ForeignKey("zone.id", ondelete="SET NULL"))
+    zone_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("zone.id", ondelete="SET NULL"), index=True
+    )
     rule_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("routing_rule.id", ondelete="SET NULL")
+        sa.ForeignKey("routing_rule.id", ondelete="SET NULL"), index=True
     )
     ruleset_version: Mapped[int | None] = mapped_column(sa.Integer)
     routing_explanation: Mapped[str | None] = mapped_column(sa.Text)
@@ -296,7 +298,7 @@ class ServiceRequest(Base):
     closed_at: Mapped[datetime | None] = mapped_column(TS)
     close_reason: Mapped[str | None] = mapped_column(sa.Text)
     duplicate_of_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("service_request.id", ondelete="SET NULL")
+        sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
     needs_location: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -477,7 +479,7 @@ class InboundEmail(Base):
     outcome: Mapped[str] = mapped_column(sa.String(32))
     detail: Mapped[str | None] = mapped_column(sa.Text)
     request_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("service_request.id", ondelete="SET NULL")
+        sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
 
 
