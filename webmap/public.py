@@ -1,10 +1,156 @@
-"""Public pages (placeholder until the map page lands)."""
+"""Public pages: the city map (``/``) and the bbox API its pins come from."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
+
+from spatial.cities import get_city, validate_slug
+from spatial.errors import CivicpinError, InvalidInput, NotFound
+from spatial.models import Jurisdiction, Status
+from webmap.app import db_session, settings_of
+from webmap.mapping import (
+    build_city_map,
+    city_overview,
+    parse_bbox,
+    parse_zoom,
+    requests_in_bbox,
+)
 
 bp = Blueprint("public", __name__)
+
+LEGEND = (
+    (Status.NEW.value, "New"),
+    (Status.ACKNOWLEDGED.value, "Acknowledged"),
+    (Status.IN_PROGRESS.value, "In progress"),
+    (Status.REFERRED.value, "Referred"),
+    (Status.RESOLVED.value, "Resolved"),
+    (Status.CLOSED.value, "Closed"),
+    ("other", "Other closed"),
+)
+
+
+def csp_nonce() -> str:
+    """A fresh nonce per response for the one inline script folium generates."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(18)
+    return g.csp_nonce
+
+
+def tile_source(tile_url: str) -> str | None:
+    """The CSP source expression for the tile server, or None without tiles."""
+    if not tile_url or tile_url.lower() == "none":
+        return None
+    parts = urlsplit(tile_url)
+    host = parts.netloc
+    if host.startswith("{s}."):
+        host = "*." + host[4:]
+    if "{" in host:
+        return f"{parts.scheme}:"
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policy(nonce: str | None, tile_url: str) -> str:
+    """Only this server (plus the tile host for images); inline script only by nonce.
+
+    folium renders the map as one inline script; the nonce lets exactly that script run
+    without 'unsafe-inline'. Its inline <style> blocks are dropped (our stylesheet does
+    the sizing), so styles need no exception either.
+    """
+    scripts = "'self'" + (f" 'nonce-{nonce}'" if nonce else "")
+    images = "'self' data:"
+    if (tiles := tile_source(tile_url)) is not None:
+        images += f" {tiles}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {scripts}",
+            "style-src 'self'",
+            f"img-src {images}",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    settings = settings_of(current_app)
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        content_security_policy(g.get("csp_nonce"), settings.tile_url),
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def _city_slug() -> str | None:
+    slug = request.args.get("city") or settings_of(current_app).default_city
+    return validate_slug(slug, "city") if slug else None
+
+
+def _message(heading: str, message: str, status: int) -> tuple[str, int]:
+    return render_template("message.html", heading=heading, message=message), status
 
 
 @bp.get("/")
 def index():
-    return "civicpin"
+    """The map of the city: boundary, zone outlines, and clustered request pins."""
+    session = db_session()
+    try:
+        slug = _city_slug()
+        city = get_city(session, slug)
+    except NotFound as exc:
+        if slug is None:
+            return render_template("no_city.html", heading="No city yet"), 200
+        return _message("City not found", str(exc), 404)
+    except InvalidInput as exc:
+        if exc.field == "city" and request.args.get("city") is None:
+            cities = session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.name)).all()
+            return render_template("choose_city.html", heading="Choose a city", cities=cities)
+        return _message("Bad request", str(exc), 400)
+
+    overview = city_overview(session, city)
+    settings = settings_of(current_app)
+    parts = build_city_map(
+        overview,
+        static_url=lambda path: url_for("static", filename=path),
+        requests_url=url_for("public.map_requests"),
+        tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution,
+    )
+    return render_template(
+        "map.html", city=overview, map=parts, legend=LEGEND, csp_nonce=csp_nonce()
+    )
+
+
+@bp.get("/api/map/requests")
+def map_requests():
+    """GeoJSON of at most ``MAX_PINS`` public requests in ``bbox`` (newest first)."""
+    session = db_session()
+    try:
+        bbox = parse_bbox(request.args.get("bbox"))
+        zoom = parse_zoom(request.args.get("zoom"))
+        city = get_city(session, _city_slug())
+    except CivicpinError as exc:
+        status = 404 if isinstance(exc, NotFound) else 400
+        body = {"error": str(exc)}
+        if getattr(exc, "field", None):
+            body["field"] = exc.field
+        return jsonify(body), status
+    return jsonify(requests_in_bbox(session, city, bbox, zoom=zoom))
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness with a database round trip, for load balancers and compose."""
+    db_session().execute(sa.text("SELECT 1"))
+    return jsonify({"status": "ok"})
