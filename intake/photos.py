@@ -29,7 +29,12 @@ MAX_PIXELS = 50_000_000
 MAX_PHOTOS = 5
 PUBLIC_MAX_SIDE = 2048
 THUMB_MAX_SIDE = 320
-ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+ALLOWED_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
 

@@ -52,7 +52,10 @@ class ValidationFailed(InvalidInput):
     def __init__(self, errors: dict[str, str]):
         self.errors = dict(errors)
         first_field, first_msg = next(iter(self.errors.items()))
-        super().__init__(first_msg if len(errors) == 1 else f"{first_msg} (and {len(errors) - 1} more)", field=first_field)
+        super().__init__(
+            first_msg if len(errors) == 1 else f"{first_msg} (and {len(errors) - 1} more)",
+            field=first_field,
+        )
 
 
 @dataclass

@@ -151,9 +151,7 @@ class EmbeddedCluster:
 
     def url(self, dbname: str = DB_NAME) -> str:
         st = self.state()
-        return (
-            f"postgresql+psycopg2://{DB_USER}:{st['password']}@127.0.0.1:{st['port']}/{dbname}"
-        )
+        return f"postgresql+psycopg2://{DB_USER}:{st['password']}@127.0.0.1:{st['port']}/{dbname}"
 
     # -- running commands as the server's OS user -------------------------------------
     def _run(self, args: list[str], check: bool = True, timeout: int = 120):
@@ -336,5 +334,7 @@ def embedded_url(var_dir: Path, start: bool = True) -> str:
     if start:
         cluster.start()
     elif not cluster.exists():
-        raise EmbeddedDatabaseError("the embedded database does not exist yet: run 'civicpin db up'")
+        raise EmbeddedDatabaseError(
+            "the embedded database does not exist yet: run 'civicpin db up'"
+        )
     return cluster.url()

@@ -395,9 +395,7 @@ class Follower(Base):
 class User(Base):
     __tablename__ = "app_user"
     __table_args__ = (
-        sa.CheckConstraint(
-            "role IN ('agent','dispatcher','crew','planner','admin')", name="role"
-        ),
+        sa.CheckConstraint("role IN ('agent','dispatcher','crew','planner','admin')", name="role"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -485,9 +483,7 @@ class InboundEmail(Base):
 
 class SurveyResponse(Base):
     __tablename__ = "survey_response"
-    __table_args__ = (
-        sa.CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
-    )
+    __table_args__ = (sa.CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(

@@ -21,7 +21,9 @@ def allocate(session: Session, city: Jurisdiction, year: int, count: int = 1) ->
         .returning(PublicIdCounter.last_value)
     )
     last = session.execute(stmt).scalar_one()
-    return [format_public_id(city.public_id_prefix, year, n) for n in range(last - count + 1, last + 1)]
+    return [
+        format_public_id(city.public_id_prefix, year, n) for n in range(last - count + 1, last + 1)
+    ]
 
 
 def format_public_id(prefix: str, year: int, number: int) -> str:

@@ -40,7 +40,10 @@ class PgServer:
 
     def admin(self):
         conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=DB_USER, password=self.password,
+            host="127.0.0.1",
+            port=self.port,
+            user=DB_USER,
+            password=self.password,
             dbname="postgres",
         )
         conn.autocommit = True

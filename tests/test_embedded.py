@@ -52,8 +52,11 @@ def test_cluster_in_a_folder_the_server_user_cannot_reach(tmp_path_factory):
         st = cluster.state()
         assert oct((base / "var" / "embedded-db.json").stat().st_mode & 0o777) == "0o600"
         conn = psycopg2.connect(
-            host="127.0.0.1", port=st["port"], user="civicpin",
-            password=st["password"], dbname="civicpin",
+            host="127.0.0.1",
+            port=st["port"],
+            user="civicpin",
+            password=st["password"],
+            dbname="civicpin",
         )
         with conn.cursor() as cur:
             cur.execute("SELECT current_user")
@@ -67,8 +70,11 @@ def test_cluster_in_a_folder_the_server_user_cannot_reach(tmp_path_factory):
         # a wrong password is refused: the cluster is not open to anyone on the machine
         with pytest.raises(psycopg2.OperationalError):
             psycopg2.connect(
-                host="127.0.0.1", port=st["port"], user="civicpin",
-                password="wrong", dbname="civicpin",
+                host="127.0.0.1",
+                port=st["port"],
+                user="civicpin",
+                password="wrong",
+                dbname="civicpin",
             )
         # stop and start again keep the data
         assert cluster.stop() is True

@@ -58,8 +58,14 @@ CONTACT = {
     "device_id": "device-7f3a9c",
     "account_id": "acct-4242-secret",
 }
-SECRETS = ["Zebedee", "Quartermaine", "zebedee.q@example.org", "867 5309", "device-7f3a9c",
-           "acct-4242-secret"]
+SECRETS = [
+    "Zebedee",
+    "Quartermaine",
+    "zebedee.q@example.org",
+    "867 5309",
+    "device-7f3a9c",
+    "acct-4242-secret",
+]
 
 
 @pytest.fixture
@@ -74,8 +80,13 @@ def api(app, sessions):
 
 def post(api, fmt: str = "json", **fields):
     data = MultiDict(
-        {"api_key": api.key, "service_code": "pothole", "lat": WEST[0], "long": WEST[1],
-         "attribute[depth]": "12"}
+        {
+            "api_key": api.key,
+            "service_code": "pothole",
+            "lat": WEST[0],
+            "long": WEST[1],
+            "attribute[depth]": "12",
+        }
     )
     for name, value in fields.items():
         name = name.replace("__", "[").replace("_ARR", "][]").replace("_END", "]")
@@ -129,9 +140,13 @@ def test_services_and_definitions_conform_and_hide_private_categories(api):
     assert [s["service_code"] for s in services] == ["pothole"]  # "abuse" is private
     (pothole,) = services
     assert pothole == {
-        "service_code": "pothole", "service_name": "Pothole",
-        "description": "Holes in the road", "metadata": True, "type": "realtime",
-        "keywords": "hole, road surface", "group": "Streets",
+        "service_code": "pothole",
+        "service_name": "Pothole",
+        "description": "Holes in the road",
+        "metadata": True,
+        "type": "realtime",
+        "keywords": "hole, road surface",
+        "group": "Streets",
     }
     root = get_xml(api, "services", "services")
     (svc,) = list(root)
@@ -145,10 +160,18 @@ def test_services_and_definitions_conform_and_hide_private_categories(api):
     attrs = definition["attributes"]
     assert [a["code"] for a in attrs] == ["depth", "lane", "hazards", "seen"]
     assert [a["order"] for a in attrs] == [1, 2, 3, 4]
-    assert attrs[0] == {"variable": True, "code": "depth", "datatype": "number",
-                        "required": True, "order": 1, "description": "How deep (cm)?"}
-    assert attrs[2]["values"] == [{"key": "water", "name": "Water"},
-                                  {"key": "traffic", "name": "Traffic"}]
+    assert attrs[0] == {
+        "variable": True,
+        "code": "depth",
+        "datatype": "number",
+        "required": True,
+        "order": 1,
+        "description": "How deep (cm)?",
+    }
+    assert attrs[2]["values"] == [
+        {"key": "water", "name": "Water"},
+        {"key": "traffic", "name": "Traffic"},
+    ]
     root = get_xml(api, "services/pothole", "service_definition")
     parts = elements(root, ["service_code", "attributes"], ["service_code", "attributes"])
     xml_attrs = list(parts["attributes"])
@@ -158,7 +181,9 @@ def test_services_and_definitions_conform_and_hide_private_categories(api):
     values = list(elements(xml_attrs[2], ATTRIBUTE, [])["values"])
     assert [v.tag for v in values] == ["value", "value"]
     assert [(v.find("key").text, v.find("name").text) for v in values] == [
-        ("water", "Water"), ("traffic", "Traffic")]
+        ("water", "Water"),
+        ("traffic", "Traffic"),
+    ]
     xml_equals_json(root, definition)
 
     for fmt in ("json", "xml"):
@@ -172,7 +197,8 @@ def test_services_and_definitions_conform_and_hide_private_categories(api):
 
 def test_post_round_trip_in_json(api):
     resp = post(
-        api, "json",
+        api,
+        "json",
         attribute__hazards_ARR=["water", "traffic"],
         attribute__lane_END="left",
         description="Deep hole\r\nnext to the bus stop",
@@ -229,13 +255,39 @@ def test_post_round_trip_in_json(api):
     assert len(get_json(api, "requests", status="open")) == 1
     assert get_json(api, "requests", status="closed") == []
     today = datetime.now(LA).date()
-    assert len(get_json(api, "requests", start_date=f"{today - timedelta(days=1)}T00:00:00Z",
-                        end_date=f"{today + timedelta(days=1)}T00:00:00Z")) == 1
-    assert get_json(api, "requests", start_date="2020-01-01T00:00:00-08:00",
-                    end_date="2020-02-01T00:00:00-08:00") == []
+    assert (
+        len(
+            get_json(
+                api,
+                "requests",
+                start_date=f"{today - timedelta(days=1)}T00:00:00Z",
+                end_date=f"{today + timedelta(days=1)}T00:00:00Z",
+            )
+        )
+        == 1
+    )
+    assert (
+        get_json(
+            api,
+            "requests",
+            start_date="2020-01-01T00:00:00-08:00",
+            end_date="2020-02-01T00:00:00-08:00",
+        )
+        == []
+    )
     # service_request_id overrides the other filters
-    assert len(get_json(api, "requests", service_request_id=f"{sid},TV-1999-000001",
-                        status="closed", service_code="graffiti")) == 1
+    assert (
+        len(
+            get_json(
+                api,
+                "requests",
+                service_request_id=f"{sid},TV-1999-000001",
+                status="closed",
+                service_code="graffiti",
+            )
+        )
+        == 1
+    )
 
 
 def test_post_round_trip_in_xml(api):
@@ -255,9 +307,18 @@ def test_post_round_trip_in_xml(api):
 
     one = get_xml(api, f"requests/{sid}", "service_requests")
     assert [el.tag for el in one] == ["request"]  # a one-element list, not a bare object
-    fields = elements(one[0], REQUEST, ["service_request_id", "status", "service_code",
-                                        "service_name", "requested_datetime",
-                                        "updated_datetime"])
+    fields = elements(
+        one[0],
+        REQUEST,
+        [
+            "service_request_id",
+            "status",
+            "service_code",
+            "service_name",
+            "requested_datetime",
+            "updated_datetime",
+        ],
+    )
     assert fields["status"].text == "open"
     assert fields["service_code"].text == "pothole"
     assert fields["description"].text == "Hole in lane 2"
@@ -275,10 +336,16 @@ def test_post_round_trip_in_xml(api):
 def test_location_by_address_string_and_address_id(api):
     with api.sessions.begin() as s:
         city = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
-        point = AddressPoint(jurisdiction_id=city.id, address="1200 W Temple St",
-                             location=from_shape(Point(-118.27, 34.06), srid=4326))
-        other = AddressPoint(jurisdiction_id=city.id, address="350 S Grand Ave",
-                             location=from_shape(Point(-118.22, 34.03), srid=4326))
+        point = AddressPoint(
+            jurisdiction_id=city.id,
+            address="1200 W Temple St",
+            location=from_shape(Point(-118.27, 34.06), srid=4326),
+        )
+        other = AddressPoint(
+            jurisdiction_id=city.id,
+            address="350 S Grand Ave",
+            location=from_shape(Point(-118.22, 34.03), srid=4326),
+        )
         s.add_all([point, other])
         s.flush()
         point_id, other_id = point.id, other.id
@@ -315,8 +382,16 @@ def _count_requests(api) -> int:
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_post_errors_say_what_is_wrong_and_write_nothing(api, fmt):
-    resp = post(api, fmt, description="<b>bold</b> claim", attribute__depth_END="deep",
-                attribute__lane_END="middle", email="not-an-email", lat="34.30", long="-118.60")
+    resp = post(
+        api,
+        fmt,
+        description="<b>bold</b> claim",
+        attribute__depth_END="deep",
+        attribute__lane_END="middle",
+        email="not-an-email",
+        lat="34.30",
+        long="-118.60",
+    )
     errors = open311_errors(resp, fmt, 400)
     text = " | ".join(d for _, d in errors)
     assert {c for c, _ in errors} == {400}
@@ -353,15 +428,18 @@ def test_post_errors_say_what_is_wrong_and_write_nothing(api, fmt):
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_get_errors(api, fmt):
     def err(path, expect, **query):
-        return open311_errors(api.client.get(f"{V2}/{path}.{fmt}", query_string=query),
-                              fmt, expect)
+        return open311_errors(api.client.get(f"{V2}/{path}.{fmt}", query_string=query), fmt, expect)
 
     assert err("services", 404, jurisdiction_id="atlantis")[0][0] == 404
     assert "was not found" in err("requests/TV-2020-000999", 404)[0][1]
     assert "token" in err("tokens/nosuchtoken", 404)[0][1]
     assert "start_date" in err("requests", 400, start_date="last tuesday")[0][1]
-    assert "90 days" in err("requests", 400, start_date="2024-01-01T00:00:00Z",
-                            end_date="2024-06-01T00:00:00Z")[0][1]
+    assert (
+        "90 days"
+        in err("requests", 400, start_date="2024-01-01T00:00:00Z", end_date="2024-06-01T00:00:00Z")[
+            0
+        ][1]
+    )
     assert "before" in err("requests", 400, start_date="2024-02-01", end_date="2024-01-01")[0][1]
     assert "status" in err("requests", 400, status="pending")[0][1]
     assert "page_size" in err("requests", 400, page_size="5000")[0][1]
@@ -395,10 +473,15 @@ def test_unknown_routes_and_wrong_methods_answer_open311_errors(api):
 
 def test_several_cities_need_a_jurisdiction_id(api):
     with api.sessions.begin() as s:
-        s.add(Jurisdiction(slug="otherton", name="Otherton", timezone="Europe/Berlin",
-                           public_id_prefix="OT",
-                           boundary=from_shape(MultiPolygon([box(13.3, 52.4, 13.5, 52.6)]),
-                                               srid=4326)))
+        s.add(
+            Jurisdiction(
+                slug="otherton",
+                name="Otherton",
+                timezone="Europe/Berlin",
+                public_id_prefix="OT",
+                boundary=from_shape(MultiPolygon([box(13.3, 52.4, 13.5, 52.6)]), srid=4326),
+            )
+        )
     for fmt in ("json", "xml"):
         [(code, text)] = open311_errors(api.client.get(f"{V2}/services.{fmt}"), fmt, 400)
         assert "jurisdiction_id was not provided" in text and "otherton" in text
@@ -412,9 +495,16 @@ def test_several_cities_need_a_jurisdiction_id(api):
     resp = post(api, "json", jurisdiction_id="testville")
     assert resp.status_code == 200
     # jurisdiction_id may also come in the query string on POST
-    resp = api.client.post(f"{V2}/requests.json?jurisdiction_id=testville",
-                           data={"api_key": api.key, "service_code": "pothole",
-                                 "lat": WEST[0], "long": WEST[1], "attribute[depth]": "3"})
+    resp = api.client.post(
+        f"{V2}/requests.json?jurisdiction_id=testville",
+        data={
+            "api_key": api.key,
+            "service_code": "pothole",
+            "lat": WEST[0],
+            "long": WEST[1],
+            "attribute[depth]": "3",
+        },
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
 
 
@@ -423,9 +513,11 @@ def test_an_unexpected_failure_is_an_open311_error_not_an_html_page(api, engine)
     with engine.begin() as conn:  # the database loses a table under the running app
         conn.execute(sa.text("ALTER TABLE request_event RENAME TO request_event_gone"))
     for fmt in ("json", "xml"):
-        for resp in (api.client.get(f"{V2}/requests.{fmt}"),
-                     api.client.get(f"{V2}/requests/{sid}.{fmt}"),
-                     post(api, fmt)):
+        for resp in (
+            api.client.get(f"{V2}/requests.{fmt}"),
+            api.client.get(f"{V2}/requests/{sid}.{fmt}"),
+            post(api, fmt),
+        ):
             [(code, text)] = open311_errors(resp, fmt, 400)
             assert code == 400 and text.startswith("general service error")
             assert "request_event" not in text  # no internals leak into the answer
@@ -439,9 +531,15 @@ def test_contact_details_and_private_categories_never_appear_in_any_get(api, tmp
     with api.sessions.begin() as s:
         private = submit(
             s,
-            Draft(city="testville", service_code="abuse", lat=34.05, lon=-118.28,
-                  description="PRIVATE-REPORT-TEXT", contact_email="victim@example.org",
-                  photos=[_photo_upload()]),
+            Draft(
+                city="testville",
+                service_code="abuse",
+                lat=34.05,
+                lon=-118.28,
+                description="PRIVATE-REPORT-TEXT",
+                contact_email="victim@example.org",
+                photos=[_photo_upload()],
+            ),
             media_dir=api.app.extensions["civicpin"]["settings"].media_dir,
             public_base_url="http://127.0.0.1:5000",
         )
@@ -469,8 +567,14 @@ def test_contact_details_and_private_categories_never_appear_in_any_get(api, tmp
     bodies.append(api.client.get(f"{V2}/docs").get_data(as_text=True))
     everything = "\n".join(bodies)
     assert sid in everything
-    for secret in [*SECRETS, private_id, "PRIVATE-REPORT-TEXT", "victim@example.org",
-                   "abuse", "Abuse report"]:
+    for secret in [
+        *SECRETS,
+        private_id,
+        "PRIVATE-REPORT-TEXT",
+        "victim@example.org",
+        "abuse",
+        "Abuse report",
+    ]:
         assert secret not in everything, secret
     assert api.client.get(f"/media/{private_photo}").status_code == 404
 
@@ -488,8 +592,12 @@ def test_extensions_are_off_by_default_and_on_when_asked(api):
     media = (io.BytesIO(jpeg_bytes(lat=34.07, lon=-118.29)), "hole.jpg")
     resp = api.client.post(
         f"{V2}/requests.json",
-        data={"api_key": api.key, "service_code": "pothole", "attribute[depth]": "7",
-              "media": media},
+        data={
+            "api_key": api.key,
+            "service_code": "pothole",
+            "attribute[depth]": "7",
+            "media": media,
+        },
         content_type="multipart/form-data",
     )
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -522,13 +630,16 @@ def test_extensions_are_off_by_default_and_on_when_asked(api):
     ext_el = root[0].find("extended_attributes")
     assert ext_el.find("channel").text == "api"
     assert [p.tag for p in ext_el.find("photos")] == ["photo"]
-    assert get_xml(api, f"requests/{sid}", "service_requests")[0].find(
-        "extended_attributes") is None
+    assert (
+        get_xml(api, f"requests/{sid}", "service_requests")[0].find("extended_attributes") is None
+    )
 
 
 def test_paging_bbox_and_updated_after(api):
-    ids = [post(api, lat="34.05", long=lon).get_json()[0]["service_request_id"]
-           for lon in ("-118.29", "-118.27", "-118.21")]
+    ids = [
+        post(api, lat="34.05", long=lon).get_json()[0]["service_request_id"]
+        for lon in ("-118.29", "-118.27", "-118.21")
+    ]
     newest_first = list(reversed(ids))
     assert [r["service_request_id"] for r in get_json(api, "requests")] == newest_first
     page1 = get_json(api, "requests", page="1", page_size="2")
@@ -552,16 +663,35 @@ def test_status_notes_and_updates_in_fixmystreet_shape(api):
     with api.sessions.begin() as s:
         req = s.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == sid))
         t0 = now_utc()
-        s.add_all([
-            RequestEvent(request_id=req.id, at=t0 + timedelta(seconds=1), kind="status",
-                         from_value="new", to_value="in_progress", public=True,
-                         note="Crew on the way"),
-            RequestEvent(request_id=req.id, at=t0 + timedelta(seconds=2), kind="note",
-                         public=False, note="INTERNAL: the caller was rude"),
-            RequestEvent(request_id=req.id, at=t0 + timedelta(seconds=3), kind="status",
-                         from_value="in_progress", to_value="resolved", public=True,
-                         note="Filled on Tuesday"),
-        ])
+        s.add_all(
+            [
+                RequestEvent(
+                    request_id=req.id,
+                    at=t0 + timedelta(seconds=1),
+                    kind="status",
+                    from_value="new",
+                    to_value="in_progress",
+                    public=True,
+                    note="Crew on the way",
+                ),
+                RequestEvent(
+                    request_id=req.id,
+                    at=t0 + timedelta(seconds=2),
+                    kind="note",
+                    public=False,
+                    note="INTERNAL: the caller was rude",
+                ),
+                RequestEvent(
+                    request_id=req.id,
+                    at=t0 + timedelta(seconds=3),
+                    kind="status",
+                    from_value="in_progress",
+                    to_value="resolved",
+                    public=True,
+                    note="Filled on Tuesday",
+                ),
+            ]
+        )
         req.status = "resolved"
         req.closed_at = req.updated_at = t0 + timedelta(seconds=3)
 
@@ -571,8 +701,11 @@ def test_status_notes_and_updates_in_fixmystreet_shape(api):
 
     updates = get_json(api, "servicerequestupdates")
     statuses = [(u["status"], u.get("description")) for u in updates]
-    assert statuses == [("open", "Reported via api"), ("in_progress", "Crew on the way"),
-                        ("fixed", "Filled on Tuesday")]
+    assert statuses == [
+        ("open", "Reported via api"),
+        ("in_progress", "Crew on the way"),
+        ("fixed", "Filled on Tuesday"),
+    ]
     for u in updates:
         assert set(u) <= set(UPDATE) and u["service_request_id"] == sid
         assert isinstance(u["update_id"], str) and W3C.match(u["updated_datetime"])
@@ -595,12 +728,17 @@ def test_openapi_description_and_docs_page(api):
     spec = resp.get_json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {
-        "/discovery.{fmt}", "/services.{fmt}", "/services/{service_code}.{fmt}",
-        "/requests.{fmt}", "/requests/{service_request_id}.{fmt}", "/tokens/{token}.{fmt}",
+        "/discovery.{fmt}",
+        "/services.{fmt}",
+        "/services/{service_code}.{fmt}",
+        "/requests.{fmt}",
+        "/requests/{service_request_id}.{fmt}",
+        "/tokens/{token}.{fmt}",
         "/servicerequestupdates.{fmt}",
     }
     form = spec["paths"]["/requests.{fmt}"]["post"]["requestBody"]["content"][
-        "application/x-www-form-urlencoded"]["schema"]
+        "application/x-www-form-urlencoded"
+    ]["schema"]
     assert "attribute[depth]" in form["properties"]
     assert form["properties"]["attribute[hazards][]"]["type"] == "array"
     docs = api.client.get(f"{V2}/docs")
@@ -613,7 +751,8 @@ def test_openapi_description_and_docs_page(api):
 
     # the description's example body is a request that works
     example = spec["paths"]["/requests.{fmt}"]["post"]["requestBody"]["content"][
-        "application/x-www-form-urlencoded"]["example"]
+        "application/x-www-form-urlencoded"
+    ]["example"]
     assert example["service_code"] == "pothole" and example["attribute[depth]"] == 1
     resp = api.client.post(f"{V2}/requests.json", data={**example, "api_key": api.key})
     assert resp.status_code == 200, resp.get_data(as_text=True)

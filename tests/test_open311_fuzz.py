@@ -28,8 +28,12 @@ from tests.support.city import make_small_city
 from webmap.open311 import bp
 
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 40, schemathesis.GenerationMode.NEGATIVE: 20}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def _is_open311_error_list(resp) -> bool:
@@ -43,8 +47,13 @@ def _is_open311_error_list(resp) -> bool:
 
 
 def _fuzzer(op, strategy, examples: int, key: str, seen: dict[str, set[int]], valid: bool):
-    @settings(max_examples=examples, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def run(case):
         if op.method == "post" and isinstance(case.body, dict) and valid:
@@ -77,9 +86,14 @@ def test_fuzzing_finds_no_server_error(app, sessions, hypothesis_home):
     schema = schemathesis.openapi.from_wsgi("/open311/v2/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} == {
-        "GET /discovery.{fmt}", "GET /services.{fmt}", "GET /services/{service_code}.{fmt}",
-        "GET /requests.{fmt}", "POST /requests.{fmt}", "GET /requests/{service_request_id}.{fmt}",
-        "GET /tokens/{token}.{fmt}", "GET /servicerequestupdates.{fmt}",
+        "GET /discovery.{fmt}",
+        "GET /services.{fmt}",
+        "GET /services/{service_code}.{fmt}",
+        "GET /requests.{fmt}",
+        "POST /requests.{fmt}",
+        "GET /requests/{service_request_id}.{fmt}",
+        "GET /tokens/{token}.{fmt}",
+        "GET /servicerequestupdates.{fmt}",
     }
     seen: dict[str, set[int]] = {}
     started = time.monotonic()

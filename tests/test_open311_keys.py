@@ -26,8 +26,14 @@ def client(app, sessions):
 
 
 def _post(client, key, fmt="json", **extra):
-    data = {"api_key": key, "service_code": "pothole", "lat": "34.05", "long": "-118.28",
-            "attribute[depth]": "4", **extra}
+    data = {
+        "api_key": key,
+        "service_code": "pothole",
+        "lat": "34.05",
+        "long": "-118.28",
+        "attribute[depth]": "4",
+        **extra,
+    }
     return client.post(f"{V2}/requests.{fmt}", data=data)
 
 

@@ -19,7 +19,9 @@ from tests.support.images import jpeg_bytes, png_bytes
 
 def test_gps_is_read_and_every_served_copy_has_no_exif(tmp_path):
     data = jpeg_bytes(lat=34.0522, lon=-118.2437)
-    assert gps_from_exif(Image.open(io.BytesIO(data))) == pytest.approx((-118.2437, 34.0522), abs=1e-5)
+    assert gps_from_exif(Image.open(io.BytesIO(data))) == pytest.approx(
+        (-118.2437, 34.0522), abs=1e-5
+    )
     photo = process_photo(PhotoUpload("street.jpg", data))
     assert photo.gps == pytest.approx((-118.2437, 34.0522), abs=1e-5)
     store_photo(tmp_path, photo)
@@ -58,7 +60,10 @@ def test_content_addressed_names():
         (PhotoUpload("notes.jpg", b"this is not an image at all"), "not an image we can read"),
         (PhotoUpload("empty.jpg", b""), "the file is empty"),
         (PhotoUpload("cut.jpg", jpeg_bytes()[:600]), "damaged or incomplete"),
-        (PhotoUpload("big.jpg", b"\xff\xd8" + b"0" * (15 * 1024 * 1024 + 10)), "over the 15 MB limit"),
+        (
+            PhotoUpload("big.jpg", b"\xff\xd8" + b"0" * (15 * 1024 * 1024 + 10)),
+            "over the 15 MB limit",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_a_clear_message(upload, message):

@@ -25,17 +25,30 @@ def _count(sessions, model):
 
 
 def _draft(**kw):
-    base = dict(city="testville", service_code="pothole", lat=INSIDE[0], lon=INSIDE[1],
-                attributes={"depth": "12"}, description="Deep hole by the bus stop")
+    base = dict(
+        city="testville",
+        service_code="pothole",
+        lat=INSIDE[0],
+        lon=INSIDE[1],
+        attributes={"depth": "12"},
+        description="Deep hole by the bus stop",
+    )
     base.update(kw)
     return Draft(**base)
 
 
 def test_a_good_report_is_stored_routed_and_acknowledged(sessions, city, tmp_path):
     with sessions.begin() as s:
-        res = submit(s, _draft(contact_email="ana@example.org", contact_name="Ana",
-                               attributes={"depth": "12", "hazards": ["water", "traffic"]}),
-                     media_dir=tmp_path, public_base_url=BASE)
+        res = submit(
+            s,
+            _draft(
+                contact_email="ana@example.org",
+                contact_name="Ana",
+                attributes={"depth": "12", "hazards": ["water", "traffic"]},
+            ),
+            media_dir=tmp_path,
+            public_base_url=BASE,
+        )
         public_id, token = res.request.public_id, res.token
     assert public_id.startswith("TV-") and public_id.endswith("-000001")
     assert len(token) >= 32
@@ -50,13 +63,17 @@ def test_a_good_report_is_stored_routed_and_acknowledged(sessions, city, tmp_pat
         msg = s.scalar(sa.select(OutboxMessage).where(OutboxMessage.request_id == req.id))
         assert msg.kind == "acknowledgement" and msg.to_addr == "ana@example.org"
         assert f"{BASE}/requests/{public_id}?token={token}" in msg.body_text
-        kinds = [e.kind for e in s.scalars(sa.select(RequestEvent).where(RequestEvent.request_id == req.id))]
+        kinds = [
+            e.kind
+            for e in s.scalars(sa.select(RequestEvent).where(RequestEvent.request_id == req.id))
+        ]
         assert kinds[0] == "submitted"
 
 
 def test_every_error_is_reported_and_nothing_is_written(sessions, city, tmp_path):
     bad = _draft(
-        lat=OUTSIDE[0], lon=OUTSIDE[1],
+        lat=OUTSIDE[0],
+        lon=OUTSIDE[1],
         attributes={"depth": "deep", "lane": "middle", "colour": "red"},
         contact_email="not-an-email",
         description="<script>alert(1)</script>",
@@ -79,8 +96,9 @@ def test_every_error_is_reported_and_nothing_is_written(sessions, city, tmp_path
 
 def test_required_answer_and_missing_location(sessions, city, tmp_path):
     with pytest.raises(ValidationFailed) as err, sessions.begin() as s:
-        submit(s, _draft(attributes={}, lat=None, lon=None), media_dir=tmp_path,
-               public_base_url=BASE)
+        submit(
+            s, _draft(attributes={}, lat=None, lon=None), media_dir=tmp_path, public_base_url=BASE
+        )
     assert err.value.errors["attribute[depth]"] == "Please answer: How deep (cm)?"
     assert "Show where" in err.value.errors["location"]
 
@@ -88,14 +106,17 @@ def test_required_answer_and_missing_location(sessions, city, tmp_path):
 def test_photo_gps_places_the_pin_and_served_copy_has_no_exif(sessions, city, tmp_path):
     photo = PhotoUpload("p.jpg", jpeg_bytes(lat=34.0612, lon=-118.2811))
     with sessions.begin() as s:
-        res = submit(s, _draft(lat=None, lon=None, photos=[photo]), media_dir=tmp_path,
-                     public_base_url=BASE)
+        res = submit(
+            s, _draft(lat=None, lon=None, photos=[photo]), media_dir=tmp_path, public_base_url=BASE
+        )
         rid = res.request.id
     assert res.photo_location_used
     with sessions() as s:
         lon, lat = s.execute(
-            sa.select(sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location))
-            .where(ServiceRequest.id == rid)).one()
+            sa.select(
+                sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
+            ).where(ServiceRequest.id == rid)
+        ).one()
         assert (lat, lon) == pytest.approx((34.0612, -118.2811), abs=1e-5)
         stored = s.scalar(sa.select(Photo).where(Photo.request_id == rid))
     assert len(Image.open(tmp_path / stored.public_key).getexif()) == 0
@@ -103,8 +124,12 @@ def test_photo_gps_places_the_pin_and_served_copy_has_no_exif(sessions, city, tm
 
 def test_contact_required_category(sessions, city, tmp_path):
     with pytest.raises(ValidationFailed) as err, sessions.begin() as s:
-        submit(s, _draft(service_code="abuse", attributes={}, anonymous=True),
-               media_dir=tmp_path, public_base_url=BASE)
+        submit(
+            s,
+            _draft(service_code="abuse", attributes={}, anonymous=True),
+            media_dir=tmp_path,
+            public_base_url=BASE,
+        )
     assert "need an e-mail address or phone" in err.value.errors["contact_email"]
 
 
@@ -112,5 +137,7 @@ def test_public_ids_are_sequential(sessions, city, tmp_path):
     ids = []
     for _ in range(3):
         with sessions.begin() as s:
-            ids.append(submit(s, _draft(), media_dir=tmp_path, public_base_url=BASE).request.public_id)
+            ids.append(
+                submit(s, _draft(), media_dir=tmp_path, public_base_url=BASE).request.public_id
+            )
     assert [i[-6:] for i in ids] == ["000001", "000002", "000003"]

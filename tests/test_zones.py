@@ -337,8 +337,19 @@ def test_sliver_holes_are_filled_but_enclaves_stay():
     d = 0.01
     sliver = [(-118.2499, 34.0501), (-118.24985, 34.0501), (-118.24985, 34.05015)]
     enclave = [(-118.245, 34.052), (-118.24175, 34.052), (-118.24175, 34.0547), (-118.245, 34.0547)]
-    mp = MultiPolygon([Polygon([(-118.25, 34.05), (-118.25 + d, 34.05), (-118.25 + d, 34.05 + d),
-                                (-118.25, 34.05 + d)], [sliver, enclave])])
+    mp = MultiPolygon(
+        [
+            Polygon(
+                [
+                    (-118.25, 34.05),
+                    (-118.25 + d, 34.05),
+                    (-118.25 + d, 34.05 + d),
+                    (-118.25, 34.05 + d),
+                ],
+                [sliver, enclave],
+            )
+        ]
+    )
     filled = fill_small_holes(mp, 32611, 10_000)
     assert len(filled.geoms[0].interiors) == 1
     assert filled.geoms[0].interiors[0].coords[0] == enclave[0]

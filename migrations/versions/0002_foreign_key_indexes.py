@@ -6,9 +6,6 @@ Create Date: 2026-11-22 14:01:04.592929
 """
 
 from alembic import op
-import geoalchemy2
-import sqlalchemy as sa
-
 
 revision = "0002"
 down_revision = "0001"

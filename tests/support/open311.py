@@ -18,19 +18,48 @@ URL = re.compile(r"^https?://[^\s]+$")
 
 # The spec's elements, in the spec's order.
 SERVICE = ["service_code", "service_name", "description", "metadata", "type", "keywords", "group"]
-ATTRIBUTE = ["variable", "code", "datatype", "required", "datatype_description", "order",
-             "description", "values"]
-REQUEST = ["service_request_id", "status", "status_notes", "service_name", "service_code",
-           "description", "agency_responsible", "service_notice", "requested_datetime",
-           "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat",
-           "long", "media_url"]
+ATTRIBUTE = [
+    "variable",
+    "code",
+    "datatype",
+    "required",
+    "datatype_description",
+    "order",
+    "description",
+    "values",
+]
+REQUEST = [
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+]
 POST_ANSWER = ["service_request_id", "token", "service_notice", "account_id"]
 TOKEN_ANSWER = ["service_request_id", "token"]
 ERROR = ["code", "description"]
 DISCOVERY = ["changeset", "contact", "key_service", "endpoints"]
 ENDPOINT = ["specification", "url", "changeset", "type", "formats"]
-UPDATE = ["update_id", "service_request_id", "status", "updated_datetime", "description",
-          "media_url"]
+UPDATE = [
+    "update_id",
+    "service_request_id",
+    "status",
+    "updated_datetime",
+    "description",
+    "media_url",
+]
 BOOLEANS = {"metadata", "variable", "required"}
 DATES = {"requested_datetime", "updated_datetime", "expected_datetime"}
 
@@ -42,8 +71,13 @@ def _load(name: str) -> dict:
 def _registry() -> Registry:
     resources = [
         (name, Resource.from_contents(_load(name), default_specification=DRAFT4))
-        for name in ("request.json", "requests.json", "service.json", "services.json",
-                     "service-definition.json")
+        for name in (
+            "request.json",
+            "requests.json",
+            "service.json",
+            "services.json",
+            "service-definition.json",
+        )
     ]
     return Registry().with_resources(resources)
 

@@ -53,7 +53,13 @@ def city_create(
 
     with rt.sessions().begin() as session:
         created = create_city(
-            session, slug, name, timezone, boundary, prefix=prefix, boundary_layer=boundary_layer,
+            session,
+            slug,
+            name,
+            timezone,
+            boundary,
+            prefix=prefix,
+            boundary_layer=boundary_layer,
             fill_holes_m2=fill_holes_m2,
         )
         line = (

@@ -55,7 +55,9 @@ def db_stop(rt: Runtime) -> None:
     if not cluster.exists():
         click.echo("embedded database does not exist; nothing to stop")
         return
-    click.echo("embedded database stopped" if cluster.stop() else "embedded database was not running")
+    click.echo(
+        "embedded database stopped" if cluster.stop() else "embedded database was not running"
+    )
 
 
 @cli.command("serve")
@@ -84,7 +86,9 @@ def users() -> None:
 
 @users.command("create")
 @click.option("--email", required=True)
-@click.option("--role", required=True, type=click.Choice(["agent", "dispatcher", "crew", "planner", "admin"]))
+@click.option(
+    "--role", required=True, type=click.Choice(["agent", "dispatcher", "crew", "planner", "admin"])
+)
 @click.option("--city", "city_slug", default=None, help="Jurisdiction slug the user belongs to.")
 @click.option("--name", default=None)
 @click.option("--password", default=None, help="Initial password (default: prompt, or generated).")
