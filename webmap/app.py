@@ -6,9 +6,12 @@ import logging
 
 import sqlalchemy as sa
 from flask import Flask, g
+from flask_wtf.csrf import CSRFProtect
 
 from spatial.db import make_engine, make_sessionmaker, resolve_database_url
 from spatial.settings import Settings, load_settings
+
+csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, engine: sa.Engine | None = None) -> Flask:
@@ -19,6 +22,9 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="civicpin_session",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life; forms left open overnight
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         MAX_CONTENT_LENGTH=80 * 1024 * 1024,
         JSON_SORT_KEYS=False,
@@ -38,9 +44,12 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
                 session.rollback()
             session.close()
 
-    from webmap import open311, public
+    from webmap import auth, open311, public
 
+    csrf.init_app(app)
+    csrf.exempt(open311.bp)  # API clients authenticate with api_key, not a session
     app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(open311.bp)
     return app
 
