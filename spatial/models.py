@@ -542,3 +542,8 @@ class PublicIdCounter(Base):
     )
     year: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     last_value: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+# Later tables live in their own modules; importing them here puts them on Base.metadata
+# for Alembic and for every caller of spatial.models.
+from spatial import models_analytics, models_mail, models_ops  # noqa: E402,F401,I001

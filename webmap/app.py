@@ -44,13 +44,36 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
                 session.rollback()
             session.close()
 
-    from webmap import auth, open311, public
+    from webmap import (
+        admin,
+        agent,
+        auth,
+        crew,
+        dispatch,
+        faq,
+        open311,
+        planner,
+        public,
+        resident,
+        survey,
+    )
 
     csrf.init_app(app)
     csrf.exempt(open311.bp)  # API clients authenticate with api_key, not a session
-    app.register_blueprint(public.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(open311.bp)
+    for module in (
+        public,
+        auth,
+        open311,
+        resident,
+        dispatch,
+        crew,
+        agent,
+        admin,
+        survey,
+        faq,
+        planner,
+    ):
+        app.register_blueprint(module.bp)
     return app
 
 

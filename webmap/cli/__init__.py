@@ -88,4 +88,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Command modules register themselves on ``cli``.
-from webmap.cli import apikey, city, db, demo, generate, route, zones  # noqa: E402,F401,I001
+from webmap.cli import (  # noqa: E402,F401,I001
+    apikey,
+    city,
+    db,
+    demo,
+    export,
+    generate,
+    history,
+    mail,
+    requests,
+    route,
+    zones,
+)

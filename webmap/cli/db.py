@@ -68,7 +68,7 @@ def db_stop(rt: Runtime) -> None:
 @click.option("--debug", is_flag=True, help="Flask development server with reloader.")
 @pass_runtime
 def serve(rt: Runtime, host: str | None, port: int | None, debug: bool) -> None:
-    """Serve the web app (waitress-free: Flask's server here, gunicorn in production)."""
+    """Serve the web app (threaded development server; use gunicorn in production)."""
     from webmap.app import create_app
 
     settings = rt.settings

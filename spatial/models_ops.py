@@ -1,0 +1,1 @@
+"""Models of the ops work (tables added after the first schema); imported by spatial.models."""

@@ -1,0 +1,1 @@
+"""``civicpin requests export (owned by the dispatch/routing work)``."""

@@ -1,0 +1,1 @@
+"""``civicpin requests import (owned by the analytics work)``."""

@@ -1,0 +1,1 @@
+"""``civicpin mail-intake, mail-poll and worker (owned by the mail work)``."""

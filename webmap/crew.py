@@ -1,0 +1,5 @@
+"""Crews: the map layer of their assigned work."""
+
+from flask import Blueprint
+
+bp = Blueprint("crew", __name__)

@@ -1,0 +1,5 @@
+"""Active Dispatch: the dispatcher's live queue."""
+
+from flask import Blueprint
+
+bp = Blueprint("dispatch", __name__)

@@ -1,0 +1,5 @@
+"""Residents: report a problem, track it, follow one."""
+
+from flask import Blueprint
+
+bp = Blueprint("resident", __name__)
