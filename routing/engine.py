@@ -1,0 +1,727 @@
+"""Who is responsible for a request: zone look-up, ordered rules, a stored decision.
+
+A jurisdiction has at most one *published* :class:`~spatial.models.RuleSet`. Its active
+rules are walked in ``position`` order; the first rule that matches wins:
+
+- category: ``service_id`` (one category), else ``service_group`` (a group), else any;
+- place: ``layer_name`` + ``zone_code`` (one zone), ``layer_name`` only (any zone of the
+  layer's current version), or no layer (anywhere, even without a location).
+
+The request's zone in a layer is the zone of that layer's current version containing the
+pin; where zones of one layer overlap, the smallest zone wins (then the lowest code, in
+byte order) and the explanation says so. Every request also gets one ``request_zone`` row
+per current layer, so exports and analytics know its zone in every layer.
+
+The crew: a rule's fixed ``crew_id``, or with ``crew_from_zone`` the crew that owns the
+matched zone. Crews belong to departments, so "owns" means, in this order:
+
+1. ``Zone.crew_id`` when that crew belongs to the rule's department (one crew per zone,
+   e.g. a street-crew layer drawn for one department);
+2. else the rule's department's crew whose code is ``<department code>-<zone code>``
+   (one district layer shared by all departments, e.g. ``BOS-WV`` for zone ``WV``);
+3. else the rule's fixed ``crew_id`` (may be none: the department's queue).
+
+No matching rule sends the request to the central dispatch queue: the category's
+default department if it has one, no crew, and the reason "no rule matched".
+
+:func:`route_request` routes one request inside the caller's transaction;
+:func:`route_bulk` re-routes many in set-based SQL with the same results.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from geoalchemy2.shape import to_shape
+from sqlalchemy.orm import Session
+
+from routing.sla import business_intervals, due_at
+from spatial.models import Crew, Department, Jurisdiction, RequestEvent, ServiceRequest, now_utc
+
+NO_RULE = "no rule matched: sent to the central dispatch queue"
+CHUNK_SIZE = 50_000
+ROUTER_LABEL = "routing"
+
+# The zone of every current layer that holds each request of ``src`` (id, location), with
+# the overlap winner and the losers' labels. ``{area}`` is the zone's area expression,
+# only computed where zones overlap (geodesic areas of big polygons are not cheap).
+PICK_CTES = """
+hits AS (
+    SELECT src.id AS request_id, z.layer_id, z.id AS zone_id, z.code, z.name,
+           count(*) OVER (PARTITION BY src.id, z.layer_id) AS n
+    FROM src
+    JOIN zone z ON ST_Intersects(z.geom, src.location)
+    WHERE z.layer_id IN (SELECT id FROM current_layers)
+), cand AS (
+    SELECT h.request_id, h.layer_id, h.zone_id, h.code, h.name,
+           row_number() OVER (
+               PARTITION BY h.request_id, h.layer_id
+               ORDER BY CASE WHEN h.n > 1 THEN {area} END, h.code COLLATE "C"
+           ) AS rn
+    FROM hits h
+    {area_join}
+), pick AS (
+    SELECT request_id, layer_id,
+           min(zone_id) FILTER (WHERE rn = 1) AS zone_id,
+           string_agg('''' || name || ''' (' || code || ')', ', ' ORDER BY rn)
+               FILTER (WHERE rn > 1) AS others
+    FROM cand GROUP BY request_id, layer_id
+)"""
+
+_LOOKUP_HEAD = """
+WITH src AS (
+    SELECT CAST(:request_id AS bigint) AS id,
+           ST_SetSRID(ST_MakePoint(CAST(:lon AS float8), CAST(:lat AS float8)), 4326) AS location
+), current_layers AS (
+    SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current
+),"""
+_LOOKUP_TAIL = """,
+del AS (
+    DELETE FROM request_zone rz
+    WHERE rz.request_id = :request_id
+      AND NOT EXISTS (SELECT 1 FROM pick p WHERE p.layer_id = rz.layer_id)
+), ins AS (
+    INSERT INTO request_zone (request_id, layer_id, zone_id)
+    SELECT request_id, layer_id, zone_id FROM pick
+    ON CONFLICT (request_id, layer_id) DO UPDATE SET zone_id = EXCLUDED.zone_id
+), meta AS (
+    SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
+           s.group_name, s.default_department_id, s.sla_hours,
+           j.timezone, j.business_calendar,
+           (SELECT count(*) || ':' || coalesce(max(c.id), 0) || ':' || coalesce(max(d.id), 0)
+            FROM department d LEFT JOIN crew c ON c.department_id = d.id
+            WHERE d.jurisdiction_id = j.id) AS stamp
+    FROM service s
+    JOIN jurisdiction j ON j.id = :jid
+    LEFT JOIN LATERAL (
+        SELECT id, version, published_at FROM routing_ruleset
+        WHERE jurisdiction_id = j.id AND status = 'published'
+        ORDER BY version DESC LIMIT 1
+    ) rs ON true
+    WHERE s.id = :service_id
+)
+SELECT meta.*, p.layer_id, l.name AS layer_name, p.zone_id, z.code AS zone_code,
+       z.name AS zone_name, z.crew_id AS zone_crew_id, p.others
+FROM meta
+LEFT JOIN pick p ON true
+LEFT JOIN zone z ON z.id = p.zone_id
+LEFT JOIN current_layers l ON l.id = p.layer_id
+"""
+_SINGLE_PICK = PICK_CTES.format(
+    area="(SELECT ST_Area(zz.geom::geography) FROM zone zz WHERE zz.id = h.zone_id)", area_join=""
+)
+LOOKUP_SQL = sa.text(_LOOKUP_HEAD + _SINGLE_PICK + _LOOKUP_TAIL)  # noqa: S608
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass
+class RoutingDecision:
+    """The outcome of routing one request (also stored on the request)."""
+
+    department_id: int | None
+    crew_id: int | None
+    zone_id: int | None
+    rule_id: int | None
+    ruleset_version: int | None
+    priority: str
+    sla_hours: float | None
+    due_at: datetime | None
+    explanation: str
+    zones: dict[str, int] = field(default_factory=dict)  # layer name -> zone id
+    changed: bool = False  # a re-route that changed department, crew or zone
+
+
+@dataclass(frozen=True)
+class _Rule:
+    id: int
+    position: int
+    name: str
+    service_id: int | None
+    service_group: str | None
+    layer_name: str | None
+    zone_code: str | None
+    department_id: int
+    crew_id: int | None
+    crew_from_zone: bool
+    priority: str
+    sla_hours: float | None
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """A published rule set with the names it needs; immutable once published."""
+
+    version: int
+    rules: tuple[_Rule, ...]
+    departments: dict[int, tuple[str, str]]  # id -> (code, name)
+    crews: dict[int, tuple[int, str]]  # id -> (department id, name)
+    crew_by_code: dict[tuple[int, str], int]  # (department id, code) -> id
+
+
+@dataclass(frozen=True)
+class _ZonePick:
+    layer_id: int
+    zone_id: int
+    code: str
+    name: str
+    crew_id: int | None
+    others: str | None
+
+
+def explanation(
+    department: str,
+    crew: str | None,
+    rule_position: int,
+    rule_name: str,
+    layer_name: str | None = None,
+    zone_code: str | None = None,
+    zone_name: str | None = None,
+    others: str | None = None,
+) -> str:
+    """The one-line reason for a rule match (route_bulk builds the same line in SQL)."""
+    head = department + (f" / {crew}" if crew else "")
+    if layer_name is None:
+        where = "any location"
+    else:
+        where = f"pin inside zone '{zone_name}' ({zone_code}) of layer '{layer_name}'"
+        if others:
+            where += f" (also inside {others}; picked the smallest)"
+    return f"{head}: {where}; rule {rule_position} '{rule_name}'"
+
+
+# --------------------------------------------------------------------------- rule cache
+
+_CACHE_MAX = 64
+_cache: OrderedDict[tuple[Any, ...], _Catalog] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def forget_rules() -> None:
+    """Drop cached rule sets (after editing a published set in place, which admins don't)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _load_catalog(session: Session, jid: int, ruleset_id: int, version: int) -> _Catalog:
+    rules = tuple(
+        _Rule(**dict(row._mapping))
+        for row in session.execute(
+            sa.text(
+                "SELECT id, position, name, service_id, service_group, layer_name, zone_code, "
+                "department_id, crew_id, crew_from_zone, priority, sla_hours "
+                "FROM routing_rule WHERE ruleset_id = :rs AND active ORDER BY position, id"
+            ),
+            {"rs": ruleset_id},
+        )
+    )
+    departments: dict[int, tuple[str, str]] = {}
+    crews: dict[int, tuple[int, str]] = {}
+    crew_by_code: dict[tuple[int, str], int] = {}
+    rows = session.execute(
+        sa.text(
+            "SELECT d.id AS did, d.code AS dcode, d.name AS dname, "
+            "c.id AS cid, c.code AS ccode, c.name AS cname "
+            "FROM department d LEFT JOIN crew c ON c.department_id = d.id "
+            "WHERE d.jurisdiction_id = :jid"
+        ),
+        {"jid": jid},
+    )
+    for r in rows:
+        departments[r.did] = (r.dcode, r.dname)
+        if r.cid is not None:
+            crews[r.cid] = (r.did, r.cname)
+            crew_by_code[(r.did, r.ccode)] = r.cid
+    return _Catalog(version, rules, departments, crews, crew_by_code)
+
+
+def _catalog(session: Session, jid: int, meta: Any) -> _Catalog | None:
+    if meta.ruleset_id is None:
+        return None
+    bind = session.get_bind()
+    key = (
+        bind.url.render_as_string(hide_password=True),
+        jid,
+        meta.ruleset_id,
+        meta.version,
+        meta.published_at,
+        meta.stamp,
+    )
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            return found
+    catalog = _load_catalog(session, jid, meta.ruleset_id, meta.version)
+    with _cache_lock:
+        _cache[key] = catalog
+        while len(_cache) > _CACHE_MAX:
+            _cache.popitem(last=False)
+    return catalog
+
+
+# --------------------------------------------------------------------------- one request
+
+
+def _coords(request: ServiceRequest) -> tuple[float | None, float | None]:
+    if request.location is None:
+        return None, None
+    point = to_shape(request.location)
+    return float(point.x), float(point.y)
+
+
+def _crew_for(catalog: _Catalog, rule: _Rule, zone: _ZonePick | None) -> int | None:
+    if rule.crew_from_zone and zone is not None:
+        if zone.crew_id is not None:
+            owner = catalog.crews.get(zone.crew_id)
+            if owner is not None and owner[0] == rule.department_id:
+                return zone.crew_id
+        dept_code = catalog.departments.get(rule.department_id, ("", ""))[0]
+        by_code = catalog.crew_by_code.get((rule.department_id, f"{dept_code}-{zone.code}"))
+        if by_code is not None:
+            return by_code
+    return rule.crew_id
+
+
+def _matches(rule: _Rule, service_id: int, group: str | None, zones: dict[str, _ZonePick]) -> bool:
+    if rule.service_id is not None and rule.service_id != service_id:
+        return False
+    if rule.service_group is not None and rule.service_group != group:
+        return False
+    if rule.layer_name is not None:
+        zone = zones.get(rule.layer_name)
+        if zone is None:
+            return False
+        if rule.zone_code is not None and rule.zone_code != zone.code:
+            return False
+    return True
+
+
+def _department_name(session: Session, catalog: _Catalog, department_id: int) -> str:
+    if department_id in catalog.departments:
+        return catalog.departments[department_id][1]
+    return session.get(Department, department_id).name  # another jurisdiction's department
+
+
+def _crew_name(session: Session, catalog: _Catalog, crew_id: int | None) -> str | None:
+    if crew_id is None:
+        return None
+    if crew_id in catalog.crews:
+        return catalog.crews[crew_id][1]
+    crew = session.get(Crew, crew_id)  # a fixed crew of another jurisdiction's department
+    return crew.name if crew else None
+
+
+def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
+    """Route one request and store the decision on it, in the caller's transaction.
+
+    Replaces the request's ``request_zone`` rows (one per current layer), sets department,
+    crew, zone, rule, rule-set version, priority, SLA due time and the explanation, and
+    writes a public ``routed`` event when a re-route changes department, crew or zone.
+    """
+    # Raw SQL below does not autoflush, and the request needs its id.
+    session.flush()
+    lon, lat = _coords(request)
+    rows = session.execute(
+        LOOKUP_SQL,
+        {
+            "request_id": request.id,
+            "lon": lon,
+            "lat": lat,
+            "jid": request.jurisdiction_id,
+            "service_id": request.service_id,
+        },
+    ).all()
+    if not rows:
+        raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
+    meta = rows[0]
+    zones = {
+        r.layer_name: _ZonePick(r.layer_id, r.zone_id, r.zone_code, r.zone_name,
+                                r.zone_crew_id, r.others)
+        for r in rows
+        if r.layer_id is not None
+    }
+    catalog = _catalog(session, request.jurisdiction_id, meta)
+
+    rule = None
+    if catalog is not None:
+        rule = next(
+            (ru for ru in catalog.rules if _matches(ru, request.service_id, meta.group_name, zones)),
+            None,
+        )
+    if rule is None or catalog is None:
+        department_id, crew_id, zone_id = meta.default_department_id, None, None
+        priority = request.priority or "normal"
+        hours = meta.sla_hours
+        text = NO_RULE
+    else:
+        zone = zones.get(rule.layer_name) if rule.layer_name is not None else None
+        department_id = rule.department_id
+        crew_id = _crew_for(catalog, rule, zone)
+        zone_id = zone.zone_id if zone else None
+        priority = rule.priority
+        hours = rule.sla_hours if rule.sla_hours is not None else meta.sla_hours
+        crew_name = _crew_name(session, catalog, crew_id)
+        text = explanation(
+            _department_name(session, catalog, rule.department_id),
+            crew_name,
+            rule.position,
+            rule.name,
+            rule.layer_name,
+            zone.code if zone else None,
+            zone.name if zone else None,
+            zone.others if zone else None,
+        )
+
+    requested = request.requested_at or now_utc()
+    due = due_at(requested, hours, meta.business_calendar, meta.timezone)
+    old = (request.department_id, request.crew_id, request.zone_id)
+    changed = request.routed_at is not None and old != (department_id, crew_id, zone_id)
+    if changed:
+        session.add(
+            RequestEvent(
+                request_id=request.id,
+                at=now_utc(),
+                actor_label=ROUTER_LABEL,
+                kind="routed",
+                from_value=request.routing_explanation,
+                to_value=text,
+                public=True,
+                department_id=department_id,
+            )
+        )
+    request.department_id = department_id
+    request.crew_id = crew_id
+    request.zone_id = zone_id
+    request.rule_id = rule.id if rule is not None and catalog is not None else None
+    request.ruleset_version = catalog.version if catalog is not None else None
+    request.routing_explanation = text
+    request.routed_at = now_utc()
+    request.due_at = due
+    request.priority = priority
+    # The relationships may hold the previous routing's objects.
+    session.expire(request, ["department", "crew", "zone"])
+    return RoutingDecision(
+        department_id=department_id,
+        crew_id=crew_id,
+        zone_id=zone_id,
+        rule_id=request.rule_id,
+        ruleset_version=request.ruleset_version,
+        priority=priority,
+        sla_hours=hours,
+        due_at=due,
+        explanation=text,
+        zones={name: z.zone_id for name, z in zones.items()},
+        changed=changed,
+    )
+
+
+# --------------------------------------------------------------------------- bulk
+
+# The chunk's points sit in a temp table with its own GiST index, so the join can walk
+# the zones and probe the points: each polygon is then prepared once per chunk (PostGIS
+# caches it across consecutive calls), and no request outside the chunk is touched.
+BULK_POINTS_SQL = """
+INSERT INTO _route_pts (id, location)
+SELECT r.id, r.location FROM service_request r
+WHERE {scope} AND r.id BETWEEN :lo AND :hi AND r.location IS NOT NULL
+"""
+_BULK_PICK_HEAD = """
+WITH src AS (
+    SELECT id, location FROM _route_pts
+), current_layers AS (
+    SELECT id FROM _route_layers
+),"""
+_BULK_PICK_TAIL = """,
+ins AS (
+    INSERT INTO request_zone (request_id, layer_id, zone_id)
+    SELECT request_id, layer_id, zone_id FROM pick
+)
+INSERT INTO _route_overlap (request_id, zone_id, others)
+SELECT request_id, zone_id, others FROM pick WHERE others IS NOT NULL
+"""
+_BULK_PICK = PICK_CTES.format(
+    area="za.area", area_join="JOIN _route_zone_area za ON za.id = h.zone_id"
+)
+BULK_PICK_SQL = _BULK_PICK_HEAD + _BULK_PICK + _BULK_PICK_TAIL  # noqa: S608
+
+BULK_DELETE_SQL = """
+DELETE FROM request_zone rz USING service_request r
+WHERE rz.request_id = r.id AND {scope} AND r.id BETWEEN :lo AND :hi
+"""
+
+STATS_SQL = """
+SELECT count(*) AS n, min(r.id) AS lo, max(r.id) AS hi,
+       min(r.requested_at) AS first, max(r.requested_at) AS last
+FROM service_request r WHERE """
+
+DUE_PLAIN = "res.requested_at + res.hours * interval '1 hour'"
+
+# B(t) = business seconds before t; the due time is where B reaches B(t) + hours.
+DUE_CALENDAR = """(
+    SELECT b.start_ts + (tgt.t - b.cum_before) * interval '1 second'
+    FROM _route_biz b WHERE b.cum_before < tgt.t
+    ORDER BY b.cum_before DESC LIMIT 1
+)"""
+
+CALENDAR_TARGET_JOIN = """
+LEFT JOIN LATERAL (
+    SELECT coalesce((
+        SELECT b.cum_before
+               + greatest(0, extract(epoch FROM least(res.requested_at, b.end_ts) - b.start_ts))
+        FROM _route_biz b WHERE b.start_ts <= res.requested_at
+        ORDER BY b.start_ts DESC LIMIT 1
+    ), 0) + res.hours * 3600 AS t
+) tgt ON res.hours > 0"""
+
+BULK_UPDATE_SQL = """
+WITH dec AS (
+    SELECT r.id, r.requested_at, r.priority AS old_priority, r.department_id AS old_dept,
+           r.crew_id AS old_crew, r.zone_id AS old_zone, r.routed_at AS old_routed,
+           r.routing_explanation AS old_expl,
+           s.default_department_id, s.sla_hours AS service_sla, m.*
+    FROM service_request r
+    JOIN service s ON s.id = r.service_id
+    LEFT JOIN LATERAL (
+        SELECT ru.id AS rule_id, ru.position, ru.name AS rule_name,
+               ru.department_id AS rule_dept, ru.crew_id AS rule_crew, ru.crew_from_zone,
+               ru.priority AS rule_priority, ru.sla_hours AS rule_sla, ru.layer_name,
+               rz.zone_id, z.code AS zone_code, z.name AS zone_name, z.crew_id AS zone_crew
+        FROM _route_rules ru
+        LEFT JOIN request_zone rz ON rz.request_id = r.id AND rz.layer_id = ru.layer_id
+        LEFT JOIN zone z ON z.id = rz.zone_id
+        WHERE (ru.service_id IS NULL OR ru.service_id = r.service_id)
+          AND (ru.service_group IS NULL OR ru.service_group = s.group_name)
+          AND (ru.layer_name IS NULL OR (rz.zone_id IS NOT NULL
+               AND (ru.zone_code IS NULL OR ru.zone_code = z.code)))
+        ORDER BY ru.position, ru.id
+        LIMIT 1
+    ) m ON true
+    WHERE {scope} AND r.id BETWEEN :lo AND :hi
+), res AS (
+    SELECT dec.*,
+           CASE WHEN dec.rule_id IS NULL THEN dec.default_department_id
+                ELSE dec.rule_dept END AS new_dept,
+           CASE WHEN dec.rule_id IS NULL THEN NULL
+                WHEN dec.crew_from_zone THEN coalesce(zc.id, nc.id, dec.rule_crew)
+                ELSE dec.rule_crew END AS new_crew,
+           CASE WHEN dec.rule_id IS NULL THEN dec.service_sla
+                ELSE coalesce(dec.rule_sla, dec.service_sla) END AS hours,
+           rd.name AS dept_name, o.others
+    FROM dec
+    LEFT JOIN department rd ON rd.id = dec.rule_dept
+    LEFT JOIN crew zc ON dec.crew_from_zone AND zc.id = dec.zone_crew
+                      AND zc.department_id = dec.rule_dept
+    LEFT JOIN crew nc ON dec.crew_from_zone AND nc.department_id = dec.rule_dept
+                      AND nc.code = rd.code || '-' || dec.zone_code
+    LEFT JOIN _route_overlap o ON o.request_id = dec.id AND o.zone_id = dec.zone_id
+), fin AS (
+    SELECT res.id, res.new_dept, res.new_crew, res.zone_id AS new_zone, res.rule_id,
+           coalesce(res.rule_priority, res.old_priority) AS new_priority,
+           CASE WHEN res.hours IS NULL THEN NULL
+                WHEN res.hours <= 0 THEN res.requested_at
+                ELSE {due} END AS new_due,
+           CASE WHEN res.rule_id IS NULL THEN :no_rule
+                ELSE res.dept_name || coalesce(' / ' || c.name, '') || ': '
+                     || CASE WHEN res.layer_name IS NULL THEN 'any location'
+                             ELSE 'pin inside zone ''' || res.zone_name || ''' ('
+                                  || res.zone_code || ') of layer ''' || res.layer_name || ''''
+                                  || coalesce(' (also inside ' || res.others
+                                              || '; picked the smallest)', '')
+                        END
+                     || '; rule ' || res.position || ' ''' || res.rule_name || ''''
+           END AS expl,
+           res.old_dept, res.old_crew, res.old_zone, res.old_routed, res.old_expl
+    FROM res
+    LEFT JOIN crew c ON c.id = res.new_crew
+    {calendar_join}
+), upd AS (
+    UPDATE service_request t
+    SET department_id = fin.new_dept, crew_id = fin.new_crew, zone_id = fin.new_zone,
+        rule_id = fin.rule_id, ruleset_version = CAST(:version AS integer),
+        routing_explanation = fin.expl, routed_at = now(), due_at = fin.new_due,
+        priority = fin.new_priority
+    FROM fin
+    WHERE t.id = fin.id
+      -- Unchanged decisions are not rewritten: re-routing after a small rule change
+      -- writes only the requests it moves.
+      AND (t.department_id, t.crew_id, t.zone_id, t.rule_id, t.ruleset_version,
+           t.routing_explanation, t.due_at, t.priority, t.routed_at IS NULL)
+          IS DISTINCT FROM
+          (fin.new_dept, fin.new_crew, fin.new_zone, fin.rule_id, CAST(:version AS integer),
+           fin.expl, fin.new_due, fin.new_priority, false)
+    RETURNING fin.*
+), ev AS (
+    INSERT INTO request_event
+        (request_id, at, actor_label, kind, from_value, to_value, public, department_id)
+    SELECT id, now(), :actor, 'routed', old_expl, expl, true, new_dept FROM upd
+    WHERE old_routed IS NOT NULL
+      AND (old_dept, old_crew, old_zone) IS DISTINCT FROM (new_dept, new_crew, new_zone)
+)
+SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM upd) AS written
+"""
+
+
+def _start_of(since: date | datetime, tz: str) -> datetime:
+    if isinstance(since, datetime):
+        return since if since.tzinfo else since.replace(tzinfo=ZoneInfo(tz))
+    return datetime.combine(since, time(0), tzinfo=ZoneInfo(tz))
+
+
+def _fill_business_table(
+    session: Session, city: Jurisdiction, first: datetime, last: datetime, max_hours: float
+) -> None:
+    """Business intervals from ``first``'s local day until ``max_hours`` past ``last``."""
+    rows: list[dict[str, Any]] = []
+    cum = 0.0
+    after_last = 0.0
+    tz = ZoneInfo(city.timezone)
+    for begin, end in business_intervals(
+        city.business_calendar, city.timezone, first.astimezone(tz).date()
+    ):
+        span = (end - begin).total_seconds()
+        rows.append({"s": begin, "e": end, "c": cum})
+        cum += span
+        if end > last:
+            after_last += span
+            if after_last > max_hours * 3600 + 86400:
+                break
+    if rows:
+        session.execute(
+            sa.text("INSERT INTO _route_biz (start_ts, end_ts, cum_before) VALUES (:s, :e, :c)"),
+            rows,
+        )
+    session.execute(sa.text("ANALYZE _route_biz"))
+
+
+def route_bulk(
+    session: Session,
+    city: Jurisdiction,
+    since: date | datetime | None = None,
+    only_unrouted: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-route the city's requests (those made ``since``, or not yet routed) in SQL.
+
+    Works in id-range chunks of :data:`CHUNK_SIZE`, calling ``progress(done, total)``
+    after each; the result per request equals :func:`route_request`'s, except that a
+    request whose decision did not change keeps its ``routed_at``. Runs in the caller's
+    transaction; returns the number of requests routed.
+    """
+    session.flush()  # raw SQL below does not autoflush
+    scope = "r.jurisdiction_id = :jid"
+    params: dict[str, Any] = {"jid": city.id}
+    if since is not None:
+        scope += " AND r.requested_at >= :since"
+        params["since"] = _start_of(since, city.timezone)
+    if only_unrouted:
+        scope += " AND r.routed_at IS NULL"
+
+    stats = session.execute(
+        sa.text(
+            STATS_SQL + scope
+        ),
+        params,
+    ).one()
+    total = int(stats.n)
+    if total == 0:
+        if progress:
+            progress(0, 0)
+        return 0
+
+    ruleset = session.execute(
+        sa.text(
+            "SELECT id, version FROM routing_ruleset WHERE jurisdiction_id = :jid "
+            "AND status = 'published' ORDER BY version DESC LIMIT 1"
+        ),
+        {"jid": city.id},
+    ).one_or_none()
+
+    for ddl in (
+        "DROP TABLE IF EXISTS _route_layers, _route_zone_area, _route_rules, _route_overlap, "
+        "_route_biz, _route_pts",
+        "CREATE TEMP TABLE _route_layers ON COMMIT DROP AS "
+        "SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current",
+        "CREATE TEMP TABLE _route_zone_area ON COMMIT DROP AS "
+        "SELECT z.id, ST_Area(z.geom::geography) AS area FROM zone z "
+        "JOIN _route_layers l ON l.id = z.layer_id",
+        "CREATE TEMP TABLE _route_rules ON COMMIT DROP AS "
+        "SELECT ru.*, l.id AS layer_id FROM routing_rule ru "
+        "LEFT JOIN _route_layers l ON l.name = ru.layer_name "
+        "WHERE ru.ruleset_id = :rs AND ru.active",
+        "CREATE TEMP TABLE _route_pts (id bigint, location geometry(Point, 4326)) "
+        "ON COMMIT DROP",
+        "CREATE TEMP TABLE _route_overlap (request_id bigint, zone_id integer, others text, "
+        "PRIMARY KEY (request_id, zone_id)) ON COMMIT DROP",
+        "CREATE TEMP TABLE _route_biz (start_ts timestamptz PRIMARY KEY, "
+        "end_ts timestamptz NOT NULL, cum_before float8 NOT NULL) ON COMMIT DROP",
+        "CREATE INDEX ON _route_biz (cum_before)",
+        "ANALYZE _route_layers",
+        "ANALYZE _route_zone_area",
+        "ANALYZE _route_rules",
+    ):
+        session.execute(sa.text(ddl), {"jid": city.id, "rs": ruleset.id if ruleset else None})
+
+    calendar = city.business_calendar
+    if calendar is not None:
+        max_hours = session.execute(
+            sa.text(
+                "SELECT greatest((SELECT max(sla_hours) FROM service WHERE jurisdiction_id = :jid),"
+                " (SELECT max(sla_hours) FROM _route_rules))"
+            ),
+            {"jid": city.id},
+        ).scalar()
+        _fill_business_table(session, city, stats.first, stats.last, float(max_hours or 0))
+        due_sql, calendar_join = DUE_CALENDAR, CALENDAR_TARGET_JOIN
+    else:
+        due_sql, calendar_join = DUE_PLAIN, ""
+
+    delete_sql = sa.text(BULK_DELETE_SQL.format(scope=scope))
+    points_sql = sa.text(BULK_POINTS_SQL.format(scope=scope))
+    pick_sql = sa.text(BULK_PICK_SQL)
+    update_sql = sa.text(
+        BULK_UPDATE_SQL.format(scope=scope, due=due_sql, calendar_join=calendar_join)
+    )
+    done = 0
+    lo = int(stats.lo)
+    while lo <= int(stats.hi):
+        hi = lo + CHUNK_SIZE - 1
+        chunk = {**params, "lo": lo, "hi": hi}
+        session.execute(sa.text("TRUNCATE _route_overlap, _route_pts"))
+        session.execute(sa.text("DROP INDEX IF EXISTS _route_pts_gist"))
+        session.execute(points_sql, chunk)
+        # Built after the insert (a bulk build is faster than 50k single insertions).
+        session.execute(sa.text("CREATE INDEX _route_pts_gist ON _route_pts USING gist (location)"))
+        session.execute(sa.text("ANALYZE _route_pts"))
+        session.execute(delete_sql, chunk)
+        session.execute(pick_sql)
+        counts = session.execute(
+            update_sql,
+            {
+                **chunk,
+                "version": ruleset.version if ruleset else None,
+                "no_rule": NO_RULE,
+                "actor": ROUTER_LABEL,
+            },
+        ).one()
+        done += int(counts.routed)
+        if progress:
+            progress(done, total)
+        lo = hi + 1
+    session.execute(
+        sa.text(
+            "DROP TABLE IF EXISTS _route_layers, _route_zone_area, _route_rules, _route_overlap, "
+            "_route_biz, _route_pts"
+        )
+    )
+    # ORM objects loaded before hold the previous routing.
+    session.expire_all()
+    return done
