@@ -443,7 +443,7 @@ OVERLAPS_SQL = sa.text(
 GAPS_SQL = sa.text(
     """
     WITH u AS (SELECT ST_Union(geom) AS g FROM zone WHERE layer_id = :layer_id),
-    d AS (
+    d AS MATERIALIZED (
         SELECT ST_CollectionExtract(ST_Difference(j.boundary, u.g), 3) AS g,
                ST_Area(j.boundary::geography) AS city_m2
         FROM jurisdiction j, u WHERE j.id = :city_id AND j.boundary IS NOT NULL
