@@ -1,5 +1,310 @@
-"""Crews: the map layer of their assigned work."""
+"""The crew's page, made for a phone: a map layer of the crew's open work and its zones,
+a list sorted by priority, due date or distance, status updates with a note and a
+completion photo, and exports of the layer (GeoJSON, CSV) for GIS field apps.
 
-from flask import Blueprint
+A crew member works on their own crew's requests; other requests show without the
+resident's contact details and without actions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from intake.photos import PhotoUpload
+from routing import actions, queue
+from spatial.errors import CivicpinError, InvalidInput
+from spatial.models import Crew, Department, Jurisdiction, User
+from webmap.app import db_session, settings_of
+from webmap.auth import current_user, roles_required
+from webmap.staffkit import (
+    error_status,
+    find_request,
+    form_data,
+    install_errors,
+    install_headers,
+    json_error,
+    wants_json,
+)
 
 bp = Blueprint("crew", __name__)
+install_headers(bp)
+install_errors(bp)
+
+EXPORT_COLUMNS = (
+    "public_id",
+    "service",
+    "status",
+    "priority",
+    "requested_at",
+    "due_at",
+    "overdue",
+    "address",
+    "description",
+    "department",
+    "crew",
+    "zone_code",
+    "zone",
+    "lat",
+    "lon",
+)
+
+
+def _crew_of(user: User) -> Crew | None:
+    """The crew whose page this is: the member's own; admins pick one with ``?crew=``."""
+    session = db_session()
+    if user.role != "admin":
+        return session.get(Crew, user.crew_id) if user.crew_id is not None else None
+    raw = request.args.get("crew")
+    if raw is None:
+        return session.get(Crew, user.crew_id) if user.crew_id is not None else None
+    try:
+        crew = session.get(Crew, int(raw))
+    except ValueError:
+        raise InvalidInput("crew must be a crew id", field="crew") from None
+    if crew is None:
+        abort(404)
+    if user.jurisdiction_id is not None:
+        dept = session.get(Department, crew.department_id)
+        if dept.jurisdiction_id != user.jurisdiction_id:
+            abort(404)
+    return crew
+
+
+def _need_crew(user: User) -> Crew:
+    crew = _crew_of(user)
+    if crew is None:
+        if user.role == "admin":
+            message = "Choose a crew with ?crew=ID."
+        else:
+            message = "Your account is not in a crew yet: ask an administrator to add you to one."
+        page = render_template("message.html", heading="No crew", message=message)
+        abort(Response(page, status=404))
+    return crew
+
+
+def _crew_args(crew: Crew, user: User) -> dict[str, Any]:
+    return {"crew": crew.id} if user.role == "admin" else {}
+
+
+@bp.get("/crew")
+@roles_required("crew")
+def index():
+    """The crew's map and list."""
+    user = current_user()
+    session = db_session()
+    if user.role == "admin" and user.crew_id is None and request.args.get("crew") is None:
+        crews = session.execute(
+            sa.select(Crew.id, Crew.name, Department.name.label("dept"))
+            .join(Department, Department.id == Crew.department_id)
+            .where(
+                sa.true()
+                if user.jurisdiction_id is None
+                else Department.jurisdiction_id == user.jurisdiction_id
+            )
+            .order_by(Department.name, Crew.name)
+        ).all()
+        return render_template("crew/choose.html", user=user, crews=crews)
+    crew = _need_crew(user)
+    sort = request.args.get("sort") or "priority"
+    if sort not in queue.CREW_SORTS or sort == "distance":
+        sort = "priority"
+    items = queue.crew_queue(session, crew.id, sort=sort)
+    dept = session.get(Department, crew.department_id)
+    city = session.get(Jurisdiction, dept.jurisdiction_id)
+    settings = settings_of(current_app)
+    args = _crew_args(crew, user)
+    return render_template(
+        "crew/index.html",
+        user=user,
+        crew=crew,
+        department=dept,
+        city=city,
+        items=items,
+        sort=sort,
+        labels=actions.STATUS_LABELS,
+        api_url=url_for("crew.api_requests", **args),
+        zones_url=url_for("crew.zones", **args),
+        tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution,
+        args=args,
+    )
+
+
+@bp.get("/crew/api/requests")
+@roles_required("crew")
+def api_requests():
+    """The crew's open requests as JSON: ``sort`` = priority | due | distance,
+    ``near=lat,lon`` (the phone's position) for distances."""
+    user = current_user()
+    crew = _need_crew(user)
+    near = queue.parse_near(request.args.get("near"))
+    sort = request.args.get("sort") or "priority"
+    items = queue.crew_queue(db_session(), crew.id, sort=sort, near=near)
+    for item in items:
+        item["url"] = url_for("crew.request_page", public_id=item["public_id"])
+    return jsonify({"crew": crew.name, "sort": sort, "items": items})
+
+
+@bp.get("/crew/zones.geojson")
+@roles_required("crew")
+def zones():
+    """The crew's zone outlines."""
+    crew = _need_crew(current_user())
+    body = {"type": "FeatureCollection", "features": queue.crew_zones(db_session(), crew)}
+    return current_app.response_class(current_app.json.dumps(body), mimetype="application/geo+json")
+
+
+def _export_rows(crew: Crew) -> tuple[list[dict[str, Any]], list[str]]:
+    session = db_session()
+    items = queue.crew_queue(session, crew.id, sort="priority")
+    zones_of = queue.zones_by_layer(session, [i["id"] for i in items])
+    layers = sorted({layer for z in zones_of.values() for layer in z})
+    for item in items:
+        for layer in layers:
+            item[f"zone:{layer}"] = zones_of.get(item["id"], {}).get(layer)
+    return items, layers
+
+
+def _filename(crew: Crew, ext: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in crew.code)
+    return f"crew-{safe}.{ext}"
+
+
+@bp.get("/crew/layer.geojson")
+@roles_required("crew")
+def export_geojson():
+    """The crew layer (open assignments) as GeoJSON points, for GIS field apps."""
+    crew = _need_crew(current_user())
+    items, layers = _export_rows(crew)
+    features = []
+    for item in items:
+        props = {k: item[k] for k in EXPORT_COLUMNS if k not in ("lat", "lon")}
+        props.update({f"zone:{layer}": item[f"zone:{layer}"] for layer in layers})
+        geometry = (
+            {"type": "Point", "coordinates": [item["lon"], item["lat"]]}
+            if item["lat"] is not None
+            else None
+        )
+        features.append({"type": "Feature", "geometry": geometry, "properties": props})
+    body = current_app.json.dumps({"type": "FeatureCollection", "features": features})
+    return Response(
+        body,
+        mimetype="application/geo+json",
+        headers={"Content-Disposition": f'attachment; filename="{_filename(crew, "geojson")}"'},
+    )
+
+
+def _cell(value: Any) -> Any:
+    # Spreadsheets run cells starting like a formula; residents' text must not.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+@bp.get("/crew/layer.csv")
+@roles_required("crew")
+def export_csv():
+    """The crew layer as CSV with lat/lon columns and one ``zone:<layer>`` column per layer."""
+    crew = _need_crew(current_user())
+    items, layers = _export_rows(crew)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header = list(EXPORT_COLUMNS) + [f"zone:{layer}" for layer in layers]
+    writer.writerow(header)
+    for item in items:
+        writer.writerow([_cell(item.get(col)) for col in header])
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{_filename(crew, "csv")}"'},
+    )
+
+
+def _detail(req, error: str | None = None, status: int = 200):
+    from webmap.dispatch import request_context
+
+    ctx = request_context(req)
+    ctx["may_status"] = actions.may(ctx["user"], "status", req)
+    ctx["transitions"] = [
+        (s, actions.STATUS_LABELS[s])
+        for s, froms in actions.CREW_TRANSITIONS.items()
+        if req.status in froms
+    ]
+    return render_template("crew/request.html", error=error, **ctx), status
+
+
+@bp.get("/crew/requests/<public_id>")
+@roles_required("crew")
+def request_page(public_id: str):
+    """One request for a crew member: details (contact only for own work), history, actions."""
+    return _detail(find_request(current_user(), public_id))
+
+
+@bp.post("/crew/requests/<public_id>/<action>")
+@roles_required("crew")
+def act(public_id: str, action: str):
+    """``status`` (with note, public flag and photo) or ``note``."""
+    if action not in ("status", "note"):
+        abort(404)
+    user = current_user()
+    session = db_session()
+    req = find_request(user, public_id)
+    data = form_data()
+    settings = settings_of(current_app)
+    try:
+        if action == "status":
+            upload = request.files.get("photo")
+            photo = None
+            if upload is not None and upload.filename:
+                photo = PhotoUpload(upload.filename, upload.read())
+            actions.set_status(
+                session,
+                user,
+                req,
+                status=str(data.get("status") or ""),
+                note=data.get("note"),
+                public_note=str(data.get("public", "1")).lower() in ("1", "true", "on", "yes"),
+                photo=photo,
+                media_dir=settings.media_dir,
+                public_base_url=settings.public_base_url,
+            )
+            message = f"{req.public_id} is now {actions.STATUS_LABELS[req.status].lower()}"
+        else:
+            actions.add_note(
+                session,
+                user,
+                req,
+                text=data.get("note") or "",
+                public=str(data.get("public", "")).lower() in ("1", "true", "on"),
+            )
+            message = "Note added"
+        session.commit()
+    except CivicpinError as exc:
+        session.rollback()
+        if wants_json():
+            return json_error(exc)
+        if error_status(exc) == 403:
+            abort(403)
+        return _detail(find_request(user, public_id), error=str(exc), status=error_status(exc))
+    if wants_json():
+        return jsonify(
+            {"ok": True, "message": message, "public_id": req.public_id, "status": req.status}
+        )
+    flash(message)
+    return redirect(url_for("crew.request_page", public_id=req.public_id), code=303)

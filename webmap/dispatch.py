@@ -1,5 +1,380 @@
-"""Active Dispatch: the dispatcher's live queue."""
+"""Active Dispatch: the dispatcher's live queue (map + list), request panel and actions.
 
-from flask import Blueprint
+The console polls ``/dispatch/api/updates`` every few seconds: new requests matching
+the filters arrive at the top of the list with a banner and a beep; any other change
+reloads the list. Actions are plain HTML forms (CSRF token included) that the page's
+script posts with ``fetch``; the same URLs answer JSON to JSON callers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+
+from routing import actions, queue
+from spatial.errors import CivicpinError, InvalidInput
+from spatial.models import (
+    Department,
+    Jurisdiction,
+    Photo,
+    ResponseTemplate,
+    Service,
+    ServiceRequest,
+    now_utc,
+)
+from webmap.app import db_session, settings_of
+from webmap.auth import current_user, roles_required
+from webmap.staffkit import (
+    error_status,
+    find_request,
+    form_data,
+    install_errors,
+    install_headers,
+    json_error,
+    staff_city,
+    wants_json,
+)
 
 bp = Blueprint("dispatch", __name__)
+install_headers(bp)
+install_errors(bp)
+
+POLL_MS = 3000
+ACTIONS = ("triage", "reassign", "recategorise", "move", "merge", "reply", "note", "close")
+
+
+def city_bounds(city: Jurisdiction) -> list[float] | None:
+    """[west, south, east, north] of the city boundary, for fitting the map."""
+    row = (
+        db_session()
+        .execute(
+            sa.select(
+                sa.func.ST_XMin(Jurisdiction.boundary),
+                sa.func.ST_YMin(Jurisdiction.boundary),
+                sa.func.ST_XMax(Jurisdiction.boundary),
+                sa.func.ST_YMax(Jurisdiction.boundary),
+            ).where(Jurisdiction.id == city.id)
+        )
+        .one()
+    )
+    return None if row[0] is None else [float(v) for v in row]
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        # An unencoded "+02:00" offset arrives as " 02:00".
+        value = value.strip()
+        head, sep, tail = value.rpartition(" ")
+        if sep and ":" in tail and "+" not in value and len(tail) == 5:
+            value = f"{head}+{tail}"
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput("since must be an ISO date and time", field="since") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput("since must carry a time zone", field="since")
+    return parsed
+
+
+def _db_now() -> datetime:
+    return db_session().scalar(sa.select(sa.func.now()))
+
+
+@bp.get("/dispatch")
+@roles_required("dispatcher")
+def console():
+    """The console: filters, the live list, the map, and the request panel."""
+    user = current_user()
+    session = db_session()
+    city = staff_city(user)
+    try:
+        filters = queue.parse_filters(request.args)
+    except InvalidInput as exc:
+        flash(str(exc))
+        filters = queue.QueueFilters()
+    items = queue.queue(session, city, filters)
+    settings = settings_of(current_app)
+    return render_template(
+        "dispatch/console.html",
+        user=user,
+        city=city,
+        items=items,
+        total=queue.count(session, city, filters),
+        filters=filters,
+        options=queue.filter_options(session, city),
+        bounds=city_bounds(city),
+        latest_id=queue.latest_id(session, city),
+        now=_db_now().isoformat(),
+        poll_ms=POLL_MS,
+        tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution,
+        labels=actions.STATUS_LABELS,
+    )
+
+
+@bp.get("/dispatch/api/queue")
+@roles_required("dispatcher")
+def api_queue():
+    """The filtered list as JSON, with the live cursor to poll from."""
+    user = current_user()
+    session = db_session()
+    city = staff_city(user)
+    filters = queue.parse_filters(request.args)
+    return jsonify(
+        {
+            "city": city.slug,
+            "total": queue.count(session, city, filters),
+            "items": queue.queue(session, city, filters),
+            "cursor": {"after_id": queue.latest_id(session, city), "since": _db_now().isoformat()},
+        }
+    )
+
+
+@bp.get("/dispatch/api/updates")
+@roles_required("dispatcher")
+def api_updates():
+    """The "new since" poll: arrivals after the cursor (matching the filters), a changed flag."""
+    user = current_user()
+    session = db_session()
+    city = staff_city(user)
+    filters = queue.parse_filters(request.args)
+    try:
+        after_id = int(request.args.get("after_id", "0"))
+    except ValueError:
+        raise InvalidInput("after_id must be a whole number", field="after_id") from None
+    since = _parse_since(request.args.get("since"))
+    now = _db_now()
+    new = queue.arrivals(session, city, filters, after_id=after_id, since=since)
+    changed = since is not None and queue.changed_since(session, city, since)
+    return jsonify(
+        {
+            "arrivals": new,
+            "changed": changed,
+            "cursor": {
+                "after_id": max([after_id, queue.latest_id(session, city)]),
+                "since": now.isoformat(),
+            },
+        }
+    )
+
+
+def _templates_for(req: ServiceRequest) -> list[ResponseTemplate]:
+    return (
+        db_session()
+        .scalars(
+            sa.select(ResponseTemplate)
+            .where(
+                ResponseTemplate.jurisdiction_id == req.jurisdiction_id,
+                sa.or_(
+                    ResponseTemplate.service_id.is_(None),
+                    ResponseTemplate.service_id == req.service_id,
+                ),
+            )
+            .order_by(ResponseTemplate.name)
+        )
+        .all()
+    )
+
+
+def request_context(req: ServiceRequest) -> dict[str, Any]:
+    """Everything the request panel shows, scoped to the signed-in user."""
+    user = current_user()
+    session = db_session()
+    city = session.get(Jurisdiction, req.jurisdiction_id)
+    lonlat = session.execute(
+        sa.select(
+            sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
+        ).where(ServiceRequest.id == req.id)
+    ).one()
+    parent = session.get(ServiceRequest, req.duplicate_of_id) if req.duplicate_of_id else None
+    photos = session.scalars(
+        sa.select(Photo).where(Photo.request_id == req.id).order_by(Photo.created_at, Photo.id)
+    ).all()
+    return {
+        "user": user,
+        "req": req,
+        "city": city,
+        "service": session.get(Service, req.service_id),
+        "department": session.get(Department, req.department_id) if req.department_id else None,
+        "crew": req.crew,
+        "zone": req.zone,
+        "lon": lonlat[0],
+        "lat": lonlat[1],
+        "parent": parent,
+        "photos": photos,
+        "events": actions.visible_events(session, user, req),
+        "private_ok": actions.sees_private_details(user, req),
+        "triaged": actions.is_triaged(session, req),
+        "supporters": actions.support_count(session, req),
+        "overdue": bool(req.due_at and req.closed_at is None and req.due_at < now_utc()),
+        "options": queue.filter_options(session, city),
+        "templates": _templates_for(req),
+        "nearby": queue.nearby_candidates(session, req),
+        "labels": actions.STATUS_LABELS,
+        "may": {a: actions.may(user, a, req) for a in actions.ACTION_ROLES},
+    }
+
+
+@bp.get("/dispatch/requests/<public_id>")
+@roles_required("dispatcher")
+def request_page(public_id: str):
+    """One request: details, history, action forms (``?partial=1``: the console's panel)."""
+    req = find_request(current_user(), public_id)
+    ctx = request_context(req)
+    if request.args.get("partial"):
+        return render_template("dispatch/_panel.html", **ctx)
+    return render_template("dispatch/request.html", **ctx)
+
+
+def _int_or_none(data: dict, field: str) -> int | None:
+    value = data.get(field)
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field} must be a whole number", field=field) from None
+
+
+def _flag(data: dict, field: str) -> bool:
+    value = data.get(field)
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
+    """Do ``action``; returns the message to show."""
+    user = current_user()
+    session = db_session()
+    settings = settings_of(current_app)
+    base = settings.public_base_url
+    if action == "triage":
+        actions.triage(
+            session,
+            user,
+            req,
+            priority=data.get("priority") or None,
+            confirm=_flag(data, "confirm"),
+        )
+        return f"{req.public_id} triaged (priority {req.priority})"
+    if action == "reassign":
+        actions.reassign(
+            session,
+            user,
+            req,
+            department_id=_int_or_none(data, "department_id"),
+            crew_id=_int_or_none(data, "crew_id"),
+            public_base_url=base,
+        )
+        return f"{req.public_id} reassigned"
+    if action == "recategorise":
+        actions.recategorise(session, user, req, service_id=_int_or_none(data, "service_id"))
+        return f"{req.public_id} re-categorised and routed again"
+    if action == "move":
+        actions.move_pin(session, user, req, lon=data.get("lon"), lat=data.get("lat"))
+        return f"{req.public_id} moved and routed again"
+    if action == "merge":
+        target = str(data.get("parent") or "").strip().upper()
+        if not target:
+            raise InvalidInput("Give the reference of the request to merge into", field="parent")
+        parent = session.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == target))
+        if parent is None or parent.jurisdiction_id != req.jurisdiction_id:
+            raise InvalidInput(f"no request {target} in this city", field="parent")
+        result = actions.merge(session, user, req, parent, public_base_url=base)
+        return (
+            f"{req.public_id} merged into {parent.public_id}"
+            f" ({result.followers_moved} follower(s) moved)"
+        )
+    if action == "reply":
+        result = actions.reply_with_template(
+            session,
+            user,
+            req,
+            template_id=_int_or_none(data, "template_id"),
+            extra=data.get("extra"),
+            public_base_url=base,
+        )
+        return "Reply added" + (
+            " and e-mailed to the resident" if result.emailed else " (no e-mail address on file)"
+        )
+    if action == "note":
+        actions.add_note(session, user, req, text=data.get("text") or "", public=False)
+        return "Internal note added"
+    if action == "close":
+        actions.close(session, user, req, reason=data.get("reason") or "", public_base_url=base)
+        return f"{req.public_id} closed"
+    abort(404)
+
+
+@bp.post("/dispatch/requests/<public_id>/<action>")
+@roles_required("dispatcher")
+def act(public_id: str, action: str):
+    """Run one action; JSON callers get JSON, form posts go back to the request page."""
+    if action not in ACTIONS:
+        abort(404)
+    session = db_session()
+    req = find_request(current_user(), public_id)
+    data = form_data()
+    try:
+        message = _run_action(action, req, data)
+        session.commit()
+    except CivicpinError as exc:
+        session.rollback()
+        if wants_json():
+            return json_error(exc)
+        status = error_status(exc)
+        if status == 403:
+            abort(403)
+        req = find_request(current_user(), public_id)
+        ctx = request_context(req)
+        return render_template(
+            "dispatch/request.html", error=str(exc), error_field=getattr(exc, "field", None), **ctx
+        ), status
+    if wants_json():
+        return jsonify(
+            {
+                "ok": True,
+                "message": message,
+                "public_id": req.public_id,
+                "status": req.status,
+                "priority": req.priority,
+                "department_id": req.department_id,
+                "crew_id": req.crew_id,
+            }
+        )
+    flash(message)
+    return redirect(url_for("dispatch.request_page", public_id=req.public_id), code=303)
+
+
+@bp.get("/staff/media/<path:rest>")
+@roles_required("agent", "dispatcher", "crew")
+def staff_media(rest: str):
+    """A photo's EXIF-free copy for staff (also for private categories)."""
+    key = f"public/{rest}"
+    user = current_user()
+    session = db_session()
+    req = session.scalar(
+        sa.select(ServiceRequest)
+        .join(Photo, Photo.request_id == ServiceRequest.id)
+        .where(sa.or_(Photo.public_key == key, Photo.thumb_key == key))
+        .limit(1)
+    )
+    if req is None or not actions.may(user, "view", req):
+        abort(404)
+    return send_from_directory(settings_of(current_app).media_dir, key, mimetype="image/jpeg")
