@@ -31,6 +31,7 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from notify import messages
+from spatial.accounts import ROLE_IMPLIES
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import (
     CLOSED_STATUSES,
@@ -56,15 +57,6 @@ if TYPE_CHECKING:
 MAX_NOTE = 4000
 MAX_REASON = 1000
 
-# Staff who may do everything a role below them may do (mirrors webmap.auth.ROLE_IMPLIES,
-# which routing cannot import: imports point from webmap to routing, never back).
-ROLE_IMPLIES = {
-    "admin": {"admin", "planner", "dispatcher", "agent", "crew"},
-    "dispatcher": {"dispatcher", "agent"},
-    "planner": {"planner"},
-    "agent": {"agent"},
-    "crew": {"crew"},
-}
 
 ACTION_ROLES: dict[str, frozenset[str]] = {
     "view": frozenset({"agent", "dispatcher", "crew"}),

@@ -17,6 +17,15 @@ from spatial.models import ROLES, User
 EMAIL_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 _hasher = PasswordHasher()
 
+# Staff who may do everything a role below them may do (admins can act as any role).
+ROLE_IMPLIES: dict[str, set[str]] = {
+    "admin": {"admin", "planner", "dispatcher", "agent", "crew"},
+    "dispatcher": {"dispatcher", "agent"},
+    "planner": {"planner"},
+    "agent": {"agent"},
+    "crew": {"crew"},
+}
+
 
 def validate_email(value: str, field: str = "email") -> str:
     value = (value or "").strip()

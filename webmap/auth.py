@@ -24,20 +24,11 @@ from flask import (
     url_for,
 )
 
-from spatial.accounts import verify_password
+from spatial.accounts import ROLE_IMPLIES, verify_password
 from spatial.models import User, now_utc
 from webmap.app import db_session
 
 bp = Blueprint("auth", __name__)
-
-# Staff who may do everything a role below them may do (admins can act as any role).
-ROLE_IMPLIES = {
-    "admin": {"admin", "planner", "dispatcher", "agent", "crew"},
-    "dispatcher": {"dispatcher", "agent"},
-    "planner": {"planner"},
-    "agent": {"agent"},
-    "crew": {"crew"},
-}
 
 
 def current_user() -> User | None:
