@@ -1,1 +1,450 @@
-"""``civicpin mail-intake, mail-poll and worker (owned by the mail work)``."""
+"""``civicpin mail-intake``, ``mail-poll``, ``worker`` and ``civicpin mail ...`` (set-up).
+
+- ``mail-intake``: the SMTP server that turns mail to the city's addresses into requests;
+- ``mail-poll``: the same for a mailbox, over IMAP (``--url`` or ``IMAP_URL``);
+- ``worker``: delivers the outbox over ``SMTP_URL`` (or to ``var/mail-spool/``);
+- ``mail address add|list|remove``: the accepted recipient addresses per city;
+- ``mail config``: the dispatch address, the sender address and the loop limits;
+- ``mail template list|show|set|reset``: the per-city message texts;
+- ``mail outbox``: how many messages are pending, sent, failed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+
+from spatial.accounts import EMAIL_RE
+from spatial.cities import get_city
+from spatial.db import session_scope
+from spatial.errors import InvalidInput, NotFound
+from spatial.models import Department, Jurisdiction, Service, ServiceAttribute
+from spatial.models_mail import MailAddress
+from webmap.cli import Runtime, cli, pass_runtime
+
+
+def _intake(rt: Runtime, max_message_mb: int):
+    from intake.email_intake import IntakeLimits, MailIntake
+
+    if max_message_mb < 1 or max_message_mb > 200:
+        raise click.BadParameter("must be between 1 and 200", param_hint="--max-message-mb")
+    return MailIntake(
+        rt.sessions(),
+        public_base_url=rt.settings.public_base_url,
+        media_dir=rt.settings.media_dir,
+        mail_from=rt.settings.mail_from,
+        limits=IntakeLimits(max_message_bytes=max_message_mb * 1024 * 1024),
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@cli.command("mail-intake")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=2525, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--max-message-mb", default=25, show_default=True, type=int)
+@pass_runtime
+def mail_intake(rt: Runtime, host: str, port: int, max_message_mb: int) -> None:
+    """Run the SMTP server that turns mail to the city's addresses into requests."""
+    from intake.email_intake import start_smtp_server
+
+    intake = _intake(rt, max_message_mb)
+    stop = _stop_on_signals()
+    try:
+        controller = start_smtp_server(intake, host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    except RuntimeError as exc:
+        raise click.ClickException(
+            f"cannot start the SMTP server on {host}:{port}: {exc}"
+        ) from None
+    click.echo(f"civicpin mail intake listening on {host}:{port} (Ctrl-C to stop)", err=True)
+    try:
+        stop.wait()
+    finally:
+        controller.stop()
+    click.echo("mail intake stopped", err=True)
+
+
+@cli.command("mail-poll")
+@click.option(
+    "--url",
+    envvar="IMAP_URL",
+    required=True,
+    help="imap://user:password@host[:port] (imaps:// for TLS); default $IMAP_URL.",
+)
+@click.option("--folder", default="INBOX", show_default=True)
+@click.option(
+    "--address",
+    "default_address",
+    default=None,
+    help="The intake address this mailbox receives, when the headers do not name one.",
+)
+@click.option("--every", type=click.IntRange(min=5), default=None, help="Poll every N seconds.")
+@click.option("--max-message-mb", default=25, show_default=True, type=int)
+@pass_runtime
+def mail_poll(
+    rt: Runtime,
+    url: str,
+    folder: str,
+    default_address: str | None,
+    every: int | None,
+    max_message_mb: int,
+) -> None:
+    """Process the unseen mail of an IMAP mailbox and mark it seen."""
+    from intake.email_intake import poll_imap
+
+    intake = _intake(rt, max_message_mb)
+    if default_address and not intake.accepts(default_address):
+        raise NotFound(
+            f"{default_address} is not an intake address: add it with 'civicpin mail address add'"
+        )
+    stop = _stop_on_signals() if every else threading.Event()
+    while True:
+        result = poll_imap(intake, url, folder=folder, default_address=default_address)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(result.outcomes.items())) or "no new mail"
+        click.echo(f"{summary}; {result.left_unseen} left for the next poll")
+        if not every or stop.wait(every):
+            break
+
+
+@cli.command("worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--batch", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--lease",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds a claimed message stays with this worker before others may retry it.",
+)
+@click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 600))
+@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--backoff",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds before the first retry; doubles with every failure (at most an hour).",
+)
+@pass_runtime
+def worker(
+    rt: Runtime,
+    once: bool,
+    batch: int,
+    lease: float,
+    poll_interval: float,
+    max_attempts: int,
+    backoff: float,
+) -> None:
+    """Deliver the outbox over SMTP_URL (or to var/mail-spool/ without one)."""
+    from notify.worker import WorkerConfig, make_transport, run_forever, run_once
+
+    cfg = WorkerConfig(
+        batch_size=batch,
+        lease_seconds=lease,
+        poll_interval=poll_interval,
+        max_attempts=max_attempts,
+        backoff_base=backoff,
+    )
+    sessions = rt.sessions()
+    target = repr(make_transport(rt.settings, cfg))
+    if once:
+        result = run_once(sessions, rt.settings, cfg)
+    else:
+        click.echo(f"civicpin worker delivering to {target} (Ctrl-C to stop)", err=True)
+        result = run_forever(sessions, rt.settings, cfg, stop=_stop_on_signals())
+    line = f"{result.sent} sent, {result.retrying} to retry, {result.failed} failed"
+    if result.errors:
+        line += f" (last error: {result.errors[-1]})"
+    click.echo(line)
+
+
+# --- civicpin mail ... --------------------------------------------------------------------
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """Set up e-mail: intake addresses, dispatch address, message templates."""
+
+
+@mail_group.group("address")
+def address_group() -> None:
+    """The addresses whose mail becomes requests."""
+
+
+def _check_email(value: str, what: str) -> str:
+    value = (value or "").strip().lower()
+    if len(value) > 254 or not EMAIL_RE.match(value):
+        raise InvalidInput(f"{what} {value!r} is not an e-mail address", field=what)
+    return value
+
+
+def _required_questions(session, service: Service) -> list[str]:
+    return list(
+        session.scalars(
+            sa.select(ServiceAttribute.code).where(
+                ServiceAttribute.service_id == service.id,
+                ServiceAttribute.required.is_(True),
+                ServiceAttribute.variable.is_(True),
+            )
+        )
+    )
+
+
+@address_group.command("add")
+@click.option("--city", "slug", required=True)
+@click.argument("address")
+@click.option("--category", "category", default=None, help="Category code of new requests.")
+@click.option("--department", "department", default=None, help="Default department code.")
+@pass_runtime
+def address_add(
+    rt: Runtime, slug: str, address: str, category: str | None, department: str | None
+) -> None:
+    """Accept mail to ADDRESS for a city, with a default category and/or department."""
+    address = _check_email(address, "address")
+    with session_scope(rt.sessions()) as session:
+        city = get_city(session, slug)
+        existing = session.scalar(
+            sa.select(MailAddress).where(sa.func.lower(MailAddress.address) == address)
+        )
+        if existing is not None:
+            owner = session.get(Jurisdiction, existing.jurisdiction_id)
+            raise InvalidInput(f"{address} is already an intake address of {owner.slug}")
+        dept = None
+        if department:
+            dept = session.scalar(
+                sa.select(Department).where(
+                    Department.jurisdiction_id == city.id, Department.code == department
+                )
+            )
+            if dept is None:
+                raise NotFound(f"{city.slug} has no department {department!r}")
+        if category:
+            service = session.scalar(
+                sa.select(Service).where(
+                    Service.jurisdiction_id == city.id,
+                    Service.code == category,
+                    Service.active.is_(True),
+                )
+            )
+            if service is None:
+                raise NotFound(f"{city.slug} has no active category {category!r}")
+        elif dept is not None:
+            candidates = session.scalars(
+                sa.select(Service)
+                .where(
+                    Service.jurisdiction_id == city.id,
+                    Service.default_department_id == dept.id,
+                    Service.active.is_(True),
+                    Service.private.is_(False),
+                )
+                .order_by(Service.name)
+            ).all()
+            candidates = [s for s in candidates if not _required_questions(session, s)]
+            if not candidates:
+                raise InvalidInput(
+                    f"department {dept.code} has no category without required questions: "
+                    "name one with --category"
+                )
+            service = candidates[0]
+        else:
+            raise click.UsageError("give --category CODE or --department CODE (or both)")
+        required = _required_questions(session, service)
+        if required:
+            raise InvalidInput(
+                f"category {service.code} asks required questions ({', '.join(required)}) "
+                "that an e-mail cannot answer: choose a general category for this address"
+            )
+        session.add(
+            MailAddress(
+                jurisdiction_id=city.id,
+                address=address,
+                service_id=service.id,
+                department_id=dept.id if dept else None,
+                active=True,
+            )
+        )
+    click.echo(
+        f"{address}: mail becomes {service.code!r} requests of {city.slug}"
+        + (f", department {dept.code}" if dept else "")
+    )
+
+
+@address_group.command("list")
+@click.option("--city", "slug", default=None)
+@pass_runtime
+def address_list(rt: Runtime, slug: str | None) -> None:
+    """List the intake addresses."""
+    with session_scope(rt.sessions()) as session:
+        stmt = (
+            sa.select(MailAddress, Jurisdiction.slug, Service.code, Department.code)
+            .join(Jurisdiction, Jurisdiction.id == MailAddress.jurisdiction_id)
+            .join(Service, Service.id == MailAddress.service_id)
+            .outerjoin(Department, Department.id == MailAddress.department_id)
+            .order_by(Jurisdiction.slug, MailAddress.address)
+        )
+        if slug:
+            stmt = stmt.where(Jurisdiction.id == get_city(session, slug).id)
+        rows = session.execute(stmt).all()
+    if not rows:
+        click.echo("no intake addresses yet: add one with 'civicpin mail address add'")
+    for addr, city, service, dept in rows:
+        state = "" if addr.active else " (inactive)"
+        click.echo(f"{city}\t{addr.address}\tcategory={service}\tdepartment={dept or '-'}{state}")
+
+
+@address_group.command("remove")
+@click.argument("address")
+@pass_runtime
+def address_remove(rt: Runtime, address: str) -> None:
+    """Stop accepting mail to ADDRESS."""
+    address = _check_email(address, "address")
+    with session_scope(rt.sessions()) as session:
+        row = session.scalar(
+            sa.select(MailAddress).where(sa.func.lower(MailAddress.address) == address)
+        )
+        if row is None:
+            raise NotFound(f"{address} is not an intake address")
+        session.delete(row)
+    click.echo(f"{address} removed: mail to it is now refused")
+
+
+@mail_group.command("config")
+@click.option("--city", "slug", required=True)
+@click.option("--dispatch-email", default=None, help="Where dispatcher alerts go ('' = none).")
+@click.option("--from", "from_address", default=None, help="From: of the city's mail.")
+@click.option("--reply-limit", type=click.IntRange(0, 1000), default=None)
+@click.option("--accept-limit", type=click.IntRange(1, 100000), default=None)
+@pass_runtime
+def mail_config_cmd(
+    rt: Runtime,
+    slug: str,
+    dispatch_email: str | None,
+    from_address: str | None,
+    reply_limit: int | None,
+    accept_limit: int | None,
+) -> None:
+    """Show or change a city's mail settings."""
+    from notify.links import mail_config
+
+    if dispatch_email:
+        dispatch_email = _check_email(dispatch_email, "dispatch-email")
+    if from_address:
+        from email.utils import parseaddr
+
+        _check_email(parseaddr(from_address)[1], "from")
+    with session_scope(rt.sessions()) as session:
+        city = get_city(session, slug)
+        cfg = mail_config(session, city.id)
+        if dispatch_email is not None:
+            cfg.dispatch_email = dispatch_email or None
+        if from_address is not None:
+            cfg.from_address = from_address or None
+        if reply_limit is not None:
+            cfg.reply_limit_per_hour = reply_limit
+        if accept_limit is not None:
+            cfg.accept_limit_per_hour = accept_limit
+        click.echo(
+            f"{city.slug}: dispatch alerts to {cfg.dispatch_email or '(nobody)'}; "
+            f"from {cfg.from_address or rt.settings.mail_from}; auto-replies up to "
+            f"{cfg.reply_limit_per_hour}/h per sender, mail accepted up to "
+            f"{cfg.accept_limit_per_hour}/h per sender"
+        )
+
+
+@mail_group.group("template")
+def template_group() -> None:
+    """The texts of the messages civicpin sends, per city."""
+
+
+@template_group.command("list")
+@click.option("--city", "slug", required=True)
+@pass_runtime
+def template_list(rt: Runtime, slug: str) -> None:
+    """List the message kinds and whether the city changed them."""
+    from notify import templates
+
+    with session_scope(rt.sessions()) as session:
+        city = get_city(session, slug)
+        for kind, default in templates.DEFAULTS.items():
+            _s, _b, custom = templates.current(session, city.id, kind)
+            click.echo(f"{kind:<20} {'custom ' if custom else 'default'}  {default.title}")
+
+
+@template_group.command("show")
+@click.option("--city", "slug", required=True)
+@click.argument("kind")
+@pass_runtime
+def template_show(rt: Runtime, slug: str, kind: str) -> None:
+    """Print a template (subject line, blank line, body) and its placeholders."""
+    from notify import templates
+
+    if kind not in templates.DEFAULTS:
+        raise InvalidInput(
+            f"unknown message kind {kind!r} (one of {', '.join(templates.DEFAULTS)})"
+        )
+    with session_scope(rt.sessions()) as session:
+        subject, body, _ = templates.current(session, get_city(session, slug).id, kind)
+    click.echo(f"{subject}\n\n{body}")
+    names = ", ".join("$" + v for v in templates.DEFAULTS[kind].variables)
+    click.echo(f"# placeholders: {names}", err=True)
+
+
+@template_group.command("set")
+@click.option("--city", "slug", required=True)
+@click.argument("kind")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_runtime
+def template_set(rt: Runtime, slug: str, kind: str, file: Path) -> None:
+    """Replace a template from FILE: first line the subject, then a blank line, the body."""
+    from notify import templates
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{file} is not UTF-8 text") from None
+    subject, _, body = text.replace("\r\n", "\n").partition("\n")
+    with session_scope(rt.sessions()) as session:
+        templates.save_override(session, get_city(session, slug), kind, subject, body, "cli")
+    click.echo(f"{kind}: saved for {slug}")
+
+
+@template_group.command("reset")
+@click.option("--city", "slug", required=True)
+@click.argument("kind")
+@pass_runtime
+def template_reset(rt: Runtime, slug: str, kind: str) -> None:
+    """Go back to the default text of a template."""
+    from notify import templates
+
+    with session_scope(rt.sessions()) as session:
+        changed = templates.reset_override(session, get_city(session, slug), kind)
+    click.echo(f"{kind}: {'back to the default' if changed else 'was already the default'}")
+
+
+@mail_group.command("outbox")
+@pass_runtime
+def outbox_cmd(rt: Runtime) -> None:
+    """Count outbox messages by status."""
+    from notify.worker import outbox_counts
+
+    with session_scope(rt.sessions()) as session:
+        counts = outbox_counts(session)
+    for status in ("pending", "sending", "sent", "failed"):
+        click.echo(f"{status:<8} {counts.get(status, 0)}")

@@ -1,0 +1,1124 @@
+"""E-mail intake: every message to a city's public addresses becomes a tracked request.
+
+Two doors lead here: an SMTP server (aiosmtpd, ``civicpin mail-intake``) that refuses
+unknown recipients at RCPT time, and an IMAP poll (imapclient, ``civicpin mail-poll``).
+Both hand the raw bytes to :meth:`MailIntake.process`, which
+
+1. records the message in ``inbound_email`` first (``Message-ID`` unique: a message is
+   never processed twice; one without an id gets one derived from its bytes);
+2. ignores bounces, out-of-office replies and mail from our own addresses, and refuses a
+   sender over the per-hour limit (answering nothing, so no mail loop can start);
+3. turns a reply (``In-Reply-To``/``References`` to one of our messages, or
+   ``[LA-2026-000123]`` in the subject) into a note on that request;
+4. otherwise calls ``intake.submit()`` with channel ``email``: subject and body (plain
+   text, or the HTML made plain) as the description, image attachments through the photo
+   pipeline, and the location from a photo's GPS, a map link or coordinates in the text,
+   or an address in the text; without one the request waits as "needs location";
+5. writes the auto-reply (unless loop protection says no) and the dispatcher alert to the
+   outbox, in the same transaction.
+
+Malformed MIME gives a best-effort request when a sender and some text can be read, and
+a logged rejection otherwise; every message gets an ``inbound_email`` row with its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses, parseaddr
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.mail_location import address_candidates, coordinates_in_text, match_address
+from intake.photos import MAX_BYTES as MAX_PHOTO_BYTES
+from intake.photos import MAX_PHOTOS, PhotoUpload, ProcessedPhoto, process_photo, store_photo
+from intake.submit import (
+    HTML_TAG,
+    MAX_DESCRIPTION,
+    Draft,
+    ValidationFailed,
+    point_in_city,
+    submit,
+)
+from notify import messages
+from notify.links import mail_config
+from spatial.accounts import EMAIL_RE
+from spatial.errors import CivicpinError
+from spatial.models import (
+    InboundEmail,
+    Jurisdiction,
+    OutboxMessage,
+    Photo,
+    RequestEvent,
+    Service,
+    ServiceRequest,
+    now_utc,
+)
+from spatial.models_mail import MailAddress, MailConfig
+
+log = logging.getLogger("civicpin.mail")
+
+PUBLIC_ID_IN_SUBJECT = re.compile(r"\[([A-Z][A-Z0-9]{0,7}-\d{4}-\d{3,})\]")
+THREAD_ROOT_RE = re.compile(r"^<request-([A-Z][A-Z0-9]{0,7}-\d{4}-\d{3,})@", re.I)
+MSGID_RE = re.compile(r"<[^<>\s]{1,990}>")
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+QUOTE_HEADER_RE = re.compile(
+    r"^(On .{0,200}wrote:|-{2,}\s*Original Message\s*-{2,}|From: .+|Le .{0,200}a écrit ?:)\s*$",
+    re.I | re.M,
+)
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """Size limits; ``hard_cap_bytes`` is where the SMTP server stops reading at all."""
+
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_attachment_bytes: int = MAX_PHOTO_BYTES
+    max_photos: int = MAX_PHOTOS
+
+    @property
+    def hard_cap_bytes(self) -> int:
+        return 2 * self.max_message_bytes
+
+
+@dataclass
+class ParsedMail:
+    message_id: str
+    synthesized_id: bool
+    from_addr: str | None
+    from_name: str | None
+    subject: str
+    text: str
+    in_reply_to: list[str]
+    references: list[str]
+    auto_submitted: str | None
+    precedence: str | None
+    is_report: bool
+    header_recipients: list[str]
+    images: list[PhotoUpload] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IntakeOutcome:
+    """What became of one message; ``smtp_reply`` is the answer to the SMTP client."""
+
+    outcome: str
+    detail: str
+    smtp_reply: str
+    public_id: str | None = None
+    inbound_id: int | None = None
+    mark_seen: bool = True
+
+
+class MalformedMail(CivicpinError):
+    """Nothing usable could be read from the message."""
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+class _TextFromHtml(HTMLParser):
+    """Visible text of an HTML body; links keep their address, nothing else survives."""
+
+    SKIP = {"script", "style", "head", "title", "template", "noscript"}
+    BLOCK = {
+        "p",
+        "div",
+        "br",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "table",
+        "blockquote",
+        "pre",
+        "hr",
+        "section",
+        "article",
+        "ul",
+        "ol",
+    }
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+        self.href: list[str | None] = []
+        self.link_text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skip += 1
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+        if tag == "a":
+            href = dict(attrs).get("href") or ""
+            self.href.append(href if re.match(r"^(https?:|geo:)", href, re.I) else None)
+            self.link_text.append("")
+        if tag == "li":
+            self.out.append("- ")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+        if tag == "a" and self.href:
+            href = self.href.pop()
+            text = self.link_text.pop().strip()
+            if href and href != text:
+                self.out.append(f" ({href})")
+
+    def handle_data(self, data):
+        if self.skip:
+            return
+        self.out.append(data)
+        if self.link_text:
+            self.link_text[-1] += data
+
+    def text(self) -> str:
+        joined = "".join(self.out)
+        lines = [" ".join(line.split()) for line in joined.split("\n")]
+        return "\n".join(lines)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML body: markup, scripts and styles dropped, links kept."""
+    parser = _TextFromHtml()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # noqa: BLE001 - HTMLParser copes with most; keep what it got
+        pass
+    return parser.text()
+
+
+def plain_safe(text: str) -> str:
+    """Text that ``submit()`` accepts: no control characters, nothing that looks like HTML."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    # <https://...> and <name@host> are how mail clients write links and addresses.
+    text = re.sub(r"<((?:https?|mailto|geo):[^<>\s]+|[^<>@\s]+@[^<>@\s]+)>", r"\1", text)
+    text = HTML_TAG.sub(lambda m: m.group(0).replace("<", "\u2039").replace(">", "\u203a"), text)
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = "\n".join(lines).strip()
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of a reply: quoted lines, the quote header and signature dropped."""
+    m = QUOTE_HEADER_RE.search(text)
+    if m:
+        text = text[: m.start()]
+    text = text.split("\n-- \n")[0]
+    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
+    return "\n".join(lines).strip()
+
+
+def _header(msg: EmailMessage, name: str) -> str | None:
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - a header the parser cannot model is as good as absent
+        return None
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+def _all_headers(msg: EmailMessage, name: str) -> list[str]:
+    try:
+        return [" ".join(str(v).split()) for v in (msg.get_all(name) or [])]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _msgids(value: str | None) -> list[str]:
+    return MSGID_RE.findall(value or "")
+
+
+def _decode_text_part(part) -> str:
+    try:
+        return part.get_content()
+    except Exception:  # noqa: BLE001 - unknown charset or broken transfer encoding
+        payload = part.get_payload(decode=True) or b""
+        if isinstance(payload, str):
+            return payload
+        return payload.decode("utf-8", "replace")
+
+
+def _body_text(msg: EmailMessage) -> tuple[str, str]:
+    """(text, how): the text/plain body, else the HTML body made plain."""
+    body = None
+    try:
+        body = msg.get_body(preferencelist=("plain", "html"))
+    except Exception:  # noqa: BLE001
+        body = None
+    if body is None:
+        for part in msg.walk():
+            if part.get_content_maintype() == "text" and not part.get_filename():
+                body = part
+                break
+    if body is None:
+        if not msg.is_multipart():
+            payload = msg.get_payload(decode=True) or b""
+            return (
+                payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+            ), "raw"
+        return "", "none"
+    text = _decode_text_part(body)
+    if body.get_content_subtype() == "html":
+        return html_to_text(text), "html"
+    return text, "plain"
+
+
+def _attachments(msg: EmailMessage, limits: IntakeLimits) -> tuple[list[PhotoUpload], list[str]]:
+    images: list[PhotoUpload] = []
+    notes: list[str] = []
+    try:
+        body = msg.get_body(preferencelist=("plain", "html"))
+    except Exception:  # noqa: BLE001
+        body = None
+    for part in msg.walk():
+        if part.is_multipart() or part is body:
+            continue
+        try:
+            filename = part.get_filename()
+        except Exception:  # noqa: BLE001
+            filename = None
+        ctype = part.get_content_type()
+        is_image = ctype.startswith("image/") or (
+            filename is not None and filename.lower().endswith(IMAGE_EXT)
+        )
+        if not is_image:
+            if filename:
+                notes.append(f"the attachment {filename!r} was not kept: only photos are")
+            continue
+        name = filename or f"photo{len(images) + 1}.{ctype.split('/')[-1]}"
+        try:
+            data = part.get_payload(decode=True) or b""
+        except Exception:  # noqa: BLE001
+            data = b""
+        if not data:
+            notes.append(f"the photo {name!r} could not be read")
+            continue
+        if len(data) > limits.max_attachment_bytes:
+            notes.append(
+                f"the photo {name!r} was not kept: {len(data) / 1048576:.1f} MB is over the "
+                f"{limits.max_attachment_bytes // 1048576} MB limit"
+            )
+            continue
+        if len(images) >= limits.max_photos:
+            notes.append(f"the photo {name!r} was not kept: at most {limits.max_photos} per report")
+            continue
+        images.append(PhotoUpload(name, data))
+    return images, notes
+
+
+def parse_message(raw: bytes, limits: IntakeLimits | None = None) -> ParsedMail:
+    """Read what matters from a raw message, as far as it can be read.
+
+    Raises :class:`MalformedMail` only when neither a sender nor any text is there.
+    """
+    limits = limits or IntakeLimits()
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:  # noqa: BLE001
+        raise MalformedMail(f"unreadable message: {exc}") from None
+    defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
+    mid = next(iter(_msgids(_header(msg, "Message-ID"))), None)
+    synthesized = mid is None
+    if mid is None:
+        mid = f"<sha256-{hashlib.sha256(raw).hexdigest()}@civicpin.invalid>"
+    name, addr = parseaddr(_header(msg, "From") or "")
+    addr = addr.strip().lower() or None
+    if addr and not EMAIL_RE.match(addr):
+        defects.append("InvalidFromAddress")
+        addr = None
+    subject = _header(msg, "Subject") or ""
+    try:
+        text, how = _body_text(msg)
+    except Exception as exc:  # noqa: BLE001
+        text, how = "", "none"
+        defects.append(f"BodyUnreadable({type(exc).__name__})")
+    try:
+        images, notes = _attachments(msg, limits)
+    except Exception as exc:  # noqa: BLE001
+        images, notes = [], ["the attachments could not be read"]
+        defects.append(f"AttachmentsUnreadable({type(exc).__name__})")
+    recipients = [
+        a.lower()
+        for _n, a in getaddresses(
+            _all_headers(msg, "Delivered-To")
+            + _all_headers(msg, "X-Original-To")
+            + _all_headers(msg, "To")
+            + _all_headers(msg, "Cc")
+        )
+        if a
+    ]
+    try:
+        ctype = msg.get_content_type()
+    except Exception:  # noqa: BLE001
+        ctype = ""
+    for part in msg.walk():
+        defects += [type(d).__name__ for d in getattr(part, "defects", []) if part is not msg]
+    has_from = bool(_header(msg, "From"))
+    if not has_from and not subject:
+        raise MalformedMail("no From or Subject header: this is not a readable e-mail")
+    if not plain_safe(text) and not subject and not images:
+        raise MalformedMail("no subject, text or photo could be read")
+    return ParsedMail(
+        message_id=mid,
+        synthesized_id=synthesized,
+        from_addr=addr,
+        from_name=(name or "").strip() or None,
+        subject=subject,
+        text=text if how != "none" else "",
+        in_reply_to=_msgids(_header(msg, "In-Reply-To")),
+        references=_msgids(_header(msg, "References")),
+        auto_submitted=(_header(msg, "Auto-Submitted") or "").lower() or None,
+        precedence=(_header(msg, "Precedence") or "").lower() or None,
+        is_report=ctype == "multipart/report",
+        header_recipients=recipients,
+        images=images,
+        notes=notes,
+        defects=defects,
+    )
+
+
+# --- processing ------------------------------------------------------------------------
+
+
+class MailIntake:
+    """Turns raw messages into requests and notes; shared by the SMTP server and IMAP poll."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        public_base_url: str,
+        media_dir: Path,
+        mail_from: str = "",
+        limits: IntakeLimits | None = None,
+    ):
+        self.sessions = sessions
+        self.public_base_url = public_base_url
+        self.media_dir = media_dir
+        self.mail_from = parseaddr(mail_from)[1].lower()
+        self.limits = limits or IntakeLimits()
+
+    # -- addresses
+
+    def lookup(self, session: Session, address: str) -> MailAddress | None:
+        return session.scalar(
+            sa.select(MailAddress).where(
+                sa.func.lower(MailAddress.address) == (address or "").strip().lower(),
+                MailAddress.active.is_(True),
+            )
+        )
+
+    def accepts(self, address: str) -> bool:
+        """True if ``address`` is an active intake address (the RCPT check)."""
+        with self.sessions() as session:
+            return self.lookup(session, address) is not None
+
+    def own_addresses(self, session: Session) -> set[str]:
+        own = {a.lower() for a in session.scalars(sa.select(MailAddress.address))}
+        own |= {a.lower() for a in session.scalars(sa.select(MailConfig.from_address)) if a}
+        if self.mail_from:
+            own.add(self.mail_from)
+        return {parseaddr(a)[1] or a for a in own}
+
+    # -- the one entry point
+
+    def process(
+        self,
+        raw: bytes,
+        *,
+        mail_from: str | None,
+        rcpt_tos: list[str],
+        default_address: str | None = None,
+        via: str = "smtp",
+        size: int | None = None,
+        now: datetime | None = None,
+    ) -> IntakeOutcome:
+        """Handle one received message; never raises for anything a sender can send.
+
+        ``size`` is the full size when ``raw`` holds only the headers of a message too big
+        to fetch (IMAP).
+        """
+        now = now or now_utc()
+        size = max(size or 0, len(raw))
+        try:
+            return self._process(raw, mail_from, rcpt_tos, default_address, via, now, size)
+        except sa.exc.OperationalError as exc:
+            log.error("mail intake: database unavailable: %s", exc.orig)
+            return IntakeOutcome(
+                "error",
+                "database unavailable",
+                "451 4.3.0 Temporary failure, try again later",
+                mark_seen=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - a bad message must never stop the server
+            log.exception("mail intake: could not process a message")
+            detail = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            inbound_id = self._record_aside(
+                raw, mail_from, rcpt_tos, "error", detail, now, size=size
+            )
+            return IntakeOutcome(
+                "error",
+                detail,
+                "554 5.3.0 This message could not be processed; please report on our website",
+                inbound_id=inbound_id,
+            )
+
+    def _record_aside(
+        self,
+        raw: bytes,
+        mail_from: str | None,
+        rcpt_tos: list[str],
+        outcome: str,
+        detail: str,
+        now: datetime,
+        message_id: str | None = None,
+        subject: str | None = None,
+        jurisdiction_id: int | None = None,
+        size: int | None = None,
+    ) -> int | None:
+        """Record a message under a fresh key, leaving its Message-ID free for a retry."""
+        key = f"<{outcome}-{secrets.token_hex(8)}>" + (f" {message_id}" if message_id else "")
+        try:
+            with self.sessions.begin() as session:
+                row = InboundEmail(
+                    message_id=key[:998],
+                    jurisdiction_id=jurisdiction_id,
+                    received_at=now,
+                    mail_from=(mail_from or "")[:998] or None,
+                    rcpt_to=", ".join(rcpt_tos)[:998] or None,
+                    subject=(subject or "")[:2000] or None,
+                    size=size or len(raw),
+                    outcome=outcome,
+                    detail=detail,
+                )
+                session.add(row)
+                session.flush()
+                return row.id
+        except sa.exc.SQLAlchemyError:
+            log.exception("mail intake: could not record a %s message", outcome)
+            return None
+
+    def _process(self, raw, env_from, rcpt_tos, default_address, via, now, size) -> IntakeOutcome:
+        limits = self.limits
+        rcpt_tos = [r.strip().lower() for r in rcpt_tos if r and r.strip()]
+        if size > limits.max_message_bytes:
+            return self._too_large(raw, env_from, rcpt_tos, default_address, via, now, size)
+        try:
+            mail = parse_message(raw, limits)
+        except MalformedMail as exc:
+            log.warning("mail intake: rejected malformed message: %s", exc)
+            inbound_id = self._record_aside(
+                raw, env_from, rcpt_tos, "rejected_malformed", str(exc), now
+            )
+            return IntakeOutcome(
+                "rejected_malformed",
+                str(exc),
+                f"550 5.6.0 Malformed message: {exc}",
+                inbound_id=inbound_id,
+            )
+        sender = mail.from_addr or (env_from or "").strip().lower() or None
+
+        with self.sessions.begin() as session:
+            address = self._recipient(session, rcpt_tos, mail, default_address)
+            city = session.get(Jurisdiction, address.jurisdiction_id) if address else None
+            inserted = session.execute(
+                insert(InboundEmail)
+                .values(
+                    message_id=mail.message_id[:998],
+                    jurisdiction_id=city.id if city else None,
+                    received_at=now,
+                    mail_from=sender,
+                    rcpt_to=", ".join(rcpt_tos or ([address.address] if address else []))[:998]
+                    or None,
+                    subject=mail.subject[:2000] or None,
+                    size=len(raw),
+                    outcome="processing",
+                )
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(InboundEmail.id)
+            ).scalar()
+            if inserted is None:
+                duplicate = True
+            else:
+                duplicate = False
+                inbound = session.get(InboundEmail, inserted)
+                outcome = self._handle(
+                    session, inbound, mail, sender, env_from, address, city, via, now
+                )
+        if duplicate:
+            first = self._first_with_id(mail.message_id)
+            detail = f"the same Message-ID was already received (inbound #{first})"
+            inbound_id = self._record_aside(
+                raw,
+                sender,
+                rcpt_tos,
+                "duplicate",
+                detail,
+                now,
+                message_id=mail.message_id,
+                subject=mail.subject,
+            )
+            log.info("mail intake: duplicate %s ignored", mail.message_id)
+            return IntakeOutcome(
+                "duplicate", detail, "250 2.0.0 Already received", inbound_id=inbound_id
+            )
+        if outcome.outcome == "rate_limited":
+            # Recorded aside so the sender's retry (same Message-ID) is processed later.
+            outcome.inbound_id = self._record_aside(
+                raw,
+                sender,
+                rcpt_tos,
+                "rate_limited",
+                outcome.detail,
+                now,
+                message_id=mail.message_id,
+                subject=mail.subject,
+                jurisdiction_id=city.id if city else None,
+            )
+        log.info(
+            "mail intake: %s from %s: %s %s",
+            mail.message_id,
+            sender,
+            outcome.outcome,
+            outcome.public_id or outcome.detail,
+        )
+        return outcome
+
+    def _first_with_id(self, message_id: str) -> int | None:
+        with self.sessions() as session:
+            return session.scalar(
+                sa.select(InboundEmail.id).where(InboundEmail.message_id == message_id[:998])
+            )
+
+    def _recipient(
+        self, session, rcpt_tos, mail: ParsedMail, default_address
+    ) -> MailAddress | None:
+        for addr in [*rcpt_tos, *mail.header_recipients, default_address or ""]:
+            if addr and (found := self.lookup(session, addr)) is not None:
+                return found
+        return None
+
+    def _too_large(self, raw, env_from, rcpt_tos, default_address, via, now, size) -> IntakeOutcome:
+        size_mb = size / 1048576
+        limit_mb = self.limits.max_message_bytes // 1048576
+        reason = (
+            f"the message is {size_mb:.1f} MB, over the {limit_mb} MB limit; send photos "
+            f"smaller than {self.limits.max_attachment_bytes // 1048576} MB each"
+        )
+        # Only the headers are read: the body is what is too big.
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:65536]
+        try:
+            mail = parse_message(head + b"\r\n\r\n", self.limits)
+        except MalformedMail:
+            mail = None
+        city_id = None
+        if via != "smtp" and mail is not None and mail.from_addr:
+            # No SMTP session to refuse in: tell the sender by mail, loop rules permitting.
+            with self.sessions.begin() as session:
+                address = self._recipient(session, rcpt_tos, mail, default_address)
+                if address is not None:
+                    city_id = address.jurisdiction_id
+                    if self._may_reply(session, mail, mail.from_addr, env_from, address, now)[0]:
+                        messages.intake_refused(
+                            session,
+                            city_id,
+                            self.public_base_url,
+                            to_addr=mail.from_addr,
+                            original_subject=mail.subject,
+                            intake_address=address.address,
+                            reason=reason,
+                            in_reply_to=None if mail.synthesized_id else mail.message_id,
+                        )
+        inbound_id = self._record_aside(
+            raw,
+            (mail.from_addr if mail else None) or env_from,
+            rcpt_tos,
+            "too_large",
+            reason,
+            now,
+            message_id=mail.message_id if mail else None,
+            subject=mail.subject if mail else None,
+            jurisdiction_id=city_id,
+            size=size,
+        )
+        return IntakeOutcome(
+            "too_large", reason, f"552 5.3.4 Message too big: {reason}", inbound_id=inbound_id
+        )
+
+    # -- loop protection
+
+    def _recent_from(self, session: Session, sender: str, now: datetime) -> int:
+        return session.scalar(
+            sa.select(sa.func.count())
+            .select_from(InboundEmail)
+            .where(
+                InboundEmail.mail_from == sender,
+                InboundEmail.received_at > now - timedelta(hours=1),
+                InboundEmail.outcome != "processing",
+            )
+        )
+
+    def _may_reply(self, session, mail: ParsedMail, sender, env_from, address, now):
+        if not sender:
+            return False, "no sender address"
+        if mail.auto_submitted and mail.auto_submitted.split(";")[0].strip() != "no":
+            return False, f"Auto-Submitted: {mail.auto_submitted}"
+        if mail.precedence in ("bulk", "list", "junk"):
+            return False, f"Precedence: {mail.precedence}"
+        if sender in self.own_addresses(session):
+            return False, "sent from one of our own addresses"
+        cfg = mail_config(session, address.jurisdiction_id)
+        if self._recent_from(session, sender, now) >= cfg.reply_limit_per_hour:
+            return False, f"over {cfg.reply_limit_per_hour} messages from this sender in an hour"
+        return True, ""
+
+    # -- the work, inside the inbound row's transaction
+
+    def _handle(
+        self, session, inbound, mail: ParsedMail, sender, env_from, address, city, via, now
+    ):
+        def done(outcome: str, detail: str, reply: str, public_id=None, request_id=None):
+            inbound.outcome = outcome
+            inbound.detail = detail[:4000]
+            inbound.request_id = request_id
+            return IntakeOutcome(outcome, detail, reply, public_id=public_id, inbound_id=inbound.id)
+
+        if address is None:
+            return done(
+                "unknown_recipient",
+                "not addressed to any intake address",
+                "550 5.1.1 No such recipient here",
+            )
+        if env_from is not None and env_from.strip() in ("", "<>") and via == "smtp":
+            return done("ignored_bounce", "empty envelope sender (a bounce)", "250 2.0.0 OK")
+        if mail.is_report or (sender or "").startswith(("mailer-daemon@", "postmaster@")):
+            return done("ignored_bounce", "a delivery report", "250 2.0.0 OK")
+        if mail.auto_submitted and mail.auto_submitted.startswith("auto-replied"):
+            return done(
+                "ignored_auto_reply", f"Auto-Submitted: {mail.auto_submitted}", "250 2.0.0 OK"
+            )
+        if sender and sender in self.own_addresses(session):
+            return done("ignored_own", "sent from one of our own addresses", "250 2.0.0 OK")
+        cfg = mail_config(session, city.id)
+        if sender and self._recent_from(session, sender, now) >= cfg.accept_limit_per_hour:
+            session.delete(inbound)  # keeps the Message-ID free for the sender's retry
+            return IntakeOutcome(
+                "rate_limited",
+                f"over {cfg.accept_limit_per_hour} messages from {sender} in an hour",
+                "451 4.7.1 Too many messages from this sender, try again later",
+                mark_seen=False,
+            )
+        may_reply, why_not = self._may_reply(session, mail, sender, env_from, address, now)
+        if not may_reply:
+            log.info("mail intake: no auto-reply to %s: %s", sender, why_not)
+
+        target = self._replied_request(session, mail, city)
+        if target is not None:
+            return self._add_note(session, done, target, mail, sender, may_reply, why_not)
+        return self._new_request(session, done, mail, sender, address, city, may_reply, why_not)
+
+    def _replied_request(self, session, mail: ParsedMail, city) -> ServiceRequest | None:
+        ids = [*mail.in_reply_to, *reversed(mail.references)]
+        for mid in ids:
+            m = THREAD_ROOT_RE.match(mid)
+            if m:
+                req = session.scalar(
+                    sa.select(ServiceRequest).where(ServiceRequest.public_id == m.group(1).upper())
+                )
+                if req is not None:
+                    return req
+        if ids:
+            rid = session.scalar(
+                sa.select(OutboxMessage.request_id)
+                .where(OutboxMessage.message_id.in_(ids), OutboxMessage.request_id.is_not(None))
+                .limit(1)
+            ) or session.scalar(
+                sa.select(InboundEmail.request_id)
+                .where(InboundEmail.message_id.in_(ids), InboundEmail.request_id.is_not(None))
+                .limit(1)
+            )
+            if rid is not None:
+                return session.get(ServiceRequest, rid)
+        for public_id in PUBLIC_ID_IN_SUBJECT.findall(mail.subject or ""):
+            req = session.scalar(
+                sa.select(ServiceRequest).where(
+                    ServiceRequest.public_id == public_id,
+                    ServiceRequest.jurisdiction_id == city.id,
+                )
+            )
+            if req is not None:
+                return req
+        return None
+
+    def _usable_photos(self, mail: ParsedMail) -> tuple[list[ProcessedPhoto], list[str]]:
+        good: list[ProcessedPhoto] = []
+        notes: list[str] = []
+        for upload in mail.images:
+            try:
+                good.append(process_photo(upload))
+            except CivicpinError as exc:
+                notes.append(f"a photo was not kept: {exc}")
+        return good, notes
+
+    def _add_note(self, session, done, request, mail, sender, may_reply, why_not):
+        text = plain_safe(strip_quoted(mail.text)) or "(no text)"
+        if len(text) > MAX_DESCRIPTION:
+            text = text[: MAX_DESCRIPTION - 1] + "\u2026"
+        photos, photo_notes = self._usable_photos(mail)
+        added = 0
+        for photo in photos:
+            exists = session.scalar(
+                sa.select(Photo.id).where(
+                    Photo.request_id == request.id, Photo.content_hash == photo.content_hash
+                )
+            )
+            if exists:
+                continue
+            store_photo(self.media_dir, photo)
+            session.add(
+                Photo(
+                    request_id=request.id,
+                    content_hash=photo.content_hash,
+                    stage="report",
+                    mime_type=photo.mime_type,
+                    width=photo.width,
+                    height=photo.height,
+                    bytes=photo.size,
+                    original_key=photo.original_key,
+                    public_key=photo.public_key,
+                    thumb_key=photo.thumb_key,
+                )
+            )
+            added += 1
+        note = f"E-mail from {sender or 'an unknown sender'}: {mail.subject}\n\n{text}"
+        if added:
+            note += f"\n\n({added} photo{'s' if added > 1 else ''} added)"
+        session.add(
+            RequestEvent(
+                request_id=request.id,
+                kind="note",
+                note=note[: MAX_DESCRIPTION + 400],
+                public=False,
+                actor_label=f"e-mail {sender}" if sender else "e-mail",
+            )
+        )
+        request.updated_at = now_utc()
+        notes = mail.notes + photo_notes
+        if may_reply:
+            messages.note_received(
+                session,
+                request,
+                self.public_base_url,
+                to_addr=sender,
+                in_reply_to=mail.message_id if not mail.synthesized_id else None,
+                references=" ".join(mail.references) or None,
+                notes=notes,
+            )
+        detail = f"note added to {request.public_id}"
+        if not may_reply:
+            detail += f"; no auto-reply ({why_not})"
+        session.flush()
+        return done(
+            "note",
+            detail,
+            f"250 2.0.0 Added to {request.public_id}",
+            public_id=request.public_id,
+            request_id=request.id,
+        )
+
+    def _locate(self, session, city, mail: ParsedMail, photos: list[ProcessedPhoto]):
+        """(lat, lon, address, use_photo, notes) for a new request."""
+        notes: list[str] = []
+        for photo in photos:
+            if photo.gps is not None:
+                lon, lat = photo.gps
+                if point_in_city(session, city, lon, lat):
+                    return None, None, None, True, ["location taken from the photo's GPS"]
+                notes.append(
+                    f"the photo's GPS position ({lat:.5f}, {lon:.5f}) is outside {city.name}"
+                )
+        text = f"{mail.subject}\n{mail.text}"
+        coords, link_notes = coordinates_in_text(text)
+        notes += link_notes
+        for c in coords:
+            for lat, lon in ((c.lat, c.lon), (c.lon, c.lat)):
+                if -90 <= lat <= 90 and point_in_city(session, city, lon, lat):
+                    return lat, lon, None, False, [*notes, f"location taken from the {c.source}"]
+        if coords:
+            notes.append(f"the {coords[0].source} points outside {city.name}")
+        for candidate in address_candidates(text):
+            point = match_address(session, city, candidate)
+            if point is not None:
+                lat, lon = session.execute(
+                    sa.select(sa.func.ST_Y(point.location), sa.func.ST_X(point.location))
+                ).one()
+                return (
+                    float(lat),
+                    float(lon),
+                    point.address,
+                    False,
+                    [*notes, f"location taken from the address {point.address!r}"],
+                )
+        return None, None, None, False, notes
+
+    def _new_request(self, session, done, mail, sender, address, city, may_reply, why_not):
+        service = session.get(Service, address.service_id)
+        body = plain_safe(mail.text)
+        subject = plain_safe(mail.subject)
+        description = "\n\n".join(p for p in (subject, body) if p) or "(empty e-mail)"
+        notes = list(mail.notes)
+        if len(description) > MAX_DESCRIPTION:
+            description = description[: MAX_DESCRIPTION - 1] + "\u2026"
+            notes.append(f"the text was cut to {MAX_DESCRIPTION} characters")
+        if mail.defects:
+            notes_internal = f"MIME defects: {', '.join(sorted(set(mail.defects)))}"
+        else:
+            notes_internal = ""
+        photos, photo_notes = self._usable_photos(mail)
+        notes += photo_notes
+        lat, lon, found_address, use_photo, loc_notes = self._locate(session, city, mail, photos)
+        name = mail.from_name if mail.from_name and len(mail.from_name) <= 200 else None
+        draft = Draft(
+            city=city.slug,
+            service_code=service.code,
+            lat=lat,
+            lon=lon,
+            address=found_address,
+            description=description,
+            photos=[PhotoUpload(p.original_key.rsplit("/", 1)[-1], p.original) for p in photos],
+            channel="email",
+            allow_missing_location=True,
+            use_photo_location=use_photo,
+        )
+        try:
+            with session.begin_nested():
+                result = submit(
+                    session, draft, media_dir=self.media_dir, public_base_url=self.public_base_url
+                )
+        except ValidationFailed as exc:
+            reason = "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+            log.warning("mail intake: %s could not become a request: %s", mail.message_id, reason)
+            return done(
+                "rejected",
+                reason,
+                f"550 5.7.1 This message could not become a report: {reason}"[:500],
+            )
+        request = result.request
+        if sender and EMAIL_RE.match(sender):
+            request.contact_email = sender
+            request.contact_name = name
+            request.anonymous = False
+        if request.department_id is None and address.department_id is not None:
+            request.department_id = address.department_id
+            request.routing_explanation = (
+                f"mailed to {address.address}: that address's default department"
+            )
+        session.flush()
+        location_note = " ".join(loc_notes)
+        if request.needs_location:
+            session.add(
+                RequestEvent(
+                    request_id=request.id,
+                    kind="needs_location",
+                    note="No location in the e-mail"
+                    + (f" ({'; '.join(loc_notes)})" if loc_notes else "")
+                    + ": the sender was sent a link to drop the pin",
+                    public=False,
+                    actor_label="e-mail intake",
+                )
+            )
+        if notes_internal or notes:
+            session.add(
+                RequestEvent(
+                    request_id=request.id,
+                    kind="note",
+                    note="; ".join(x for x in (notes_internal, *notes) if x),
+                    public=False,
+                    actor_label="e-mail intake",
+                )
+            )
+        if may_reply:
+            messages.acknowledge(
+                session,
+                request,
+                self.public_base_url,
+                to_addr=sender,
+                in_reply_to=None if mail.synthesized_id else mail.message_id,
+                references=" ".join(mail.references) or None,
+                notes=notes,
+            )
+        messages.on_new_request(session, request, self.public_base_url)
+        detail = f"created {request.public_id}"
+        if location_note:
+            detail += f"; {location_note}"
+        if request.needs_location:
+            detail += "; needs location"
+        if not may_reply:
+            detail += f"; no auto-reply ({why_not})"
+        session.flush()
+        return done(
+            "created",
+            detail,
+            f"250 2.0.0 Received as {request.public_id}",
+            public_id=request.public_id,
+            request_id=request.id,
+        )
+
+
+# --- SMTP server (aiosmtpd) ------------------------------------------------------------
+
+
+class IntakeHandler:
+    """aiosmtpd handler: refuse unknown recipients at RCPT, process each message at DATA."""
+
+    def __init__(self, intake: MailIntake):
+        self.intake = intake
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        try:
+            ok = await asyncio.to_thread(self.intake.accepts, address)
+        except sa.exc.SQLAlchemyError:
+            return "451 4.3.0 Temporary failure, try again later"
+        if not ok:
+            return f"550 5.1.1 <{address}>: no such recipient here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        outcome = await asyncio.to_thread(
+            self.intake.process,
+            raw,
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            via="smtp",
+        )
+        return outcome.smtp_reply
+
+
+def start_smtp_server(intake: MailIntake, host: str = "127.0.0.1", port: int = 2525):
+    """Start the intake SMTP server in a background thread; returns the Controller."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(
+        IntakeHandler(intake),
+        hostname=host,
+        port=port,
+        data_size_limit=intake.limits.hard_cap_bytes,
+        ident="civicpin mail intake",
+    )
+    controller.start()
+    return controller
+
+
+# --- IMAP poll (imapclient) ------------------------------------------------------------
+
+
+@dataclass
+class PollResult:
+    seen: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    left_unseen: int = 0
+
+
+def poll_imap(
+    intake: MailIntake,
+    url: str,
+    *,
+    folder: str = "INBOX",
+    default_address: str | None = None,
+    batch: int = 50,
+    timeout: float = 30.0,
+) -> PollResult:
+    """Process every unseen message of an IMAP folder, marking each seen once handled.
+
+    ``url``: ``imap://user:password@host:port`` (``imaps://`` for TLS, ``imap+starttls://``).
+    A message is marked seen only after its outcome is committed; a temporary failure
+    (database down, sender over the limit) leaves it unseen for the next poll.
+    """
+    from imapclient import IMAPClient
+    from imapclient.exceptions import IMAPClientError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("imap", "imaps", "imap+starttls") or not parts.hostname:
+        raise CivicpinError(f"IMAP URL {url!r} must look like imap://user:password@host[:port]")
+    port = parts.port or (993 if parts.scheme == "imaps" else 143)
+    user = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    result = PollResult()
+    try:
+        client = IMAPClient(parts.hostname, port=port, ssl=parts.scheme == "imaps", timeout=timeout)
+    except OSError as exc:
+        raise CivicpinError(
+            f"cannot connect to IMAP server {parts.hostname}:{port}: {exc}"
+        ) from None
+    try:
+        if parts.scheme == "imap+starttls":
+            client.starttls()
+        try:
+            client.login(user, password)
+        except IMAPClientError as exc:
+            raise CivicpinError(f"IMAP login as {user!r} refused: {exc}") from None
+        try:
+            client.select_folder(folder)
+        except IMAPClientError as exc:
+            raise CivicpinError(f"IMAP folder {folder!r} cannot be opened: {exc}") from None
+        uids = client.search(["UNSEEN"])
+        for start in range(0, len(uids), batch):
+            chunk = uids[start : start + batch]
+            sizes = client.fetch(chunk, ["RFC822.SIZE"])
+            for uid in chunk:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                if size > intake.limits.max_message_bytes:
+                    raw = client.fetch([uid], ["BODY.PEEK[HEADER]"])[uid][b"BODY[HEADER]"]
+                else:
+                    raw = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+                outcome = intake.process(
+                    raw,
+                    mail_from=None,
+                    rcpt_tos=[],
+                    default_address=default_address,
+                    via="imap",
+                    size=size,
+                )
+                result.outcomes[outcome.outcome] = result.outcomes.get(outcome.outcome, 0) + 1
+                if outcome.mark_seen:
+                    client.add_flags([uid], [b"\\Seen"])
+                    result.seen += 1
+                else:
+                    result.left_unseen += 1
+    finally:
+        try:
+            client.logout()
+        except (IMAPClientError, OSError):
+            pass
+    return result

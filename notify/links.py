@@ -1,0 +1,118 @@
+"""Signed links in messages (survey, unsubscribe) and the unsubscribe list.
+
+Links are signed with itsdangerous using the city's ``mail_config.link_secret``, created on
+first use. The payload names the city (``c``); a link is checked by reading that id
+unverified, loading the city's key, then verifying the signature with it, so a tampered
+payload fails the check.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from spatial.errors import CivicpinError
+from spatial.models import Follower, now_utc
+from spatial.models_mail import MailConfig, Unsubscribe
+
+SURVEY_SALT = "civicpin-survey"
+UNSUBSCRIBE_SALT = "civicpin-unsubscribe"
+
+
+class BadLink(CivicpinError):
+    """The link was altered, cut short, or made with a key that is no longer valid."""
+
+
+class ExpiredLink(CivicpinError):
+    """The link was genuine but is too old."""
+
+
+def mail_config(session: Session, city_id: int) -> MailConfig:
+    """The city's mail settings row, created with defaults (and a link key) if missing."""
+    session.execute(
+        insert(MailConfig)
+        .values(
+            jurisdiction_id=city_id,
+            reply_limit_per_hour=5,
+            accept_limit_per_hour=30,
+            link_secret=secrets.token_urlsafe(32),
+        )
+        .on_conflict_do_nothing(index_elements=["jurisdiction_id"])
+    )
+    cfg = session.get(MailConfig, city_id, populate_existing=True)
+    assert cfg is not None
+    if not cfg.link_secret:
+        cfg.link_secret = secrets.token_urlsafe(32)
+        session.flush()
+    return cfg
+
+
+def _serializer(key: str, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(key, salt=salt)
+
+
+def sign(session: Session, city_id: int, salt: str, payload: dict[str, Any]) -> str:
+    key = mail_config(session, city_id).link_secret
+    return _serializer(key, salt).dumps({"c": city_id, **payload})
+
+
+def verify(session: Session, token: str, salt: str, max_age: int | None = None) -> dict:
+    """The payload of a genuine link; raises :class:`BadLink` or :class:`ExpiredLink`."""
+    try:
+        _ok, unsafe = _serializer("unverified", salt).loads_unsafe(token)
+        city_id = int(unsafe["c"]) if isinstance(unsafe, dict) else None
+    except (BadSignature, KeyError, TypeError, ValueError):
+        city_id = None
+    cfg = session.get(MailConfig, city_id) if city_id is not None else None
+    if cfg is None or not cfg.link_secret:
+        raise BadLink("This link is not valid: it may have been cut short when it was copied.")
+    try:
+        return _serializer(cfg.link_secret, salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise ExpiredLink("This link has expired.") from None
+    except BadSignature:
+        raise BadLink(
+            "This link is not valid: it may have been cut short when it was copied."
+        ) from None
+
+
+def unsubscribe_url(
+    session: Session, public_base_url: str, city_id: int, email: str, request_id: int | None
+) -> str:
+    token = sign(session, city_id, UNSUBSCRIBE_SALT, {"e": email.lower(), "r": request_id})
+    return f"{public_base_url}/unsubscribe/{token}"
+
+
+def is_unsubscribed(session: Session, email: str, request_id: int | None) -> bool:
+    """True if ``email`` asked for no mail at all, or none about ``request_id``."""
+    cond = Unsubscribe.request_id.is_(None)
+    if request_id is not None:
+        cond = sa.or_(cond, Unsubscribe.request_id == request_id)
+    return bool(
+        session.scalar(
+            sa.select(sa.literal(True))
+            .where(sa.func.lower(Unsubscribe.email) == email.lower(), cond)
+            .limit(1)
+        )
+    )
+
+
+def unsubscribe(session: Session, email: str, request_id: int | None) -> bool:
+    """Record the wish (idempotent); following a request stops too. True if new."""
+    email = email.lower()
+    if is_unsubscribed(session, email, request_id):
+        return False
+    session.add(Unsubscribe(email=email, request_id=request_id))
+    follow = sa.update(Follower).where(
+        sa.func.lower(Follower.email) == email, Follower.unsubscribed_at.is_(None)
+    )
+    if request_id is not None:
+        follow = follow.where(Follower.request_id == request_id)
+    session.execute(follow.values(unsubscribed_at=now_utc()))
+    session.flush()
+    return True

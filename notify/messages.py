@@ -1,0 +1,490 @@
+"""The kinds of message civicpin sends, written to the outbox in the caller's transaction.
+
+Call these from the code that makes the change, inside its transaction, so a message
+exists only if the change commits:
+
+- :func:`acknowledge` - a new report (web, API, phone, e-mail);
+- :func:`on_new_request` - the dispatcher alert, for every new request from any channel;
+- :func:`on_status_change` - reporter (if opted in) and followers; a change to
+  ``resolved`` sends the resolution message with its survey link instead;
+- :func:`on_resolved` - the resolution message alone (same as a change to resolved);
+- :func:`on_crew_assigned` - the crew's members;
+- :func:`on_template_reply` - a dispatcher's standard response to the reporter.
+
+Every message carries an unsubscribe link and ``List-Unsubscribe``; an address that
+unsubscribed (from everything, or from the request) gets nothing. The same change notified
+twice in one transaction is sent once.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from notify import templates
+from notify.links import is_unsubscribed, mail_config, unsubscribe_url
+from notify.outbox import enqueue, mail_domain, thread_root_id
+from spatial.accounts import EMAIL_RE
+from spatial.models import (
+    Crew,
+    Follower,
+    InboundEmail,
+    Jurisdiction,
+    OutboxMessage,
+    ServiceRequest,
+    Status,
+    User,
+)
+from spatial.models_mail import MailAddress
+
+STATUS_LABELS = {
+    Status.NEW.value: "New",
+    Status.ACKNOWLEDGED.value: "Acknowledged",
+    Status.IN_PROGRESS.value: "In progress",
+    Status.REFERRED.value: "Referred to another agency",
+    Status.RESOLVED.value: "Resolved",
+    Status.CANT_FIX.value: "Closed: cannot be fixed",
+    Status.DUPLICATE.value: "Closed: duplicate of another report",
+    Status.CANCELLED.value: "Cancelled",
+    Status.CLOSED.value: "Closed",
+}
+# Channels whose requests are history, not news: no dispatcher alert.
+QUIET_CHANNELS = frozenset({"import"})
+
+
+def status_label(status: str | None) -> str:
+    return STATUS_LABELS.get(status or "", (status or "").replace("_", " ").capitalize())
+
+
+def tracking_url(public_base_url: str, request: ServiceRequest) -> str:
+    return f"{public_base_url}/requests/{request.public_id}?token={request.token}"
+
+
+def locate_url(public_base_url: str, request: ServiceRequest) -> str:
+    """Where the sender of a request without a location can drop the pin."""
+    return tracking_url(public_base_url, request) + "&locate=1"
+
+
+def staff_url(public_base_url: str, request: ServiceRequest) -> str:
+    return f"{public_base_url}/dispatch/requests/{request.public_id}"
+
+
+def _once(session: Session, key: tuple) -> bool:
+    """False if the same notification was already written in this transaction."""
+    seen = session.info.setdefault("civicpin_notified", set())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _valid_email(addr: str | None) -> str | None:
+    addr = (addr or "").strip()
+    return addr if addr and len(addr) <= 254 and EMAIL_RE.match(addr) else None
+
+
+def _city(session: Session, request: ServiceRequest) -> Jurisdiction:
+    return session.get(Jurisdiction, request.jurisdiction_id)
+
+
+def _where(request: ServiceRequest) -> str:
+    if request.address:
+        return f"Where: {request.address}\n"
+    if request.needs_location:
+        return "Where: not known yet (needs a location)\n"
+    return ""
+
+
+def _common(session: Session, request: ServiceRequest, public_base_url: str) -> dict:
+    city = _city(session, request)
+    return {
+        "city_name": city.name,
+        "public_id": request.public_id,
+        "category": request.service.name if request.service else "",
+        "status": status_label(request.status),
+        "tracking_url": tracking_url(public_base_url, request),
+        "triage_url": f"{public_base_url}/help/triage",
+        "address": request.address or "",
+        "description": request.description or "(no description)",
+        "where": _where(request),
+        "routing": (
+            f"Routed to: {request.routing_explanation}\n" if request.routing_explanation else ""
+        ),
+    }
+
+
+def reply_to_address(session: Session, city_id: int) -> str | None:
+    """The city's first intake address, so that residents' replies come back as notes."""
+    return session.scalar(
+        sa.select(MailAddress.address)
+        .where(MailAddress.jurisdiction_id == city_id, MailAddress.active.is_(True))
+        .order_by(MailAddress.id)
+        .limit(1)
+    )
+
+
+def _original_message_id(session: Session, request: ServiceRequest) -> str | None:
+    """The Message-ID of the e-mail that created ``request``, to thread under it."""
+    return session.scalar(
+        sa.select(InboundEmail.message_id)
+        .where(InboundEmail.request_id == request.id, InboundEmail.outcome == "created")
+        .order_by(InboundEmail.id)
+        .limit(1)
+    )
+
+
+def _send(
+    session: Session,
+    request: ServiceRequest | None,
+    *,
+    city_id: int,
+    kind: str,
+    template: str,
+    to_addr: str,
+    values: dict,
+    public_base_url: str,
+    unsubscribe_scope: int | None,
+    headers: dict[str, str] | None = None,
+    auto: str = "auto-generated",
+) -> OutboxMessage | None:
+    """Render ``template`` for ``to_addr`` and enqueue it, unless they unsubscribed."""
+    to_addr = _valid_email(to_addr)
+    if to_addr is None:
+        return None
+    if is_unsubscribed(session, to_addr, unsubscribe_scope):
+        return None
+    unsub = unsubscribe_url(session, public_base_url, city_id, to_addr, unsubscribe_scope)
+    rendered = templates.render(session, city_id, template, {**values, "unsubscribe_url": unsub})
+    hdrs: dict[str, str] = {
+        "List-Unsubscribe": f"<{unsub}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        # RFC 3834: tells other robots (autoresponders, our own intake) not to answer.
+        "Auto-Submitted": auto,
+        "X-Auto-Response-Suppress": "All",
+        "X-Civicpin-Kind": kind,
+    }
+    cfg = mail_config(session, city_id)
+    if cfg.from_address:
+        hdrs["From"] = cfg.from_address
+    if (reply_to := reply_to_address(session, city_id)) is not None:
+        hdrs["Reply-To"] = reply_to
+    if request is not None and kind != "acknowledgement":
+        # Thread under the resident's own first e-mail as well as our thread root.
+        root = thread_root_id(request, mail_domain(public_base_url))
+        refs = [r for r in (_original_message_id(session, request), root) if r]
+        hdrs["In-Reply-To"] = root
+        hdrs["References"] = " ".join(refs)
+    hdrs.update(headers or {})
+    return enqueue(
+        session,
+        kind=kind,
+        to_addr=to_addr,
+        subject=rendered.subject,
+        body_text=rendered.body,
+        public_base_url=public_base_url,
+        request=request,
+        jurisdiction_id=city_id,
+        headers=hdrs,
+    )
+
+
+def acknowledge(
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    to_addr: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    notes: list[str] | None = None,
+) -> OutboxMessage | None:
+    """The acknowledgement of a new report (its Message-ID is the request's thread root).
+
+    For a request without a location it carries the link where the pin can be dropped.
+    ``in_reply_to``/``references`` thread it under the e-mail that created the request.
+    """
+    to_addr = to_addr or request.contact_email
+    if not to_addr or not _once(session, ("ack", request.id)):
+        return None
+    values = _common(session, request, public_base_url)
+    if request.needs_location:
+        values["location_help"] = (
+            "\nWe could not tell where the problem is. Please show us on the map "
+            f"(it takes a few seconds): {locate_url(public_base_url, request)}\n"
+        )
+    if notes:
+        values["notes"] = "\n" + "\n".join(f"Note: {n}" for n in notes) + "\n"
+    headers = {}
+    if in_reply_to:
+        headers["In-Reply-To"] = in_reply_to
+        headers["References"] = " ".join(r for r in (references, in_reply_to) if r)
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="acknowledgement",
+        template="acknowledgement",
+        to_addr=to_addr,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=request.id,
+        headers=headers,
+        auto="auto-replied" if in_reply_to else "auto-generated",
+    )
+
+
+def note_received(
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    to_addr: str,
+    in_reply_to: str,
+    references: str | None = None,
+    notes: list[str] | None = None,
+) -> OutboxMessage | None:
+    """Tell the sender of a reply that it was added to their request."""
+    values = _common(session, request, public_base_url)
+    if notes:
+        values["notes"] = "\n" + "\n".join(f"Note: {n}" for n in notes) + "\n"
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="note_received",
+        template="note_received",
+        to_addr=to_addr,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=request.id,
+        headers={
+            "In-Reply-To": in_reply_to,
+            "References": " ".join(r for r in (references, in_reply_to) if r),
+        },
+        auto="auto-replied",
+    )
+
+
+def on_new_request(
+    session: Session, request: ServiceRequest, public_base_url: str
+) -> OutboxMessage | None:
+    """Alert the city's dispatch address (``civicpin mail config --dispatch-email``)."""
+    if request.channel in QUIET_CHANNELS or not _once(session, ("new", request.id)):
+        return None
+    cfg = mail_config(session, request.jurisdiction_id)
+    if not cfg.dispatch_email:
+        return None
+    values = _common(session, request, public_base_url)
+    values.update(
+        channel=request.channel,
+        staff_url=staff_url(public_base_url, request),
+        needs_location_tag=" (needs location)" if request.needs_location else "",
+    )
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="dispatcher_alert",
+        template="dispatcher_alert",
+        to_addr=cfg.dispatch_email,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=None,
+        headers={"X-Civicpin-Request": request.public_id},
+    )
+
+
+def _residents(session: Session, request: ServiceRequest) -> list[tuple[str, str]]:
+    """(address, role) of the reporter (if opted in) and of the active followers."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    if request.contact_email and request.notify_updates and not request.anonymous:
+        out.append((request.contact_email, "reporter"))
+        seen.add(request.contact_email.lower())
+    followers = session.scalars(
+        sa.select(Follower.email)
+        .where(
+            Follower.request_id == request.id,
+            Follower.email.is_not(None),
+            Follower.unsubscribed_at.is_(None),
+        )
+        .order_by(Follower.id)
+    ).all()
+    for email in followers:
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            out.append((email, "follower"))
+    return out
+
+
+def on_status_change(
+    session: Session,
+    request: ServiceRequest,
+    old: str | None,
+    new: str,
+    public_base_url: str,
+    *,
+    note: str | None = None,
+) -> list[OutboxMessage]:
+    """Tell the reporter (opted in) and followers; ``new == 'resolved'`` -> resolution."""
+    if old == new:
+        return []
+    if new == Status.RESOLVED.value:
+        return on_resolved(session, request, public_base_url, note=note)
+    if not _once(session, ("status", request.id, new)):
+        return []
+    values = _common(session, request, public_base_url)
+    values.update(
+        status=status_label(new),
+        old_status=status_label(old),
+        note=f"\n{note.strip()}\n" if note and note.strip() else "",
+    )
+    sent = []
+    for addr, _role in _residents(session, request):
+        msg = _send(
+            session,
+            request,
+            city_id=request.jurisdiction_id,
+            kind="status_change",
+            template="status_change",
+            to_addr=addr,
+            values=values,
+            public_base_url=public_base_url,
+            unsubscribe_scope=request.id,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
+def on_resolved(
+    session: Session, request: ServiceRequest, public_base_url: str, *, note: str | None = None
+) -> list[OutboxMessage]:
+    """The resolution message: the reporter's carries a one-time survey link."""
+    from notify.survey import create_link
+
+    if not _once(session, ("status", request.id, Status.RESOLVED.value)):
+        return []
+    values = _common(session, request, public_base_url)
+    values.update(
+        status=status_label(Status.RESOLVED.value),
+        note=f"\n{note.strip()}\n" if note and note.strip() else "",
+    )
+    sent = []
+    for addr, role in _residents(session, request):
+        if is_unsubscribed(session, addr, request.id):
+            continue
+        template = "resolution_follower"
+        extra = {}
+        if role == "reporter":
+            link, token = create_link(session, request, public_base_url, addr)
+            template = "resolution"
+            extra = {"survey_url": link, "survey_expires": f"{token.expires_at:%d %B %Y}"}
+        msg = _send(
+            session,
+            request,
+            city_id=request.jurisdiction_id,
+            kind="resolution",
+            template=template,
+            to_addr=addr,
+            values={**values, **extra},
+            public_base_url=public_base_url,
+            unsubscribe_scope=request.id,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
+def on_crew_assigned(
+    session: Session, request: ServiceRequest, crew: Crew | None, public_base_url: str
+) -> list[OutboxMessage]:
+    """Tell the active members of the crew (users with that ``crew_id``) by e-mail."""
+    crew = crew or (session.get(Crew, request.crew_id) if request.crew_id else None)
+    if crew is None or not _once(session, ("crew", request.id, crew.id)):
+        return []
+    values = _common(session, request, public_base_url)
+    values.update(crew=crew.name, staff_url=staff_url(public_base_url, request))
+    members = session.scalars(
+        sa.select(User.email)
+        .where(User.crew_id == crew.id, User.active.is_(True))
+        .order_by(User.id)
+    ).all()
+    sent = []
+    for addr in members:
+        msg = _send(
+            session,
+            request,
+            city_id=request.jurisdiction_id,
+            kind="crew_assignment",
+            template="crew_assignment",
+            to_addr=addr,
+            values=values,
+            public_base_url=public_base_url,
+            unsubscribe_scope=None,
+            headers={"X-Civicpin-Request": request.public_id},
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
+def on_template_reply(
+    session: Session, request: ServiceRequest, body: str, public_base_url: str
+) -> OutboxMessage | None:
+    """Send a dispatcher's standard response (already filled in) to the reporter."""
+    body = (body or "").strip()
+    if not body or not request.contact_email or request.anonymous:
+        return None
+    if not _once(session, ("reply", request.id, body)):
+        return None
+    values = _common(session, request, public_base_url)
+    values["reply"] = body
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="template_reply",
+        template="template_reply",
+        to_addr=request.contact_email,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=request.id,
+    )
+
+
+def intake_refused(
+    session: Session,
+    city_id: int,
+    public_base_url: str,
+    *,
+    to_addr: str,
+    original_subject: str,
+    intake_address: str,
+    reason: str,
+    in_reply_to: str | None,
+) -> OutboxMessage | None:
+    """Explain to a sender why their e-mail did not become a report (IMAP path)."""
+    city = session.get(Jurisdiction, city_id)
+    headers = {}
+    if in_reply_to:
+        headers = {"In-Reply-To": in_reply_to, "References": in_reply_to}
+    return _send(
+        session,
+        None,
+        city_id=city_id,
+        kind="intake_refused",
+        template="intake_refused",
+        to_addr=to_addr,
+        values={
+            "city_name": city.name if city else "",
+            "original_subject": original_subject or "(no subject)",
+            "intake_address": intake_address,
+            "reason": reason,
+            "report_url": f"{public_base_url}/?city={city.slug}" if city else public_base_url,
+        },
+        public_base_url=public_base_url,
+        unsubscribe_scope=None,
+        headers=headers,
+        auto="auto-replied",
+    )

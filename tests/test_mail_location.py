@@ -1,0 +1,103 @@
+"""Reading a location out of an e-mail: map links, coordinates, addresses (pure), and the
+address match against the city's address points (PostGIS + pg_trgm)."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake.email_intake import html_to_text, plain_safe, strip_quoted
+from intake.mail_location import (
+    address_candidates,
+    coordinates_in_text,
+    match_address,
+    normalise_address,
+)
+from tests.support.mail import make_mail_city
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "source"),
+    [
+        ("https://www.google.com/maps/@34.0522,-118.2437,17z", (34.0522, -118.2437), "Google"),
+        (
+            "https://www.google.com/maps/place/City+Hall/@34.05,-118.24,15z/data=!3m1!4b1"
+            "!4m6!3m5!1s0x0:0x0!8m2!3d34.0537!4d-118.2428",
+            (34.0537, -118.2428),
+            "Google",
+        ),
+        ("see https://maps.google.com/?q=34.0611,-118.2502 thanks", (34.0611, -118.2502), "Google"),
+        ("https://www.google.com/maps/search/34.0611,+-118.2502", (34.0611, -118.2502), "Google"),
+        (
+            "https://www.openstreetmap.org/?mlat=34.07&mlon=-118.22#map=17/34.07/-118.22",
+            (34.07, -118.22),
+            "OpenStreetMap",
+        ),
+        ("https://www.openstreetmap.org/#map=18/34.0712/-118.2201", (34.0712, -118.2201), "Open"),
+        (
+            "https://maps.apple.com/?ll=34.0633,-118.2355&q=Dropped%20Pin",
+            (34.0633, -118.2355),
+            "Apple",
+        ),
+        ("geo:34.0501,-118.2601?z=19", (34.0501, -118.2601), "geo"),
+        ("It is at 34.05123, -118.25678 exactly", (34.05123, -118.25678), "coordinates"),
+        ("GPS 34.05123 -118.25678", (34.05123, -118.25678), "coordinates"),
+        ("34°03'08.0\"N 118°14'37.0\"W", (34.052222, -118.243611), "coordinates"),
+    ],
+)
+def test_coordinates_in_text(text, expected, source):
+    found, _notes = coordinates_in_text(text)
+    assert found, text
+    assert (round(found[0].lat, 6), round(found[0].lon, 6)) == expected
+    assert source in found[0].source
+
+
+def test_things_that_are_not_locations():
+    for text in ("Version 3.5, 12.75 build", "Call 555-1234", "price 12.50 USD", "0.000, 0.000"):
+        assert coordinates_in_text(text)[0] == [], text
+    found, notes = coordinates_in_text("pin: https://maps.app.goo.gl/AbCdEf123")
+    assert found == [] and "cannot be read without opening it" in notes[0]
+
+
+def test_address_candidates_and_normalising():
+    text = "Hi,\nthe light in front of 100 North Main Street is out.\nAddress: 250 W 1st St."
+    assert address_candidates(text) == ["250 W 1st St", "100 North Main Street"]
+    assert normalise_address("100 North Main Street") == "100 N MAIN ST"
+    assert normalise_address("North Ave") == "NORTH AVE"
+    assert address_candidates("I saw 3 cats in the road") == []
+    assert address_candidates("3 cats near 100 Main St") == ["100 Main St"]
+
+
+def test_match_address_exact_then_similar(sessions):
+    with sessions.begin() as s:
+        info = make_mail_city(s)
+    city = info["city"]
+    with sessions() as s:
+        assert match_address(s, city, "100 North Main Street").address == "100 N MAIN ST, 90012"
+        assert match_address(s, city, "100 South Main St").address == "100 S MAIN ST, 90012"
+        assert match_address(s, city, "250 W. 1st Street").address == "250 W 1ST ST, 90012"
+        assert match_address(s, city, "250 W 1st Stret").address == "250 W 1ST ST, 90012"
+        assert match_address(s, city, "9999 Nowhere Boulevard") is None
+
+
+def test_html_to_text_and_plain_safe():
+    html = (
+        "<div>Hello<br>world &lt;3</div><script>evil()</script>"
+        '<ul><li>one</li><li>two</li></ul><a href="javascript:alert(1)">x</a>'
+        '<a href="https://example.org/p">site</a>'
+    )
+    text = html_to_text(html)
+    assert "evil" not in text and "javascript" not in text
+    assert "Hello\nworld <3" in text and "- one" in text
+    assert "site (https://example.org/p)" in text
+    safe = plain_safe(text + "\n<b>bold</b> <https://x.example/a> <me@example.org>")
+    assert "<" not in safe.replace("<3", "") and "https://x.example/a" in safe
+    assert "me@example.org" in safe
+
+
+def test_strip_quoted_reply():
+    text = (
+        "New photo attached.\nThanks\n\nOn Mon, 3 Jan 2026, 311 <311@city.example> wrote:\n"
+        "> Thank you.\n> Reference: TV-2026-000001\n"
+    )
+    assert strip_quoted(text) == "New photo attached.\nThanks"
+    assert strip_quoted("> only quoted\nmine") == "mine"
