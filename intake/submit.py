@@ -24,7 +24,7 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from intake.photos import PhotoUpload, ProcessedPhoto, process_photos, store_photo
-from notify.outbox import enqueue
+from notify import messages
 from spatial import public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.errors import InvalidInput, NotFound
@@ -334,36 +334,15 @@ def submit(
         from routing.engine import route_request
 
         route_request(session, request)
-    if email:
-        _acknowledge(session, request, city, service, email, public_base_url)
+    session.flush()
+    messages.acknowledge(session, request, public_base_url)
+    messages.on_new_request(session, request, public_base_url)
     session.flush()
     return SubmitResult(request, token, service.notice, photo_location_used)
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:
     return f"{public_base_url}/requests/{request.public_id}?token={request.token}"
-
-
-def _acknowledge(session, request, city, service, email, public_base_url) -> None:
-    link = tracking_url(public_base_url, request)
-    body = (
-        f"Thank you. Your report to {city.name} has been received.\n\n"
-        f"Reference: {request.public_id}\n"
-        f"Category: {service.name}\n"
-        + (f"Where: {request.address}\n" if request.address else "")
-        + (f"Routed to: {request.routing_explanation}\n" if request.routing_explanation else "")
-        + f"\nFollow it here (keep this link private): {link}\n"
-        f"How we triage reports: {public_base_url}/help/triage\n"
-    )
-    enqueue(
-        session,
-        kind="acknowledgement",
-        to_addr=email,
-        subject=f"[{request.public_id}] We received your report: {service.name}",
-        body_text=body,
-        public_base_url=public_base_url,
-        request=request,
-    )
 
 
 def get_request(session: Session, public_id: str) -> ServiceRequest:

@@ -55,6 +55,8 @@ fi
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have chromium || [ -x /usr/bin/chromium ] || missing+=(chromium)
+# A real IMAP server for the mail-poll tests.
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
