@@ -1,5 +1,608 @@
-"""Administration: zones, rules, users, API keys, templates."""
+"""Administration: zone layers, rule sets with what-if, users, API keys, response templates.
 
-from flask import Blueprint
+Every view is admin-only (403 for any other role, before anything is read or written).
+Forms post back to the server; a bad field re-renders the page with the message next to
+that field and status 400, after a rollback, so nothing is written. Maps read their data
+from ``<script type="application/json">`` blocks (data, not code: the strict CSP stays).
+"""
 
-bp = Blueprint("admin", __name__)
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.utils import secure_filename
+
+from routing import rules as rulesmod
+from routing.whatif import what_if
+from spatial import apikeys
+from spatial.accounts import create_user
+from spatial.errors import InvalidInput, NotFound
+from spatial.models import (
+    PRIORITIES,
+    ROLES,
+    ApiKey,
+    Crew,
+    Department,
+    Jurisdiction,
+    ResponseTemplate,
+    Service,
+    User,
+    Zone,
+    ZoneLayer,
+)
+from spatial.zones import SUFFIX_KINDS, import_layer, layer_report_text
+from webmap.app import db_session
+from webmap.auth import current_user, roles_required
+from webmap.staffkit import install_errors, install_headers, staff_city
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+install_headers(bp)
+install_errors(bp)
+
+MAX_TEMPLATE_CHARS = 4000
+
+
+def _page(template: str, status: int = 200, **ctx: Any):
+    user = current_user()
+    ctx.setdefault("errors", {})
+    ctx.setdefault("form", {})
+    return render_template(f"admin/{template}", user=user, city=staff_city(user), **ctx), status
+
+
+def _invalid(template: str, exc: InvalidInput, **ctx: Any):
+    """Roll back and show the page again with the message next to its field."""
+    db_session().rollback()
+    field = exc.field or "form"
+    return _page(template, 400, errors={field: str(exc)}, form=request.form, **ctx)
+
+
+def _city() -> Jurisdiction:
+    return staff_city(current_user())
+
+
+@bp.get("/")
+@roles_required("admin")
+def index():
+    return _page("index.html")
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def _layers_ctx(city: Jurisdiction) -> dict[str, Any]:
+    session = db_session()
+    counts = dict(
+        session.execute(
+            sa.select(Zone.layer_id, sa.func.count())
+            .join(ZoneLayer, ZoneLayer.id == Zone.layer_id)
+            .where(ZoneLayer.jurisdiction_id == city.id)
+            .group_by(Zone.layer_id)
+        ).all()
+    )
+    return {"layers": rulesmod.layer_versions(session, city), "zone_counts": counts}
+
+
+@bp.get("/layers")
+@roles_required("admin")
+def layers():
+    return _page("layers.html", **_layers_ctx(_city()))
+
+
+@bp.post("/layers")
+@roles_required("admin")
+def upload_layer():
+    city = _city()
+    session = db_session()
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise InvalidInput("choose a GeoJSON, zipped Shapefile or GeoPackage file", field="file")
+        filename = secure_filename(upload.filename) or "upload"
+        if Path(filename).suffix.lower() not in SUFFIX_KINDS:
+            raise InvalidInput(
+                f"{upload.filename}: use a .geojson, .json, .zip (Shapefile) or .gpkg file",
+                field="file",
+            )
+        layer_name = (request.form.get("layer_name") or "").strip()
+        with tempfile.TemporaryDirectory(prefix="civicpin-upload-") as tmp:
+            path = Path(tmp) / filename
+            upload.save(path)
+            result = import_layer(
+                session,
+                city,
+                path,
+                layer_name,
+                code_field=(request.form.get("code_field") or "").strip() or None,
+                name_field=(request.form.get("name_field") or "").strip() or None,
+                title=(request.form.get("title") or "").strip() or None,
+            )
+        if request.form.get("draft"):
+            rulesmod.hold_as_draft(session, city, result.layer)
+    except InvalidInput as exc:
+        return _invalid("layers.html", exc, **_layers_ctx(city))
+    session.commit()
+    flash(f"Imported layer {result.layer.name} version {result.layer.version}.")
+    return redirect(url_for("admin.layer", layer_id=result.layer.id))
+
+
+def _layer_of(city: Jurisdiction, layer_id: int) -> ZoneLayer:
+    layer = db_session().get(ZoneLayer, layer_id)
+    if layer is None or layer.jurisdiction_id != city.id:
+        raise NotFound(f"no layer version {layer_id} in this city")
+    return layer
+
+
+def _report_geojson(layer: ZoneLayer) -> dict[str, Any]:
+    """Zones, overlaps and gaps of one layer version as one FeatureCollection."""
+    features: list[dict[str, Any]] = []
+    rows = db_session().execute(
+        sa.select(Zone.code, Zone.name, sa.func.ST_AsGeoJSON(Zone.geom, 6))
+        .where(Zone.layer_id == layer.id)
+        .order_by(Zone.code)
+    )
+    for code, name, geojson in rows:
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": json.loads(geojson),
+                "properties": {"kind": "zone", "label": f"{name} ({code})"},
+            }
+        )
+    report = layer.report or {}
+    for o in report.get("overlaps", []):
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": o["geometry"],
+                "properties": {"kind": "overlap", "label": f"overlap {o['a']} / {o['b']}",
+                               "area_m2": o["area_m2"]},
+            }
+        )
+    for g in report.get("gaps", []):
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": g["geometry"],
+                "properties": {"kind": "gap", "label": "gap", "area_m2": g["area_m2"]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+@bp.get("/layers/<int:layer_id>")
+@roles_required("admin")
+def layer(layer_id: int):
+    city = _city()
+    lay = _layer_of(city, layer_id)
+    drafts = rulesmod.rulesets(db_session(), city)
+    return _page(
+        "layer.html",
+        layer=lay,
+        report=lay.report or {},
+        report_lines=layer_report_text(lay.report or {}),
+        geojson=_report_geojson(lay),
+        drafts=[d for d in drafts if d.status == "draft"],
+    )
+
+
+@bp.post("/layers/<int:layer_id>/publish")
+@roles_required("admin")
+def publish_layer(layer_id: int):
+    city = _city()
+    lay = rulesmod.publish_layer(db_session(), city, layer_id)
+    db_session().commit()
+    flash(f"Layer {lay.name} version {lay.version} is now current. "
+          "Run 'civicpin route' to re-route existing requests.")
+    return redirect(url_for("admin.layers"))
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@bp.get("/rules")
+@roles_required("admin")
+def rules():
+    city = _city()
+    return _page("rules.html", rulesets=rulesmod.rulesets(db_session(), city))
+
+
+@bp.post("/rules")
+@roles_required("admin")
+def new_draft():
+    city = _city()
+    draft = rulesmod.create_draft(db_session(), city, request.form.get("note"))
+    db_session().commit()
+    flash(f"Draft version {draft.version} created from the published rules.")
+    return redirect(url_for("admin.ruleset", ruleset_id=draft.id))
+
+
+def _ruleset_ctx(city: Jurisdiction, ruleset_id: int) -> dict[str, Any]:
+    session = db_session()
+    rs = rulesmod.get_ruleset(session, city, ruleset_id)
+    departments = session.scalars(
+        sa.select(Department).where(Department.jurisdiction_id == city.id).order_by(Department.code)
+    ).all()
+    crews = session.execute(
+        sa.select(Crew, Department.code)
+        .join(Department, Department.id == Crew.department_id)
+        .where(Department.jurisdiction_id == city.id)
+        .order_by(Crew.code)
+    ).all()
+    services = session.scalars(
+        sa.select(Service).where(Service.jurisdiction_id == city.id).order_by(Service.code)
+    ).all()
+    layer_rows = rulesmod.layer_versions(session, city)
+    return {
+        "ruleset": rs,
+        "rule_list": rulesmod.ordered_rules(session, rs),
+        "departments": departments,
+        "dept_by_id": {d.id: d for d in departments},
+        "crews": crews,
+        "crew_by_id": {c.id: c for c, _ in crews},
+        "services": services,
+        "service_by_id": {s.id: s for s in services},
+        "groups": sorted({s.group for s in services if s.group}),
+        "current_layers": sorted({lay.name for lay in layer_rows if lay.is_current}),
+        "draft_layers": [
+            lay for lay in layer_rows
+            if not lay.is_current and lay.version > max(
+                (o.version for o in layer_rows if o.name == lay.name and o.is_current), default=0
+            )
+        ],
+        "priorities": PRIORITIES,
+    }
+
+
+@bp.get("/rules/<int:ruleset_id>")
+@roles_required("admin")
+def ruleset(ruleset_id: int):
+    return _page("ruleset.html", **_ruleset_ctx(_city(), ruleset_id))
+
+
+def _rule_action(ruleset_id: int, action) -> Any:
+    city = _city()
+    session = db_session()
+    try:
+        draft = rulesmod.get_draft(session, city, ruleset_id)
+        action(session, city, draft)
+    except InvalidInput as exc:
+        db_session().rollback()
+        return _page(
+            "ruleset.html",
+            400,
+            errors={exc.field or "form": str(exc)},
+            form=request.form,
+            **_ruleset_ctx(city, ruleset_id),
+        )
+    session.commit()
+    return redirect(url_for("admin.ruleset", ruleset_id=ruleset_id))
+
+
+def _position() -> int | None:
+    text = (request.form.get("position") or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput("position must be a whole number from 1", field="position")
+    return int(text)
+
+
+@bp.post("/rules/<int:ruleset_id>/rules")
+@roles_required("admin")
+def add_rule(ruleset_id: int):
+    def act(session, city, draft):
+        values = rulesmod.parse_rule(session, city, request.form)
+        rulesmod.add_rule(session, draft, values, _position())
+
+    return _rule_action(ruleset_id, act)
+
+
+@bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>")
+@roles_required("admin")
+def edit_rule(ruleset_id: int, rule_id: int):
+    def act(session, city, draft):
+        values = rulesmod.parse_rule(session, city, request.form)
+        rulesmod.update_rule(session, draft, rule_id, values)
+
+    return _rule_action(ruleset_id, act)
+
+
+@bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>/delete")
+@roles_required("admin")
+def delete_rule(ruleset_id: int, rule_id: int):
+    return _rule_action(
+        ruleset_id, lambda session, city, draft: rulesmod.remove_rule(session, draft, rule_id)
+    )
+
+
+@bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>/move")
+@roles_required("admin")
+def move_rule(ruleset_id: int, rule_id: int):
+    def act(session, city, draft):
+        position = _position()
+        if position is None:
+            raise InvalidInput("give the new position", field="position")
+        rulesmod.move_rule(session, draft, rule_id, position)
+
+    return _rule_action(ruleset_id, act)
+
+
+@bp.post("/rules/<int:ruleset_id>/publish")
+@roles_required("admin")
+def publish(ruleset_id: int):
+    city = _city()
+    try:
+        rs = rulesmod.publish(db_session(), city, ruleset_id)
+    except InvalidInput as exc:
+        return _invalid("ruleset.html", exc, **_ruleset_ctx(city, ruleset_id))
+    db_session().commit()
+    flash(f"Rule set version {rs.version} is published; new and moved requests use it now. "
+          "Run 'civicpin route' to re-route existing requests.")
+    return redirect(url_for("admin.rules"))
+
+
+@bp.post("/rules/<int:ruleset_id>/discard")
+@roles_required("admin")
+def discard(ruleset_id: int):
+    city = _city()
+    rulesmod.discard_draft(db_session(), city, ruleset_id)
+    db_session().commit()
+    flash("Draft discarded.")
+    return redirect(url_for("admin.rules"))
+
+
+@bp.get("/whatif")
+@roles_required("admin")
+def whatif():
+    """What-if of a draft rule set and/or a draft layer version (read-only, GET)."""
+    city = _city()
+    session = db_session()
+    args = request.args
+    try:
+        days_text = (args.get("days") or "30").strip()
+        if not days_text.isdigit():
+            raise InvalidInput(f"days {days_text!r} is not a whole number", field="days")
+        ruleset_id = int(args["ruleset"]) if (args.get("ruleset") or "").isdigit() else None
+        layer_id = int(args["layer"]) if (args.get("layer") or "").isdigit() else None
+        result = what_if(session, city, int(days_text), ruleset_id=ruleset_id, layer_id=layer_id)
+    except InvalidInput as exc:
+        session.rollback()
+        return _page("whatif.html", 400, errors={exc.field or "form": str(exc)}, result=None)
+    session.rollback()
+    return _page("whatif.html", result=result, ruleset_id=ruleset_id, layer_id=layer_id)
+
+
+# --------------------------------------------------------------------------- users
+
+
+def _users_ctx(city: Jurisdiction) -> dict[str, Any]:
+    users = db_session().scalars(
+        sa.select(User)
+        .where(sa.or_(User.jurisdiction_id == city.id, User.jurisdiction_id.is_(None)))
+        .order_by(User.email)
+    ).all()
+    return {"users": users, "roles": ROLES}
+
+
+def _user_of(city: Jurisdiction, user_id: int) -> User:
+    user = db_session().get(User, user_id)
+    if user is None or user.jurisdiction_id not in (city.id, None):
+        raise NotFound(f"no user {user_id}")
+    return user
+
+
+@bp.get("/users")
+@roles_required("admin")
+def users():
+    return _page("users.html", **_users_ctx(_city()))
+
+
+@bp.post("/users")
+@roles_required("admin")
+def create_user_view():
+    city = _city()
+    form = request.form
+    try:
+        password = form.get("password") or None
+        user, generated = create_user(
+            db_session(),
+            email=form.get("email", ""),
+            role=(form.get("role") or "").strip(),
+            city_slug=city.slug,
+            name=(form.get("name") or "").strip() or None,
+            password=password,
+        )
+    except InvalidInput as exc:
+        return _invalid("users.html", exc, **_users_ctx(city))
+    db_session().commit()
+    msg = f"User {user.email} created as {user.role}."
+    if generated:
+        msg += f" Their password (shown once): {generated}"
+    flash(msg)
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/role")
+@roles_required("admin")
+def change_role(user_id: int):
+    city = _city()
+    user = _user_of(city, user_id)
+    role = (request.form.get("role") or "").strip()
+    try:
+        if role not in ROLES:
+            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
+        if user.id == current_user().id and role != "admin":
+            raise InvalidInput("you cannot take the admin role from yourself", field="role")
+    except InvalidInput as exc:
+        return _invalid("users.html", exc, **_users_ctx(city))
+    user.role = role
+    db_session().commit()
+    flash(f"{user.email} is now {role}.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/active")
+@roles_required("admin")
+def set_active(user_id: int):
+    city = _city()
+    user = _user_of(city, user_id)
+    active = request.form.get("active") == "1"
+    if user.id == current_user().id and not active:
+        return _invalid(
+            "users.html",
+            InvalidInput("you cannot deactivate yourself", field="active"),
+            **_users_ctx(city),
+        )
+    user.active = active
+    db_session().commit()
+    flash(f"{user.email} is {'active' if active else 'deactivated'}.")
+    return redirect(url_for("admin.users"))
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def _keys_ctx(city: Jurisdiction) -> dict[str, Any]:
+    return {"keys": [k for k, _ in apikeys.list_keys(db_session(), city.slug)]}
+
+
+@bp.get("/apikeys")
+@roles_required("admin")
+def keys():
+    return _page("apikeys.html", **_keys_ctx(_city()))
+
+
+@bp.post("/apikeys")
+@roles_required("admin")
+def create_key():
+    city = _city()
+    try:
+        row, key = apikeys.create_key(db_session(), city.slug, request.form.get("name", ""))
+    except InvalidInput as exc:
+        return _invalid("apikeys.html", exc, **_keys_ctx(city))
+    db_session().commit()
+    # Rendered, not redirected: the key exists only in this response.
+    return _page("apikeys.html", new_key=key, new_row=row, **_keys_ctx(city))
+
+
+@bp.post("/apikeys/<int:key_id>/revoke")
+@roles_required("admin")
+def revoke_key(key_id: int):
+    city = _city()
+    row = db_session().get(ApiKey, key_id)
+    if row is None or row.jurisdiction_id != city.id:
+        raise NotFound(f"no API key {key_id}")
+    try:
+        apikeys.revoke_key(db_session(), row.prefix)
+    except InvalidInput as exc:
+        return _invalid("apikeys.html", exc, **_keys_ctx(city))
+    db_session().commit()
+    flash(f"API key {row.prefix}... ({row.name}) revoked.")
+    return redirect(url_for("admin.keys"))
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def _templates_ctx(city: Jurisdiction) -> dict[str, Any]:
+    session = db_session()
+    return {
+        "templates": session.scalars(
+            sa.select(ResponseTemplate)
+            .where(ResponseTemplate.jurisdiction_id == city.id)
+            .order_by(ResponseTemplate.name)
+        ).all(),
+        "services": session.scalars(
+            sa.select(Service).where(Service.jurisdiction_id == city.id).order_by(Service.code)
+        ).all(),
+    }
+
+
+def _template_values(city: Jurisdiction, exclude_id: int | None = None) -> dict[str, Any]:
+    session = db_session()
+    name = (request.form.get("name") or "").strip()
+    body = (request.form.get("body") or "").strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("the template needs a name of 1-200 characters", field="name")
+    clash = session.scalar(
+        sa.select(ResponseTemplate.id).where(
+            ResponseTemplate.jurisdiction_id == city.id,
+            ResponseTemplate.name == name,
+            ResponseTemplate.id != (exclude_id or 0),
+        )
+    )
+    if clash:
+        raise InvalidInput(f"a template named {name!r} already exists", field="name")
+    if not body or len(body) > MAX_TEMPLATE_CHARS:
+        raise InvalidInput(
+            f"the text must be 1-{MAX_TEMPLATE_CHARS} characters", field="body"
+        )
+    code = (request.form.get("service_code") or "").strip()
+    service_id = None
+    if code:
+        service_id = session.scalar(
+            sa.select(Service.id).where(Service.jurisdiction_id == city.id, Service.code == code)
+        )
+        if service_id is None:
+            raise InvalidInput(f"no category with code {code!r}", field="service_code")
+    return {"name": name, "body": body, "service_id": service_id}
+
+
+def _template_of(city: Jurisdiction, template_id: int) -> ResponseTemplate:
+    row = db_session().get(ResponseTemplate, template_id)
+    if row is None or row.jurisdiction_id != city.id:
+        raise NotFound(f"no response template {template_id}")
+    return row
+
+
+@bp.get("/templates")
+@roles_required("admin")
+def templates():
+    return _page("templates.html", **_templates_ctx(_city()))
+
+
+@bp.post("/templates")
+@roles_required("admin")
+def create_template():
+    city = _city()
+    try:
+        values = _template_values(city)
+    except InvalidInput as exc:
+        return _invalid("templates.html", exc, **_templates_ctx(city))
+    db_session().add(ResponseTemplate(jurisdiction_id=city.id, **values))
+    db_session().commit()
+    flash(f"Template {values['name']!r} created.")
+    return redirect(url_for("admin.templates"))
+
+
+@bp.post("/templates/<int:template_id>")
+@roles_required("admin")
+def edit_template(template_id: int):
+    city = _city()
+    row = _template_of(city, template_id)
+    try:
+        values = _template_values(city, exclude_id=row.id)
+    except InvalidInput as exc:
+        return _invalid("templates.html", exc, edit_id=template_id, **_templates_ctx(city))
+    for key, value in values.items():
+        setattr(row, key, value)
+    db_session().commit()
+    flash(f"Template {row.name!r} saved.")
+    return redirect(url_for("admin.templates"))
+
+
+@bp.post("/templates/<int:template_id>/delete")
+@roles_required("admin")
+def delete_template(template_id: int):
+    city = _city()
+    row = _template_of(city, template_id)
+    db_session().delete(row)
+    db_session().commit()
+    flash(f"Template {row.name!r} deleted.")
+    return redirect(url_for("admin.templates"))
+
