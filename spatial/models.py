@@ -546,4 +546,4 @@ class PublicIdCounter(Base):
 
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
-from spatial import models_analytics, models_mail, models_ops  # noqa: E402,F401,I001
+from spatial import map_cells, models_analytics, models_mail, models_ops  # noqa: E402,F401,I001

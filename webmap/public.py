@@ -10,14 +10,15 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 
 from spatial.cities import get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
-from spatial.models import Jurisdiction, Status
+from spatial.models import Jurisdiction, Service, Status
 from webmap.app import db_session, settings_of
 from webmap.mapping import (
     build_city_map,
     city_overview,
+    map_data,
     parse_bbox,
+    parse_map_filter,
     parse_zoom,
-    requests_in_bbox,
 )
 
 bp = Blueprint("public", __name__)
@@ -31,6 +32,51 @@ LEGEND = (
     (Status.CLOSED.value, "Closed"),
     ("other", "Other closed"),
 )
+STATUS_LABELS = {
+    Status.NEW.value: "New",
+    Status.ACKNOWLEDGED.value: "Acknowledged",
+    Status.IN_PROGRESS.value: "In progress",
+    Status.REFERRED.value: "Referred",
+    Status.RESOLVED.value: "Resolved",
+    Status.CANT_FIX.value: "Can't fix",
+    Status.DUPLICATE.value: "Duplicate",
+    Status.CANCELLED.value: "Cancelled",
+    Status.CLOSED.value: "Closed",
+}
+STATUS_FILTERS = (
+    ("", "Any status"),
+    ("open", "Open"),
+    ("closed", "Closed"),
+    *STATUS_LABELS.items(),
+)
+PERIODS = (
+    ("", "Any time"),
+    ("7", "Last 7 days"),
+    ("30", "Last 30 days"),
+    ("90", "Last 90 days"),
+    ("365", "Last 12 months"),
+    ("custom", "Between dates…"),
+)
+
+
+def grouped_categories(
+    session, city: Jurisdiction, *, include_private: bool = False, active_only: bool = False
+) -> list[tuple[str, list[Service]]]:
+    """Categories of ``city`` as (group, categories) pairs, both sorted by name.
+
+    The map filters list public ones; the report form also lists private ones (a resident
+    may report them; they are just never shown publicly) but only active ones.
+    """
+    query = sa.select(Service).where(Service.jurisdiction_id == city.id).order_by(Service.name)
+    if not include_private:
+        query = query.where(Service.private.is_(False))
+    if active_only:
+        query = query.where(Service.active.is_(True))
+    services = session.scalars(query).all()
+    groups: dict[str, list[Service]] = {}
+    for service in services:
+        groups.setdefault(service.group or "Other", []).append(service)
+    return sorted(groups.items(), key=lambda kv: (kv[0] == "Other", kv[0]))
 
 
 def csp_nonce() -> str:
@@ -126,19 +172,38 @@ def index():
         requests_url=url_for("public.map_requests"),
         tile_url=settings.tile_url,
         tile_attribution=settings.tile_attribution,
+        extra_options={
+            "filterForm": "map-filters",
+            "listElement": "request-list",
+            "detailsUrl": url_for("resident.request_json", public_id="ID"),
+            "trackUrl": url_for("resident.track", public_id="ID"),
+        },
     )
     return render_template(
-        "map.html", city=overview, map=parts, legend=LEGEND, csp_nonce=csp_nonce()
+        "map.html",
+        city=overview,
+        map=parts,
+        legend=LEGEND,
+        csp_nonce=csp_nonce(),
+        categories=grouped_categories(session, city),
+        status_filters=STATUS_FILTERS,
+        periods=PERIODS,
+        report_url=url_for("resident.report", city=city.slug),
     )
 
 
 @bp.get("/api/map/requests")
 def map_requests():
-    """GeoJSON of at most ``MAX_PINS`` public requests in ``bbox`` (newest first)."""
+    """GeoJSON of the public requests in ``bbox``: single ones, or counts per grid cell.
+
+    Filters: ``service`` (category code), ``status`` (open, closed or a comma list),
+    ``since``/``until`` (local dates, inclusive). See :func:`webmap.mapping.map_data`.
+    """
     session = db_session()
     try:
         bbox = parse_bbox(request.args.get("bbox"))
         zoom = parse_zoom(request.args.get("zoom"))
+        filters = parse_map_filter(request.args)
         city = get_city(session, _city_slug())
     except CivicpinError as exc:
         status = 404 if isinstance(exc, NotFound) else 400
@@ -146,7 +211,11 @@ def map_requests():
         if getattr(exc, "field", None):
             body["field"] = exc.field
         return jsonify(body), status
-    return jsonify(requests_in_bbox(session, city, bbox, zoom=zoom))
+    try:
+        data = map_data(session, city, bbox, zoom=zoom, filters=filters)
+    except InvalidInput as exc:
+        return jsonify({"error": str(exc), "field": exc.field}), 400
+    return jsonify(data)
 
 
 @bp.get("/healthz")

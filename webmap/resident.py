@@ -1,5 +1,901 @@
-"""Residents: report a problem, track it, follow one."""
+"""Residents: report a problem, track it, follow one.
 
-from flask import Blueprint
+Two ways to report, one handler: the map page (``/report``: pin by map, location,
+address search or a photo's GPS) and the map-free form (``/report/plain``: address search
+or coordinates, every step a plain HTML form that works without JavaScript, for keyboard
+and screen-reader users). Both POST to ``/report``, which calls :func:`intake.submit`.
+
+Small JSON endpoints serve the map page: address search and reverse look-up, possible
+duplicates, and the public details of one request (map popups).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as browser_session
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from intake.duplicates import (
+    DEFAULT_DAYS,
+    DEFAULT_RADIUS_M,
+    DuplicateCandidate,
+    find_duplicates,
+    follow,
+    supporters,
+)
+from intake.photos import MAX_BYTES, MAX_PHOTOS, PhotoUpload
+from intake.submit import Draft, ValidationFailed, find_service, point_in_city, submit
+from spatial.addresses import address_by_id, nearest_address, search_addresses
+from spatial.apikeys import parse_rate_limit
+from spatial.cities import get_city, validate_slug
+from spatial.errors import CivicpinError, InvalidInput, NotFound
+from spatial.models import (
+    OPEN_STATUSES,
+    Jurisdiction,
+    Photo,
+    RequestEvent,
+    Service,
+    ServiceRequest,
+    now_utc,
+)
+from webmap.app import db_session, settings_of
+from webmap.mapping import LEAFLET_CSS, LEAFLET_JS, city_boundary
+from webmap.public import STATUS_LABELS, content_security_policy, grouped_categories
 
 bp = Blueprint("resident", __name__)
+
+# Five reports at once, then one every two minutes, per client address (see ClientLimiter).
+DEFAULT_REPORT_RATE_LIMIT = "0.0083/5"
+PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+ATTRIBUTE_FIELD = re.compile(r"^attribute\[([^\]]{1,64})\]$")
+REMEMBERED_REPORTS = 5
+EVENT_LABELS = {
+    "submitted": "Reported",
+    "routed": "Sent to another team",
+    "followed": "Another resident reported this too",
+    "status": "Status changed",
+    "status_changed": "Status changed",
+    "comment": "Update from the city",
+    "public_note": "Update from the city",
+    "merged": "Merged with another report",
+    "assigned": "Assigned",
+    "resolved": "Resolved",
+    "closed": "Closed",
+    "reopened": "Reopened",
+}
+
+
+# ----------------------------------------------------------------------- rate limiting
+
+
+class ClientLimiter:
+    """Token buckets per client address: ``burst`` reports at once, then ``rate`` per second.
+
+    In-process on purpose: it damps floods from one address without a shared store or a
+    database write per request. With N worker processes a client may get N times the
+    limit, which is acceptable for abuse damping (it is not a quota). Full buckets are
+    pruned, so memory stays bounded by the clients active in the last few minutes.
+    """
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic, max_clients=100_000):
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._max = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Spend one token: 0.0 if allowed, else the seconds until one is back."""
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                wait = 0.0
+            else:
+                self._buckets[key] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+            if len(self._buckets) > self._max:
+                self._prune(now)
+            return wait
+
+    def _prune(self, now: float) -> None:
+        full = [
+            k
+            for k, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.rate >= self.burst
+        ]
+        for k in full:
+            del self._buckets[k]
+
+
+def _limiter() -> ClientLimiter:
+    ext = current_app.extensions.setdefault("resident", {})
+    spec = str(current_app.config.get("REPORT_RATE_LIMIT", DEFAULT_REPORT_RATE_LIMIT))
+    if ext.get("limiter_spec") != spec:
+        rate, burst = parse_rate_limit(spec)
+        ext["limiter"] = ClientLimiter(rate, burst)
+        ext["limiter_spec"] = spec
+    return ext["limiter"]
+
+
+def _client_key() -> str:
+    # Behind a proxy the app must be wrapped in ProxyFix so remote_addr is the client's.
+    return request.remote_addr or "unknown"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    settings = settings_of(current_app)
+    response.headers.setdefault(
+        "Content-Security-Policy", content_security_policy(None, settings.tile_url)
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Tracking links carry a secret token: never send it on in a Referer header.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc):
+    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    return _message(
+        "Too much to upload",
+        f"The report with its photos is over {limit // 1048576} MB. Use at most "
+        f"{MAX_PHOTOS} photos of at most {MAX_BYTES // 1048576} MB each, and try again.",
+        413,
+    )
+
+
+def _message(heading: str, message: str, status: int):
+    return render_template("message.html", heading=heading, message=message), status
+
+
+def _json_error(exc: CivicpinError):
+    status = 404 if isinstance(exc, NotFound) else 400
+    body: dict[str, Any] = {"error": str(exc)}
+    if getattr(exc, "field", None):
+        body["field"] = exc.field
+    return jsonify(body), status
+
+
+def _city() -> Jurisdiction:
+    """The city named by ``?city=``, else the configured default, else the only one."""
+    slug = request.args.get("city") or settings_of(current_app).default_city
+    if slug:
+        validate_slug(slug, "city")
+    return get_city(db_session(), slug or None)
+
+
+def _settings():
+    return settings_of(current_app)
+
+
+def duplicate_radius_m() -> float:
+    return float(current_app.config.get("DUPLICATE_RADIUS_M", DEFAULT_RADIUS_M))
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def local_time(city: Jurisdiction, value: datetime | None, with_time: bool = True) -> str:
+    if value is None:
+        return ""
+    local = value.astimezone(ZoneInfo(city.timezone))
+    return local.strftime("%-d %b %Y, %H:%M" if with_time else "%-d %b %Y")
+
+
+def age_text(value: datetime, now: datetime | None = None) -> str:
+    """How long ago, in words a resident reads at a glance."""
+    seconds = max(0.0, ((now or now_utc()) - value).total_seconds())
+    if seconds < 3600:
+        minutes = int(seconds // 60)
+        return "just now" if minutes < 1 else f"{minutes} min ago"
+    if seconds < 86400:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    days = int(seconds // 86400)
+    if days < 14:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    if days < 60:
+        return f"{days // 7} weeks ago"
+    return f"{days // 30} months ago"
+
+
+def media_url(key: str | None) -> str | None:
+    if not key:
+        return None
+    return url_for("open311.public_media", rest=key.removeprefix("public/"))
+
+
+def _categories(session, city: Jurisdiction):
+    return grouped_categories(session, city, include_private=True, active_only=True)
+
+
+def _all_services(groups) -> list[Service]:
+    return [s for _, services in groups for s in services]
+
+
+def _candidate_json(city: Jurisdiction, c: DuplicateCandidate) -> dict[str, Any]:
+    return {
+        "public_id": c.public_id,
+        "service": c.service,
+        "status": c.status,
+        "status_label": STATUS_LABELS.get(c.status, c.status),
+        "requested_at": c.requested_at.isoformat(),
+        "reported": local_time(city, c.requested_at),
+        "age": age_text(c.requested_at),
+        "distance_m": round(c.distance_m),
+        "address": c.address,
+        "description": (c.description or "")[:160] or None,
+        "thumb_url": media_url(c.thumb_key),
+        "supporters": c.supporters,
+        "url": url_for("resident.track", public_id=c.public_id),
+        "follow_url": url_for("resident.follow_request", public_id=c.public_id),
+    }
+
+
+# ------------------------------------------------------------------------- the report
+
+
+@dataclass
+class FormState:
+    """What a report form page shows: the values typed, the errors, the chosen category."""
+
+    values: MultiDict
+    errors: dict[str, str]
+    service: Service | None = None
+    had_photos: bool = False
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default) or default
+
+    def getlist(self, name: str) -> list[str]:
+        return self.values.getlist(name)
+
+
+def error_links(state: FormState, location_target: str) -> dict[str, str]:
+    """The element id each error in the summary at the top links to."""
+    links = {
+        name: name
+        for name in ("service_code", "description", "photos", "contact_email", "contact_phone")
+    }
+    links.update(contact_name="contact_name", location=location_target, form="main")
+    if state.service is not None:
+        for attr in state.service.attributes:
+            links[f"attribute[{attr.code}]"] = f"q-{state.service.code}-{attr.code}"
+    return links
+
+
+def _answers(form: MultiDict) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for key in form:
+        match = ATTRIBUTE_FIELD.match(key)
+        if match:
+            values = [v for v in form.getlist(key) if v.strip()]
+            if values:
+                answers[match.group(1)] = values if len(values) > 1 else values[0]
+    return answers
+
+
+def _photos() -> list[PhotoUpload]:
+    return [
+        PhotoUpload(f.filename or "photo", f.read())
+        for f in request.files.getlist("photos")
+        if f and (f.filename or "").strip()
+    ]
+
+
+def _coordinate(text: str | None) -> float | str | None:
+    """A number; text that is not one goes to submit() as is, which names the field."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    number = _float(text)
+    return number if number is not None else text
+
+
+def _draft(city: Jurisdiction, form: MultiDict, photos: list[PhotoUpload]) -> Draft:
+    return Draft(
+        city=city.slug,
+        service_code=(form.get("service_code") or "").strip(),
+        lat=_coordinate(form.get("lat")),
+        lon=_coordinate(form.get("lon")),
+        address=(form.get("address") or "").strip() or None,
+        description=form.get("description"),
+        attributes=_answers(form),
+        photos=photos,
+        contact_name=form.get("contact_name"),
+        contact_email=form.get("contact_email"),
+        contact_phone=form.get("contact_phone"),
+        anonymous=bool(form.get("anonymous")),
+        notify_updates=form.get("notify_updates", "1") != "0",
+        channel="web",
+    )
+
+
+@bp.get("/report")
+def report():
+    """The report page with the map (pin, location, address search, photo GPS)."""
+    try:
+        city = _city()
+    except CivicpinError as exc:
+        return _message("City not found", str(exc), 404 if isinstance(exc, NotFound) else 400)
+    values = MultiDict(request.args)
+    service = None
+    if values.get("service"):
+        service = find_service(db_session(), city, values["service"])
+        if service is not None:
+            values["service_code"] = service.code
+    return _render_map_form(city, FormState(values, {}, service))
+
+
+def _render_map_form(city: Jurisdiction, state: FormState, status: int = 200):
+    s = db_session()
+    groups = _categories(s, city)
+    settings = _settings()
+    return (
+        render_template(
+            "resident/report.html",
+            city=city,
+            groups=groups,
+            services=_all_services(groups),
+            state=state,
+            links=error_links(state, "address-q"),
+            boundary=city_boundary(s, city),
+            tile_url=settings.tile_url,
+            tile_attribution=settings.tile_attribution,
+            leaflet_js=url_for("static", filename=LEAFLET_JS),
+            leaflet_css=url_for("static", filename=LEAFLET_CSS),
+            duplicates=_duplicates_for_state(city, state),
+            radius_m=duplicate_radius_m(),
+            days=DEFAULT_DAYS,
+            max_photos=MAX_PHOTOS,
+            max_mb=MAX_BYTES // 1048576,
+        ),
+        status,
+    )
+
+
+def _duplicates_for_state(city: Jurisdiction, state: FormState) -> list[dict[str, Any]]:
+    lat, lon = _float(state.get("lat")), _float(state.get("lon"))
+    if state.service is None or lat is None or lon is None:
+        return []
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return []
+    found = find_duplicates(
+        db_session(), city, state.service, lon, lat, radius_m=duplicate_radius_m()
+    )
+    return [_candidate_json(city, c) for c in found]
+
+
+@bp.post("/report")
+def report_submit():
+    """Validate and store a report from either form; errors go back next to the fields."""
+    try:
+        city = _city()
+    except CivicpinError as exc:
+        return _message("City not found", str(exc), 404 if isinstance(exc, NotFound) else 400)
+    s = db_session()
+    form = request.form
+    service = find_service(s, city, (form.get("service_code") or "").strip())
+    wait = _limiter().take(_client_key())
+    sent_photos = any((f.filename or "").strip() for f in request.files.getlist("photos"))
+    state = FormState(MultiDict(form), {}, service, had_photos=sent_photos)
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        state.errors["form"] = (
+            "You have sent several reports in a short time. Please wait "
+            f"{minutes} minute{'s' if minutes != 1 else ''} and send this one again."
+        )
+        response, status = _render_again(city, state, 429)
+        return response, status, {"Retry-After": str(math.ceil(wait))}
+    if not (form.get("service_code") or "").strip():
+        state.errors["service_code"] = "Choose what the problem is"
+        return _render_again(city, state, 422)
+
+    draft = _draft(city, form, _photos())
+    settings = _settings()
+    try:
+        lat, lon = _float(form.get("lat")), _float(form.get("lon"))
+        if draft.address is None and lat is not None and lon is not None:
+            near = nearest_address(s, city, lon, lat)
+            draft.address = near.address if near else None
+        result = submit(
+            s, draft, media_dir=settings.media_dir, public_base_url=settings.public_base_url
+        )
+        req = result.request
+        if req.address is None and result.photo_location_used:
+            x, y = s.execute(
+                sa.select(
+                    sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
+                ).where(ServiceRequest.id == req.id)
+            ).one()
+            near = nearest_address(s, city, x, y)
+            req.address = near.address if near else None
+        public_id = req.public_id
+        s.commit()
+    except ValidationFailed as exc:
+        s.rollback()
+        state.errors.update(exc.errors)
+        return _render_again(city, state, 422)
+    except InvalidInput as exc:
+        s.rollback()
+        state.errors[exc.field or "form"] = str(exc)
+        return _render_again(city, state, 422)
+    remembered = dict(session_reports())
+    remembered[public_id] = result.token
+    browser_session["reports"] = dict(list(remembered.items())[-REMEMBERED_REPORTS:])
+    browser_session["photo_location_used"] = public_id if result.photo_location_used else None
+    return redirect(url_for("resident.report_done", public_id=public_id, city=city.slug), 303)
+
+
+def session_reports() -> dict[str, str]:
+    """public id -> token of the reports this browser sent (for the confirmation page)."""
+    value = browser_session.get("reports")
+    return value if isinstance(value, dict) else {}
+
+
+def _render_again(city: Jurisdiction, state: FormState, status: int):
+    if state.get("form") == "plain":
+        return _render_plain_details(city, state, status)
+    return _render_map_form(city, state, status)
+
+
+@bp.get("/report/done/<public_id>")
+def report_done(public_id: str):
+    """The confirmation: public id and the private tracking link (this browser only)."""
+    token = session_reports().get(public_id)
+    if not PUBLIC_ID_RE.match(public_id) or token is None:
+        return redirect(url_for("resident.track", public_id=public_id))
+    s = db_session()
+    req = s.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+    if req is None or not secrets.compare_digest(req.token, token):
+        abort(404)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    link = url_for("resident.track", public_id=public_id, token=token, _external=False)
+    base = _settings().public_base_url
+    return render_template(
+        "resident/done.html",
+        city=city,
+        req=req,
+        tracking_link=base + link,
+        tracking_path=link,
+        notice=req.service.notice,
+        photo_location_used=browser_session.get("photo_location_used") == public_id,
+        view=public_view(s, city, req),
+    )
+
+
+# ------------------------------------------------------------------- the map-free form
+
+
+@bp.get("/report/plain")
+def report_plain():
+    """The report form without a map: address search or coordinates, then the details."""
+    try:
+        city = _city()
+    except CivicpinError as exc:
+        return _message("City not found", str(exc), 404 if isinstance(exc, NotFound) else 400)
+    s = db_session()
+    args = request.args
+    groups = _categories(s, city)
+    started = any(args.get(k) for k in ("service_code", "q", "address_id", "lat", "lon", "go"))
+    errors: dict[str, str] = {}
+    matches = None
+    suggestions = False
+    if not started:
+        return render_template(
+            "resident/plain_start.html", city=city, groups=groups, values=args, errors={}
+        )
+
+    code = (args.get("service_code") or "").strip()
+    service = find_service(s, city, code) if code else None
+    if not code:
+        errors["service_code"] = "Choose what the problem is"
+    elif service is None:
+        errors["service_code"] = f"There is no category {code!r}; choose one from the list"
+
+    location: tuple[float, float] | None = None  # (lat, lon)
+    address = None
+    query = (args.get("q") or "").strip()
+    address_id = (args.get("address_id") or "").strip()
+    if address_id and query == (args.get("q_searched") or "").strip():
+        valid_id = address_id.isdigit() and len(address_id) <= 9
+        point = address_by_id(s, city, int(address_id)) if valid_id else None
+        if point is None:
+            errors["address_id"] = "Choose an address from the list"
+        else:
+            location, address = (point.lat, point.lon), point.address
+    elif query:
+        found = search_addresses(s, city, query)
+        exact = [m for m in found.matches if m.address.lower() == query.lower()]
+        if exact and not found.suggestions:
+            location, address = (exact[0].lat, exact[0].lon), exact[0].address
+        elif found.matches:
+            matches, suggestions = found.matches, found.suggestions
+            errors["address_id"] = (
+                "No address matches exactly. Did you mean one of these?"
+                if suggestions
+                else "Choose the address from the list"
+            )
+        else:
+            errors["q"] = (
+                f"No address in {city.name} matches {query!r}. Check the spelling, "
+                "or give the coordinates instead."
+                if len(query) >= 3
+                else "Type at least 3 characters of the address"
+            )
+    elif args.get("lat") or args.get("lon"):
+        lat, lon = _float(args.get("lat")), _float(args.get("lon"))
+        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            errors["location"] = (
+                "Give the latitude (-90 to 90) and longitude (-180 to 180) in decimal degrees"
+            )
+        else:
+            location = (lat, lon)
+            near = nearest_address(s, city, lon, lat)
+            address = near.address if near else None
+    else:
+        errors["q"] = "Search an address, or give the coordinates"
+    if location is not None and not point_in_city(s, city, location[1], location[0]):
+        errors["location"] = (
+            f"This spot is outside {city.name}. Choose a place inside the city boundary."
+        )
+        location = None
+
+    if errors or location is None or service is None:
+        return (
+            render_template(
+                "resident/plain_start.html",
+                city=city,
+                groups=groups,
+                values=args,
+                errors=errors,
+                matches=matches,
+                suggestions=suggestions,
+            ),
+            422,
+        )
+    values = MultiDict(
+        {
+            "service_code": service.code,
+            "lat": f"{location[0]:.6f}",
+            "lon": f"{location[1]:.6f}",
+            "address": address or "",
+            "form": "plain",
+            "q": query,
+        }
+    )
+    if service.notice and args.get("continue") != "1":
+        return render_template(
+            "resident/plain_notice.html", city=city, service=service, values=values
+        )
+    return _render_plain_details(city, FormState(values, {}, service))
+
+
+def _render_plain_details(city: Jurisdiction, state: FormState, status: int = 200):
+    if state.service is None:
+        # Only reachable by a hand-made POST: start again with the category question.
+        return redirect(url_for("resident.report_plain", city=city.slug))
+    return (
+        render_template(
+            "resident/plain_details.html",
+            city=city,
+            state=state,
+            links=error_links(state, "summary"),
+            service=state.service,
+            duplicates=_duplicates_for_state(city, state),
+            radius_m=duplicate_radius_m(),
+            days=DEFAULT_DAYS,
+            max_photos=MAX_PHOTOS,
+            max_mb=MAX_BYTES // 1048576,
+        ),
+        status,
+    )
+
+
+# ------------------------------------------------------------------ tracking, following
+
+
+def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
+    """The public fields of a request, ready for a template or JSON (never contact data)."""
+    lon, lat = s.execute(
+        sa.select(
+            sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
+        ).where(ServiceRequest.id == req.id)
+    ).one()
+    photos = s.scalars(
+        sa.select(Photo).where(Photo.request_id == req.id).order_by(Photo.stage.desc(), Photo.id)
+    ).all()
+    events = s.scalars(
+        sa.select(RequestEvent)
+        .where(RequestEvent.request_id == req.id, RequestEvent.public.is_(True))
+        .order_by(RequestEvent.at, RequestEvent.id)
+    ).all()
+    timeline = []
+    first_routing = next((e.from_value for e in events if e.kind == "routed"), None)
+    for e in events:
+        label = EVENT_LABELS.get(e.kind, e.kind.replace("_", " ").capitalize())
+        detail = e.note
+        if e.kind == "submitted" and (e.note or "").startswith("Reported"):
+            label, detail = e.note, None  # "Reported via web", not "Reported: Reported via web"
+        elif e.kind == "routed":
+            detail = e.to_value
+        elif e.to_value in STATUS_LABELS and e.kind != "submitted":
+            detail = f"{STATUS_LABELS[e.to_value]}" + (f": {e.note}" if e.note else "")
+        timeline.append(
+            {"at": e.at, "when": local_time(city, e.at), "label": label, "detail": detail}
+        )
+        if e.kind == "submitted" and (first_routing or req.routing_explanation) and req.routed_at:
+            timeline.append(
+                {
+                    "at": req.routed_at,
+                    "when": local_time(city, req.routed_at),
+                    "label": "Sent to the responsible team",
+                    "detail": first_routing or req.routing_explanation,
+                }
+            )
+    return {
+        "public_id": req.public_id,
+        "service": req.service.name,
+        "group": req.service.group,
+        "status": req.status,
+        "status_label": STATUS_LABELS.get(req.status, req.status),
+        "open": req.status in {s_.value for s_ in OPEN_STATUSES},
+        "requested_at": req.requested_at,
+        "reported": local_time(city, req.requested_at),
+        "age": age_text(req.requested_at),
+        "address": req.address,
+        "description": req.description,
+        "lat": lat,
+        "lon": lon,
+        "department": req.department.name if req.department else None,
+        "crew": req.crew.name if req.crew else None,
+        "explanation": req.routing_explanation,
+        "due": local_time(city, req.due_at),
+        "due_at": req.due_at,
+        "overdue": bool(req.due_at and req.due_at < now_utc() and req.closed_at is None),
+        "closed": local_time(city, req.closed_at),
+        "photos": [
+            {
+                "url": media_url(p.public_key),
+                "thumb_url": media_url(p.thumb_key),
+                "stage": p.stage,
+                "width": p.width,
+                "height": p.height,
+            }
+            for p in photos
+        ],
+        "timeline": timeline,
+        "supporters": supporters(s, req),
+    }
+
+
+def _find_request(s, public_id: str) -> ServiceRequest | None:
+    if not PUBLIC_ID_RE.match(public_id):
+        return None
+    return s.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+
+
+def _owner(req: ServiceRequest, token: str | None) -> bool:
+    return bool(token) and secrets.compare_digest(req.token.encode(), token.encode())
+
+
+@bp.get("/requests/<public_id>")
+def track(public_id: str):
+    """The status page; with the private ``?token=`` it also shows the reporter's details."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    token = request.args.get("token")
+    owner = req is not None and _owner(req, token)
+    # A private category's report does not exist for anyone without its token.
+    if req is None or (req.service.private and not owner):
+        return _message("Report not found", f"There is no public report {public_id}.", 404)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    answers = []
+    if owner:
+        by_code = {a.code: a for a in req.service.attributes}
+        for code, value in (req.attributes or {}).items():
+            attr = by_code.get(code)
+            names = (
+                {str(v["key"]): v.get("name", v["key"]) for v in (attr.values or [])}
+                if attr
+                else {}
+            )
+            shown = value if isinstance(value, list) else [value]
+            answers.append(
+                (
+                    attr.description if attr else code,
+                    ", ".join(str(names.get(str(v), v)) for v in shown),
+                )
+            )
+    settings = _settings()
+    return render_template(
+        "resident/track.html",
+        city=city,
+        req=req,
+        view=public_view(s, city, req),
+        owner=owner,
+        bad_token=bool(token) and not owner,
+        answers=answers,
+        leaflet_js=url_for("static", filename=LEAFLET_JS),
+        leaflet_css=url_for("static", filename=LEAFLET_CSS),
+        tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution,
+    )
+
+
+@bp.route("/requests/<public_id>/follow", methods=["GET", "POST"])
+def follow_request(public_id: str):
+    """Follow an open public report instead of sending the same one again."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    if req is None or req.service.private:
+        return _message("Report not found", f"There is no public report {public_id}.", 404)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    email = ""
+    error = None
+    if request.method == "POST":
+        email = (
+            request.form.get("follow_email") or request.form.get("contact_email") or ""
+        ).strip()
+        wait = _limiter().take(_client_key())
+        if wait > 0:
+            error = "Too many requests from your connection. Please wait a few minutes."
+        else:
+            try:
+                result = follow(s, req, email, public_base_url=_settings().public_base_url)
+                s.commit()
+            except InvalidInput as exc:
+                s.rollback()
+                error = str(exc)
+            else:
+                return render_template(
+                    "resident/followed.html",
+                    city=city,
+                    req=req,
+                    email=email,
+                    created=result.created,
+                    view=public_view(s, city, req),
+                )
+    return (
+        render_template(
+            "resident/follow.html",
+            city=city,
+            req=req,
+            email=email,
+            error=error,
+            view=public_view(s, city, req),
+        ),
+        422 if error else 200,
+    )
+
+
+# ------------------------------------------------------------------------ JSON helpers
+
+
+@bp.get("/api/addresses/search")
+def address_search():
+    """``?q=`` text -> up to 8 known addresses (``suggestions``: only loose matches)."""
+    try:
+        city = _city()
+    except CivicpinError as exc:
+        return _json_error(exc)
+    found = search_addresses(db_session(), city, request.args.get("q"))
+    return jsonify(
+        {
+            "query": found.query,
+            "suggestions": found.suggestions,
+            "matches": [m.as_json() for m in found.matches],
+        }
+    )
+
+
+def _point_args() -> tuple[float, float]:
+    lat, lon = _float(request.args.get("lat")), _float(request.args.get("lon"))
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput("lat and lon must be decimal degrees", field="location")
+    return lat, lon
+
+
+@bp.get("/api/addresses/reverse")
+def address_reverse():
+    """``?lat=&lon=`` -> is it inside the city, and the nearest known address."""
+    try:
+        city = _city()
+        lat, lon = _point_args()
+    except CivicpinError as exc:
+        return _json_error(exc)
+    s = db_session()
+    inside = point_in_city(s, city, lon, lat)
+    near = nearest_address(s, city, lon, lat) if inside else None
+    body: dict[str, Any] = {"inside": inside, "address": near.as_json() if near else None}
+    if not inside:
+        body["message"] = (
+            f"This spot is outside {city.name}. Move the pin inside the city boundary."
+        )
+    return jsonify(body)
+
+
+@bp.get("/api/report/duplicates")
+def duplicates():
+    """Open reports of ``?service=`` near ``?lat=&lon=`` from the last 30 days."""
+    try:
+        city = _city()
+        lat, lon = _point_args()
+        service = find_service(db_session(), city, (request.args.get("service") or "").strip())
+        if service is None:
+            raise InvalidInput("unknown category", field="service")
+        radius = duplicate_radius_m()
+        found = find_duplicates(db_session(), city, service, lon, lat, radius_m=radius)
+    except CivicpinError as exc:
+        return _json_error(exc)
+    return jsonify(
+        {
+            "radius_m": radius,
+            "days": DEFAULT_DAYS,
+            "candidates": [_candidate_json(city, c) for c in found],
+        }
+    )
+
+
+@bp.get("/api/requests/<public_id>")
+def request_json(public_id: str):
+    """Public details of one request (the map's popups); 404 for private categories."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    if req is None or req.service.private:
+        return jsonify({"error": f"no public request {public_id!r}"}), 404
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    view = public_view(s, city, req)
+    return jsonify(
+        {
+            "public_id": view["public_id"],
+            "service": view["service"],
+            "status": view["status"],
+            "status_label": view["status_label"],
+            "requested_at": req.requested_at.isoformat(),
+            "reported": view["reported"],
+            "age": view["age"],
+            "address": view["address"],
+            "department": view["department"],
+            "crew": view["crew"],
+            "due": view["due"] or None,
+            "thumb_url": next((p["thumb_url"] for p in view["photos"]), None),
+            "supporters": view["supporters"],
+            "url": url_for("resident.track", public_id=req.public_id),
+        }
+    )
