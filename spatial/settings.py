@@ -42,6 +42,8 @@ class Settings:
     default_city: str | None = None
     log_level: str = "INFO"
     open311_rate_limit: str = "10/60"
+    report_rate_limit: str = "0.0083/5"
+    duplicate_radius_m: float = 50.0
     secret_key_generated: bool = field(default=False, compare=False)
 
     @property
@@ -125,17 +127,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"LOG_LEVEL: {v!r} is not one of DEBUG, INFO, WARNING, ERROR")
         kw["log_level"] = v.upper()
-    if (v := get("OPEN311_RATE_LIMIT")) is not None:
-        rate, _, burst = v.partition("/")
+    for name in ("OPEN311_RATE_LIMIT", "REPORT_RATE_LIMIT"):
+        if (v := get(name)) is not None:
+            kw[name.lower()] = _rate(name, v)
+    if (v := get("DUPLICATE_RADIUS_M")) is not None:
         try:
-            if float(rate) <= 0 or int(burst or "1") <= 0:
+            radius = float(v)
+            if not 1 <= radius <= 1000:
                 raise ValueError
         except ValueError:
             raise SettingsError(
-                f"OPEN311_RATE_LIMIT: {v!r} is not RATE/BURST (e.g. 10/60: 10 per second, bursts of 60)"
+                f"DUPLICATE_RADIUS_M: {v!r} is not a distance of 1-1000 metres"
             ) from None
-        kw["open311_rate_limit"] = v
+        kw["duplicate_radius_m"] = radius
     return Settings(**kw)
+
+
+def _rate(name: str, value: str) -> str:
+    rate, _, burst = value.partition("/")
+    try:
+        if float(rate) <= 0 or int(burst or "1") <= 0:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"{name}: {value!r} is not RATE/BURST (requests per second / burst size, e.g. 10/60)"
+        ) from None
+    return value
 
 
 def _local_secret(var_dir: Path) -> str:

@@ -29,6 +29,8 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         MAX_CONTENT_LENGTH=80 * 1024 * 1024,
         JSON_SORT_KEYS=False,
         OPEN311_RATE_LIMIT=settings.open311_rate_limit,
+        REPORT_RATE_LIMIT=settings.report_rate_limit,
+        DUPLICATE_RADIUS_M=settings.duplicate_radius_m,
     )
     logging.basicConfig(level=settings.log_level)
     if engine is None:
