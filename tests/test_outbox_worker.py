@@ -21,7 +21,7 @@ from notify.worker import WorkerConfig, backoff, run_once
 from spatial.models import OutboxMessage, now_utc
 from spatial.settings import PROJECT_ROOT
 from tests.support.city import INSIDE
-from tests.support.mail import RESIDENT, Sink, free_port, make_mail_city
+from tests.support.mail import DISPATCH, RESIDENT, Sink, free_port, make_mail_city
 
 BASE = "http://127.0.0.1:5000"
 
@@ -88,13 +88,17 @@ def test_acknowledgement_is_delivered_only_after_commit(sessions, settings, city
                 media_dir=settings.media_dir,
                 public_base_url=BASE,
             )
-        assert run_once(sessions, smtp).sent == 1
-        (got,) = sink.received
-        assert got.rcpt_tos == [RESIDENT]
+        # the resident's acknowledgement and the dispatcher's alert, both from submit()
+        assert run_once(sessions, smtp).sent == 2
+        (got,) = [m for m in sink.received if m.rcpt_tos == [RESIDENT]]
         assert got.message["Subject"].startswith(f"[{result.request.public_id}]")
         assert got.mail_from == "noreply@localhost"
-        (row,) = rows(sessions)
-        assert row.status == "sent" and row.sent_at is not None and row.locked_until is None
+        (alert,) = [m for m in sink.received if m.rcpt_tos == [DISPATCH]]
+        assert result.request.public_id in alert.message["Subject"]
+        assert all(
+            row.status == "sent" and row.sent_at is not None and row.locked_until is None
+            for row in rows(sessions)
+        )
     finally:
         sink.stop()
 
