@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Runs every benchmark in bench/ against a scratch embedded cluster (never your data).
-# Figures print beside a reference measured in the same run; see bench/README.md.
-# Usage: make bench            (all, default sizes)
-#        REQUESTS=100000 make bench   (smaller history for a quick look)
+# Runs the benchmarks against scratch embedded clusters under /tmp (never your data).
+# Each prints its figures beside a reference measured in the same run; see bench/README.md.
+#   make bench                      all of them with a 1,000,000-request history
+#   REQUESTS=100000 make bench      a quicker look
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export VAR_DIR="${BENCH_VAR_DIR:-/tmp/civicpin-bench/var}"
 unset DATABASE_URL
 REQUESTS="${REQUESTS:-1000000}"
+BASE="${BENCH_DIR:-/tmp/civicpin-bench}"
 PY=.venv/bin/python
-for script in bench/*_bench.py; do
-  echo "== $script"
-  "$PY" "$script" --requests "$REQUESTS"
-done
+CLI=.venv/bin/civicpin
+
+echo "== generate (demo generate)"
+VAR_DIR="$BASE/gen/var" "$PY" bench/generate_bench.py --requests "$REQUESTS"
+
+echo "== routing (route_bulk vs raw join; route_request p95)"
+VAR_DIR="$BASE/route/var" "$PY" bench/route_bench.py --requests "$REQUESTS"
+
+echo "== public map (bbox data request, city-wide and street level)"
+export VAR_DIR="$BASE/map/var"
+"$CLI" db up && "$CLI" demo load
+if [ "$("$CLI" db status | sed -n 's/^requests: //p')" -lt "$REQUESTS" ]; then
+  "$CLI" demo generate --requests "$REQUESTS" --city los-angeles
+fi
+"$PY" bench/public_map_bench.py --city los-angeles
+echo "== hotspots (hex grid + Gi* over one year, beside pandas/esda)"
+"$PY" bench/hotspot_bench.py --city los-angeles
+unset VAR_DIR
+
+echo "== historical import (import + route vs COPY + PostGIS join)"
+export VAR_DIR="$BASE/import/var"
+"$CLI" db up
+"$PY" bench/make_history_csv.py --rows "$REQUESTS" --out "$BASE/history.csv"
+"$PY" bench/import_bench.py --csv "$BASE/history.csv"
