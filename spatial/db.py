@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,10 +112,6 @@ def downgrade(engine: sa.Engine, revision: str = "base") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
-
-
-def migrations_path() -> Path:
-    return MIGRATIONS_DIR
 
 
 def schema_is_current(engine: sa.Engine) -> bool:

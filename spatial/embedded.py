@@ -326,15 +326,3 @@ class EmbeddedCluster:
             if cur.fetchone() is None:
                 cur.execute(f'CREATE DATABASE "{DB_NAME}"')
         conn.close()
-
-
-def embedded_url(var_dir: Path, start: bool = True) -> str:
-    """Return the SQLAlchemy URL of the embedded cluster, creating/starting it if asked."""
-    cluster = EmbeddedCluster(var_dir)
-    if start:
-        cluster.start()
-    elif not cluster.exists():
-        raise EmbeddedDatabaseError(
-            "the embedded database does not exist yet: run 'civicpin db up'"
-        )
-    return cluster.url()

@@ -30,13 +30,6 @@ def format_public_id(prefix: str, year: int, number: int) -> str:
     return f"{prefix}-{year}-{number:06d}"
 
 
-def parse_year_and_number(public_id: str) -> tuple[str, int, int] | None:
-    parts = public_id.rsplit("-", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-        return None
-    return parts[0], int(parts[1]), int(parts[2])
-
-
 def ensure_at_least(session: Session, city_id: int, year: int, value: int) -> None:
     """Raise a counter to ``value`` (after bulk loads that assigned ids themselves)."""
     stmt = (
