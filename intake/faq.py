@@ -129,6 +129,21 @@ def article_for_service(session: Session, service: Service) -> FaqArticle | None
     )
 
 
+def articles_for_services(session: Session, service_ids: list[int]) -> dict[int, FaqArticle]:
+    """service id -> its published article (as :func:`article_for_service`), in one query."""
+    if not service_ids:
+        return {}
+    rows = session.scalars(
+        sa.select(FaqArticle)
+        .where(FaqArticle.service_id.in_(service_ids), FaqArticle.published.is_(True))
+        .order_by(FaqArticle.position, FaqArticle.id)
+    )
+    first: dict[int, FaqArticle] = {}
+    for article in rows:
+        first.setdefault(article.service_id, article)
+    return first
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

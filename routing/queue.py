@@ -141,7 +141,8 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
     if f.channel:
         conds.append(r.channel == f.channel)
     if f.needs_location:
-        conds.append(r.location.is_(None))
+        # The same test as the item's badge (see _item): flagged, or no point at all.
+        conds.append(sa.or_(r.needs_location.is_(True), r.location.is_(None)))
     return conds
 
 

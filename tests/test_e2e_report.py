@@ -16,6 +16,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from spatial.models import Follower, Jurisdiction, Photo, RequestEvent, Service, ServiceRequest
+from spatial.models_mail import FaqArticle
 from tests.support.browser import chromium, serve, watch_problems
 from tests.support.images import jpeg_bytes
 from tests.support.resident_city import ADDRESSES, OUTSIDE, add_request, make_resident_city
@@ -71,12 +72,28 @@ def test_photo_gps_suggests_the_spot_then_report_is_routed_and_tracked(site, ses
     lon, lat = ADDRESSES[SPRING]
     photo = tmp_path / "pothole.jpg"
     photo.write_bytes(jpeg_bytes(lat=lat, lon=lon, size=(800, 600)))
+    with sessions.begin() as s:
+        pothole = s.scalar(sa.select(Service).where(Service.code == "pothole"))
+        s.add(
+            FaqArticle(
+                jurisdiction_id=pothole.jurisdiction_id,
+                slug="potholes",
+                title="When are potholes fixed?",
+                service_id=pothole.id,
+                body="Crews check every report.\n\n- Deep holes first\n- Then the rest",
+            )
+        )
     ctx, page, problems, requested = _open_report(browser, base)
 
     page.get_by_label("Category").select_option("pothole")
     notice = page.locator("#notice-pothole")
     notice.wait_for(state="visible")
     assert "usually fixed within three days" in notice.inner_text()
+    # The category's help article comes with the notice, linked to the help pages.
+    assert notice.get_by_role("heading", name="When are potholes fixed?").is_visible()
+    assert notice.get_by_role("listitem").all_inner_texts() == ["Deep holes first", "Then the rest"]
+    help_link = notice.get_by_role("link", name="Read the full article in the help pages")
+    assert help_link.get_attribute("href") == "/help/potholes?city=testville"
     assert page.locator("#report-rest").is_hidden()
     page.get_by_role("button", name="Continue anyway").click()
     assert page.evaluate("document.activeElement.id") == "q-pothole-depth"

@@ -21,6 +21,7 @@ from spatial.models import (
     Service,
     ServiceRequest,
 )
+from spatial.models_mail import FaqArticle
 from tests.support.images import jpeg_bytes
 from tests.support.resident_city import ADDRESSES, INSIDE, OUTSIDE, add_request, make_resident_city
 
@@ -503,3 +504,83 @@ def test_map_free_form_errors_sit_next_to_their_fields(client, sessions, city):
     assert "Please answer: What is painted?" in field_error(html, "q-graffiti-surface")
     assert 'value="two metres"' in html
     assert count(sessions, ServiceRequest) == 0
+
+
+# ------------------------------------------------------- help articles before the form
+
+
+def _add_help(sessions, city) -> None:
+    with sessions.begin() as s:
+        s.add_all(
+            [
+                FaqArticle(
+                    jurisdiction_id=city["city"],
+                    slug="graffiti-help",
+                    title="Graffiti: what we remove",
+                    topic="Clean streets",
+                    service_id=city["graffiti"],
+                    body="We remove graffiti from public walls within two days.\n\n"
+                    "## Private walls\n- Owners clean their own walls\n- <b>not</b> markup",
+                ),
+                FaqArticle(
+                    jurisdiction_id=city["city"],
+                    slug="pothole-draft",
+                    title="Draft pothole help",
+                    service_id=city["pothole"],
+                    body="Not ready.",
+                    published=False,
+                ),
+            ]
+        )
+
+
+def _section(html: str, element_id: str) -> str:
+    at = html.index(f'id="{element_id}"')
+    return html[at : html.index("</section>", at)]
+
+
+def test_report_page_shows_a_categorys_help_article_before_its_form(client, sessions, city):
+    _add_help(sessions, city)
+    html = client.get("/report").get_data(as_text=True)
+    graffiti = _section(html, "notice-graffiti")
+    assert "Before you report: Graffiti" in graffiti
+    assert '<h4 id="notice-graffiti-help-h">Graffiti: what we remove</h4>' in graffiti
+    assert "<p>We remove graffiti from public walls within two days.</p>" in graffiti
+    assert "<h5>Private walls</h5>" in graffiti
+    assert "<li>Owners clean their own walls</li>" in graffiti
+    assert "<li>&lt;b&gt;not&lt;/b&gt; markup</li>" in graffiti  # text, never HTML
+    assert 'href="/help/graffiti-help?city=testville"' in graffiti
+    assert "Continue anyway" in graffiti
+    assert client.get("/help/graffiti-help?city=testville").status_code == 200
+    # The pothole keeps its notice; its unpublished article is not shown anywhere.
+    pothole = _section(html, "notice-pothole")
+    assert "usually fixed within three days" in pothole and "rp-help" not in pothole
+    assert "Draft pothole help" not in html
+    # A category with neither notice nor article goes straight to its questions.
+    assert 'id="notice-abuse"' not in html
+    assert html.count('class="rp-help"') == 1
+
+
+def test_map_free_form_shows_the_help_article_first_and_nothing_extra_without_one(
+    client, sessions, city
+):
+    _add_help(sessions, city)
+    start = f"/report/plain?lat={LAT}&lon={LON}&go=1"
+    html = client.get(f"{start}&service_code=graffiti").get_data(as_text=True)
+    assert "<script" not in html
+    assert "Before you report: Graffiti" in html and "What is painted?" not in html
+    assert '<h2 id="notice-graffiti-help-h">Graffiti: what we remove</h2>' in html
+    assert "<h3>Private walls</h3>" in html and "&lt;b&gt;not&lt;/b&gt;" in html
+    assert 'href="/help/graffiti-help?city=testville"' in html
+    assert "Continue anyway" in html
+    html = client.get(
+        f"/report/plain?lat={LAT}&lon={LON}&service_code=graffiti&continue=1"
+    ).get_data(as_text=True)
+    assert "What is painted?" in html and "Graffiti: what we remove" not in html
+    # Pothole: its notice only (the article is a draft); abuse: straight to the details.
+    html = client.get(f"{start}&service_code=pothole").get_data(as_text=True)
+    assert "usually fixed within three days" in html
+    assert "Draft pothole help" not in html and "rp-help" not in html
+    html = client.get(f"{start}&service_code=abuse").get_data(as_text=True)
+    assert "Step 2 of 2" in html
+    assert "Before you report" not in html and "rp-help" not in html

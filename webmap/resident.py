@@ -27,6 +27,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
     jsonify,
     redirect,
     render_template,
@@ -37,6 +38,7 @@ from flask import session as browser_session
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from intake import faq as faq_domain
 from intake.duplicates import (
     DEFAULT_DAYS,
     DEFAULT_RADIUS_M,
@@ -44,6 +46,13 @@ from intake.duplicates import (
     find_duplicates,
     follow,
     supporters,
+)
+from intake.locate import (
+    LocateRefused,
+    check_may_locate,
+    needs_resident_location,
+    set_location_by_resident,
+    token_matches,
 )
 from intake.photos import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from intake.submit import Draft, ValidationFailed, find_service, point_in_city, submit
@@ -84,6 +93,7 @@ EVENT_LABELS = {
     "resolved": "Resolved",
     "closed": "Closed",
     "reopened": "Reopened",
+    "located": "Location added",
 }
 
 
@@ -362,16 +372,32 @@ def report():
     return _render_map_form(city, FormState(values, {}, service))
 
 
+def _help_view(article) -> dict[str, Any]:
+    return {
+        "title": article.title,
+        "slug": article.slug,
+        "blocks": faq_domain.body_blocks(article.body),
+    }
+
+
+def help_articles(s, services: list[Service]) -> dict[str, dict[str, Any]]:
+    """category code -> its published help article, ready for ``_form.help_article``."""
+    found = faq_domain.articles_for_services(s, [svc.id for svc in services])
+    return {svc.code: _help_view(found[svc.id]) for svc in services if svc.id in found}
+
+
 def _render_map_form(city: Jurisdiction, state: FormState, status: int = 200):
     s = db_session()
     groups = _categories(s, city)
+    services = _all_services(groups)
     settings = _settings()
     return (
         render_template(
             "resident/report.html",
             city=city,
             groups=groups,
-            services=_all_services(groups),
+            services=services,
+            help_articles=help_articles(s, services),
             state=state,
             links=error_links(state, "address-q"),
             boundary=city_boundary(s, city),
@@ -599,9 +625,14 @@ def report_plain():
             "q": query,
         }
     )
-    if service.notice and args.get("continue") != "1":
+    article = faq_domain.article_for_service(s, service)
+    if (service.notice or article is not None) and args.get("continue") != "1":
         return render_template(
-            "resident/plain_notice.html", city=city, service=service, values=values
+            "resident/plain_notice.html",
+            city=city,
+            service=service,
+            values=values,
+            help_article=_help_view(article) if article is not None else None,
         )
     return _render_plain_details(city, FormState(values, {}, service))
 
@@ -647,6 +678,8 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
     ).all()
     timeline = []
     first_routing = next((e.from_value for e in events if e.kind == "routed"), None)
+    # A request first routed when its reporter dropped the missing pin shows that after it.
+    routed_after = "located" if any(e.kind == "located" for e in events) else "submitted"
     for e in events:
         label = EVENT_LABELS.get(e.kind, e.kind.replace("_", " ").capitalize())
         detail = e.note
@@ -654,12 +687,14 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
             label, detail = e.note, None  # "Reported via web", not "Reported: Reported via web"
         elif e.kind == "routed":
             detail = e.to_value
+        elif e.kind == "located":
+            detail = f"{e.note}: {e.to_value}" if e.note and e.to_value else e.note or e.to_value
         elif e.to_value in STATUS_LABELS and e.kind != "submitted":
             detail = f"{STATUS_LABELS[e.to_value]}" + (f": {e.note}" if e.note else "")
         timeline.append(
             {"at": e.at, "when": local_time(city, e.at), "label": label, "detail": detail}
         )
-        if e.kind == "submitted" and (first_routing or req.routing_explanation) and req.routed_at:
+        if e.kind == routed_after and (first_routing or req.routing_explanation) and req.routed_at:
             timeline.append(
                 {
                     "at": req.routed_at,
@@ -711,12 +746,93 @@ def _find_request(s, public_id: str) -> ServiceRequest | None:
 
 
 def _owner(req: ServiceRequest, token: str | None) -> bool:
-    return bool(token) and secrets.compare_digest(req.token.encode(), token.encode())
+    return token_matches(req, token)
+
+
+@dataclass
+class LocateForm:
+    """The "show us where" part of the tracking page: values, errors, address matches."""
+
+    state: FormState
+    q: str = ""
+    matches: list | None = None
+    suggestions: bool = False
+    focus: bool = False
+
+
+def _private_answers(req: ServiceRequest) -> list[tuple[str, str]]:
+    answers = []
+    by_code = {a.code: a for a in req.service.attributes}
+    for code, value in (req.attributes or {}).items():
+        attr = by_code.get(code)
+        names = (
+            {str(v["key"]): v.get("name", v["key"]) for v in (attr.values or [])} if attr else {}
+        )
+        shown = value if isinstance(value, list) else [value]
+        answers.append(
+            (
+                attr.description if attr else code,
+                ", ".join(str(names.get(str(v), v)) for v in shown),
+            )
+        )
+    return answers
+
+
+def _render_track(
+    s,
+    req: ServiceRequest,
+    token: str | None,
+    *,
+    locate: LocateForm | None = None,
+    status: int = 200,
+):
+    owner = _owner(req, token)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    settings = _settings()
+    return (
+        render_template(
+            "resident/track.html",
+            city=city,
+            req=req,
+            view=public_view(s, city, req),
+            owner=owner,
+            token=token if owner else None,
+            bad_token=bool(token) and not owner,
+            answers=_private_answers(req) if owner else [],
+            locate=locate,
+            locate_asked=request.args.get("locate") == "1",
+            boundary=city_boundary(s, city) if locate else None,
+            leaflet_js=url_for("static", filename=LEAFLET_JS),
+            leaflet_css=url_for("static", filename=LEAFLET_CSS),
+            tile_url=settings.tile_url,
+            tile_attribution=settings.tile_attribution,
+        ),
+        status,
+    )
+
+
+def _locate_search(s, city: Jurisdiction, form: LocateForm) -> None:
+    """The map-free address search of the locate form (``?q=``): matches to choose from."""
+    found = search_addresses(s, city, form.q)
+    if found.matches:
+        form.matches, form.suggestions = found.matches, found.suggestions
+    elif len(form.q) < 3:
+        form.state.errors["q"] = "Type at least 3 characters of the address"
+    else:
+        form.state.errors["q"] = (
+            f"No address in {city.name} matches {form.q!r}. Check the spelling, "
+            "or give the coordinates instead."
+        )
 
 
 @bp.get("/requests/<public_id>")
 def track(public_id: str):
-    """The status page; with the private ``?token=`` it also shows the reporter's details."""
+    """The status page; with the private ``?token=`` it also shows the reporter's details.
+
+    When the request still waits for a location, the reporter (token holder) gets the
+    map to drop the pin (the auto-reply links here with ``&locate=1``) and, without
+    JavaScript, an address search (``?q=``) and coordinate fields.
+    """
     s = db_session()
     req = _find_request(s, public_id)
     token = request.args.get("token")
@@ -724,38 +840,102 @@ def track(public_id: str):
     # A private category's report does not exist for anyone without its token.
     if req is None or (req.service.private and not owner):
         return _message("Report not found", f"There is no public report {public_id}.", 404)
-    city = s.get(Jurisdiction, req.jurisdiction_id)
-    answers = []
-    if owner:
-        by_code = {a.code: a for a in req.service.attributes}
-        for code, value in (req.attributes or {}).items():
-            attr = by_code.get(code)
-            names = (
-                {str(v["key"]): v.get("name", v["key"]) for v in (attr.values or [])}
-                if attr
-                else {}
-            )
-            shown = value if isinstance(value, list) else [value]
-            answers.append(
-                (
-                    attr.description if attr else code,
-                    ", ".join(str(names.get(str(v), v)) for v in shown),
-                )
-            )
-    settings = _settings()
-    return render_template(
-        "resident/track.html",
-        city=city,
-        req=req,
-        view=public_view(s, city, req),
-        owner=owner,
-        bad_token=bool(token) and not owner,
-        answers=answers,
-        leaflet_js=url_for("static", filename=LEAFLET_JS),
-        leaflet_css=url_for("static", filename=LEAFLET_CSS),
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
+    locate = None
+    if owner and needs_resident_location(req):
+        locate = LocateForm(
+            FormState(MultiDict(), {}),
+            q=(request.args.get("q") or "").strip()[:200],
+            focus=request.args.get("locate") == "1",
+        )
+        if locate.q:
+            _locate_search(s, s.get(Jurisdiction, req.jurisdiction_id), locate)
+    return _render_track(s, req, token, locate=locate)
+
+
+def _locate_refused(s, req: ServiceRequest, token: str | None, exc: LocateRefused):
+    owner = _owner(req, token)
+    link = url_for("resident.track", public_id=req.public_id, token=token if owner else None)
+    return (
+        render_template(
+            "resident/locate_refused.html",
+            city=s.get(Jurisdiction, req.jurisdiction_id),
+            req=req,
+            heading=(
+                "This link cannot set the location"
+                if exc.reason == "token"
+                else "The location cannot be changed here"
+            ),
+            message=str(exc),
+            link=link,
+        ),
+        403 if exc.reason == "token" else 409,
     )
+
+
+@bp.post("/requests/<public_id>/locate")
+def locate_submit(public_id: str):
+    """Save the pin the reporter dropped on a request that arrived without a location."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    form = request.form
+    token = form.get("token")
+    if req is None or (req.service.private and not _owner(req, token)):
+        return _message("Report not found", f"There is no public report {public_id}.", 404)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    values = MultiDict({k: form.get(k, "") for k in ("lat", "lon")})
+    locate = LocateForm(FormState(values, {}), focus=True)
+    wait = _limiter().take(_client_key())
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        message = (
+            "You have sent several forms in a short time. Please wait "
+            f"{minutes} minute{'s' if minutes != 1 else ''} and send this one again."
+        )
+        headers = {"Retry-After": str(math.ceil(wait))}
+        if not (_owner(req, token) and needs_resident_location(req)):
+            return _message("Please wait a moment", message, 429)[0], 429, headers
+        locate.state.errors["form"] = message
+        return (*_render_track(s, req, token, locate=locate, status=429), headers)
+    try:
+        check_may_locate(req, token)
+    except LocateRefused as exc:
+        return _locate_refused(s, req, token, exc)
+
+    address = None
+    lat: object = form.get("lat", "").strip()
+    lon: object = form.get("lon", "").strip()
+    address_id = (form.get("address_id") or "").strip()
+    if address_id:
+        point = (
+            address_by_id(s, city, int(address_id))
+            if address_id.isdigit() and len(address_id) <= 9
+            else None
+        )
+        if point is None:
+            locate.state.errors["address_id"] = "Choose an address from the list"
+        else:
+            lat, lon, address = point.lat, point.lon, point.address
+    elif not lat and not lon:
+        locate.state.errors["location"] = (
+            "Put the pin on the map, search an address, or give the coordinates"
+        )
+    if not locate.state.errors:
+        try:
+            set_location_by_resident(s, req, token, lon=lon, lat=lat, address=address)
+            s.commit()
+        except LocateRefused as exc:  # another submission got there first
+            s.rollback()
+            return _locate_refused(s, req, token, exc)
+        except InvalidInput as exc:
+            s.rollback()
+            locate.state.errors[exc.field or "location"] = str(exc)
+    if locate.state.errors:
+        return _render_track(s, req, token, locate=locate, status=422)
+    flash(
+        "Thank you: the location is saved and your report has gone to the team responsible.",
+        "located",
+    )
+    return redirect(url_for("resident.track", public_id=req.public_id, token=token), 303)
 
 
 @bp.route("/requests/<public_id>/follow", methods=["GET", "POST"])

@@ -1,8 +1,10 @@
-/* civicpin resident pages: the report form's map and helpers, and the tracking page map.
+/* civicpin resident pages: the report form's map and helpers, the tracking page map, and
+ * the tracking page's "show us where" for a request that arrived without a location.
  *
  * The report form works as a plain HTML form; this script adds the pin (tap, drag, your
  * location, address search, a photo's GPS), the nearest address under the pin, the
- * category notice with "continue anyway", and the list of possible duplicates. Text from
+ * category notice and help article with "continue anyway", and the list of possible
+ * duplicates. Text from
  * the server is only ever set as textContent (never as HTML). No inline script: the page
  * passes its settings in data- attributes and a JSON <script type="application/json">.
  */
@@ -70,16 +72,16 @@
     return map;
   }
 
-  // ------------------------------------------------------------------ the report form
+  // ------------------------------------------------------------------------- the pin
 
-  function initReport(form) {
+  // The pin, shared by the report form and the tracking page's "show us where": the map
+  // (tap, drag), "use my location", the address combobox, the coordinate fields, and the
+  // nearest address under the pin. onPin() runs after each move.
+  function initWhere(form, mapEl, onPin) {
     var city = form.getAttribute("data-city");
-    var mapEl = $("report-map");
     var latIn = $("lat"), lonIn = $("lon"), addrIn = $("address"), pinInfo = $("pin-info");
-    var select = $("service_code"), rest = $("report-rest");
-    var continued = {};
     var marker = null, accuracyCircle = null;
-    var reverseSignal = latest(), searchSignal = latest(), dupSignal = latest();
+    var reverseSignal = latest(), searchSignal = latest();
 
     var map = baseMap(mapEl);
     var bounds = JSON.parse(mapEl.getAttribute("data-bounds") || "null");
@@ -154,7 +156,7 @@
         accuracyCircle = null;
       }
       lookupAddress(lat, lon, source);
-      refreshDuplicates();
+      onPin();
     }
 
     map.on("click", function (e) { setPin(e.latlng.lat, e.latlng.lng, "click"); });
@@ -279,6 +281,31 @@
       }
     });
     q.addEventListener("blur", function () { setTimeout(closeList, 150); });
+
+    // Shown again after an error: the pin where it was.
+    function restore() {
+      var lat0 = parseFloat(latIn.value), lon0 = parseFloat(lonIn.value);
+      if (isFinite(lat0) && isFinite(lon0)) {
+        placeMarker(lat0, lon0);
+        map.setView([lat0, lon0], 17);
+        lookupAddress(lat0, lon0, addrIn.value ? "address" : "restore");
+      }
+    }
+
+    return { map: map, setPin: setPin, restore: restore, say: say, pinInfo: pinInfo };
+  }
+
+  // ------------------------------------------------------------------ the report form
+
+  function initReport(form) {
+    var city = form.getAttribute("data-city");
+    var mapEl = $("report-map");
+    var latIn = $("lat"), lonIn = $("lon");
+    var select = $("service_code"), rest = $("report-rest");
+    var continued = {};
+    var dupSignal = latest();
+    var where = initWhere(form, mapEl, function () { refreshDuplicates(); });
+    var setPin = where.setPin;
 
     // Categories: a notice first (with "continue anyway"), then that category's questions.
     function showCategory(focusQuestions) {
@@ -495,15 +522,42 @@
     });
 
     // Shown again after an error: the pin where it was, the category's questions.
-    var lat0 = parseFloat(latIn.value), lon0 = parseFloat(lonIn.value);
-    if (isFinite(lat0) && isFinite(lon0)) {
-      placeMarker(lat0, lon0);
-      map.setView([lat0, lon0], 17);
-      lookupAddress(lat0, lon0, addrIn.value ? "address" : "restore");
-    }
+    where.restore();
     if (select.value) showCategory(false);
     var summary = $("error-summary");
     if (summary) summary.focus();
+    mapEl.setAttribute("data-ready", "1");
+  }
+
+  // ------------------------------------------- the tracking page's "show us where"
+
+  function initLocate(form) {
+    var mapEl = $("locate-map");
+    // The plain-HTML parts stand back for the map: it needs this script to work.
+    form.querySelectorAll("[data-needs-js]").forEach(function (n) { n.hidden = false; });
+    form.querySelectorAll("details[data-close-with-js]").forEach(function (d) { d.open = false; });
+    var plain = $("locate-plain");
+    if (plain && !plain.hasAttribute("data-keep-open")) plain.hidden = true;
+    var where = initWhere(form, mapEl, function () {});
+    if (!$("lat").value) {
+      where.say(where.pinInfo, "Tap the map where the problem is, use your location, or search an address.");
+    }
+    where.restore();
+    form.addEventListener("submit", function (e) {
+      if (!$("lat").value || !$("lon").value) {
+        e.preventDefault();
+        where.say(where.pinInfo, "Put the pin on the map first: tap where the problem is.", true);
+        mapEl.focus();
+        return;
+      }
+      var save = $("save-location");
+      save.disabled = true;
+      save.textContent = "Saving…";
+    });
+    var section = $("locate-section");
+    var summary = $("error-summary");
+    if (summary) summary.focus();
+    else if (section && section.hasAttribute("data-focus")) section.focus();
     mapEl.setAttribute("data-ready", "1");
   }
 
@@ -523,6 +577,8 @@
     if (typeof L === "undefined") return;
     var form = $("report-form");
     if (form && $("report-map")) initReport(form);
+    var locateForm = $("locate-form");
+    if (locateForm && $("locate-map")) initLocate(locateForm);
     var track = $("track-map");
     if (track) initTrack(track);
   }
