@@ -9,10 +9,15 @@ Set-up, through the real CLI: ``civicpin db up``, ``civicpin demo load`` and
 ``civicpin demo generate --requests N --no-route`` (only what is missing, so a second
 run reuses the data). Then, in the same run:
 
-1. ``route_bulk`` of all the city's requests, timed, then rolled back; beside it the
-   reference: the raw PostGIS join of every request with the zones of the current layers
-   (``CREATE TEMP TABLE AS ... JOIN zone ON ST_Intersects``) plus the first-matching-rule
-   pick in one more statement, also rolled back. Printed as a ratio (target <= 1.3x).
+1. ``route_bulk`` of all the city's requests (none routed yet: every decision is
+   written), timed, then rolled back; beside it the reference: the raw PostGIS join of
+   every request with the whole zones of the current layers (``CREATE TEMP TABLE AS ...
+   JOIN zone ON ST_Intersects``) plus the first-matching-rule pick in one more statement,
+   then storing that same assignment with plain SQL (the ``request_zone`` rows and one
+   ``UPDATE`` of department, crew, zone and rule), also rolled back. Printed as a ratio
+   (target <= 1.3x). The ratio to the join and pick alone, not stored, is printed too:
+   on this machine writing 1M decisions costs several times the join itself, so that
+   second ratio says how much of the time is the writing, not the routing.
 2. ``route_request`` for 1,000 random single requests (each flushed), p50/p95 in ms
    (target p95 <= 5 ms), beside a bare single point-in-polygon query as the floor.
 """
@@ -71,6 +76,24 @@ LEFT JOIN zone_layer l ON l.jurisdiction_id = rs.jurisdiction_id AND l.is_curren
      AND l.name = ru.layer_name
 WHERE rs.jurisdiction_id = :jid AND ru.active
 """
+# Storing the same assignment: the zone in every layer and the routing columns.
+REF_STORE_SQL = (
+    """
+DELETE FROM request_zone rz USING service_request r
+WHERE rz.request_id = r.id AND r.jurisdiction_id = :jid
+""",
+    """
+INSERT INTO request_zone (request_id, layer_id, zone_id)
+SELECT DISTINCT ON (id, layer_id) id, layer_id, zone_id FROM _ref_hits
+ORDER BY id, layer_id, zone_id
+""",
+    """
+UPDATE service_request r
+SET department_id = p.department_id, crew_id = p.crew_id, zone_id = p.zone_id,
+    rule_id = p.rule_id
+FROM _ref_pick p WHERE p.id = r.id
+""",
+)
 FLOOR_SQL = sa.text(
     "SELECT z.id FROM zone z JOIN zone_layer l ON l.id = z.layer_id "
     "WHERE l.jurisdiction_id = :jid AND l.is_current "
@@ -91,9 +114,7 @@ def prepare(sessions, n: int) -> int:
         civicpin("demo", "load")
     with sessions() as s:
         city = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == CITY))
-        have = s.scalar(
-            sa.select(sa.func.count()).where(ServiceRequest.jurisdiction_id == city.id)
-        )
+        have = s.scalar(sa.select(sa.func.count()).where(ServiceRequest.jurisdiction_id == city.id))
     if have < n:
         civicpin("demo", "generate", "--requests", str(n - have), "--city", CITY, "--no-route")
     with sessions() as s:
@@ -107,7 +128,8 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def _reference(sessions, jid: int) -> float:
+def _reference(sessions, jid: int) -> tuple[float, float]:
+    """(compute, store): the raw join + rule pick into temp tables, then storing it."""
     with sessions() as s:
         t0 = time.perf_counter()
         s.execute(sa.text(REF_RULES_SQL), {"jid": jid})
@@ -115,12 +137,16 @@ def _reference(sessions, jid: int) -> float:
         s.execute(sa.text("CREATE INDEX ON _ref_hits (id, layer_id)"))
         s.execute(sa.text("ANALYZE _ref_hits"))
         s.execute(sa.text(REF_PICK_SQL), {"jid": jid})
-        ref = time.perf_counter() - t0
+        compute = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for statement in REF_STORE_SQL:
+            s.execute(sa.text(statement), {"jid": jid})
+        store = time.perf_counter() - t0
         s.rollback()
-    return ref
+    return compute, store
 
 
-def bench_bulk(sessions, engine, jid: int) -> tuple[float, float, int, dict[str, float]]:
+def bench_bulk(sessions, engine, jid: int):
     """route_bulk between two reference runs (the faster reference counts: warm caches)."""
     ref = _reference(sessions, jid)
     spent: dict[str, float] = {}
@@ -145,7 +171,9 @@ def bench_bulk(sessions, engine, jid: int) -> tuple[float, float, int, dict[str,
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
         sa.event.remove(engine, "after_cursor_execute", after)
-    ref = min(ref, _reference(sessions, jid))
+    again = _reference(sessions, jid)
+    if sum(again) < sum(ref):
+        ref = again
     return bulk, ref, n, spent
 
 
@@ -193,12 +221,16 @@ def main() -> None:
     sessions = rt.sessions()
     jid = prepare(sessions, args.requests)
 
-    bulk, ref, n, spent = bench_bulk(sessions, rt.engine(), jid)
+    bulk, (compute, store), n, spent = bench_bulk(sessions, rt.engine(), jid)
     print(f"route_bulk: {n:,} requests in {bulk:.1f} s ({n / bulk:,.0f}/s)")
     for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1])[:6]:
         print(f"  {seconds:7.1f} s  {key} ...")
-    print(f"raw PostGIS join + rule pick: {ref:.1f} s")
-    print(f"ratio route_bulk / raw join: {bulk / ref:.2f}x (target <= 1.3x)")
+    print(
+        f"raw PostGIS join + rule pick, stored: {compute + store:.1f} s "
+        f"(join + pick into temp tables {compute:.1f} s, storing them {store:.1f} s)"
+    )
+    print(f"ratio route_bulk / raw join stored: {bulk / (compute + store):.2f}x (target <= 1.3x)")
+    print(f"ratio route_bulk / raw join, not stored: {bulk / compute:.2f}x")
 
     route_ms, floor_ms = bench_single(sessions, jid, args.singles)
     print(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from intake.photos import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from notify import messages
-from spatial import public_ids
+from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
@@ -175,14 +175,7 @@ def find_service(session: Session, city: Jurisdiction, code: str) -> Service | N
 
 
 def point_in_city(session: Session, city: Jurisdiction, lon: float, lat: float) -> bool:
-    pt = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
-    return bool(
-        session.scalar(
-            sa.select(sa.func.ST_Covers(Jurisdiction.boundary, pt)).where(
-                Jurisdiction.id == city.id
-            )
-        )
-    )
+    return pieces.point_in_city(session, city.id, lon, lat)
 
 
 def _valid_coordinates(lat, lon) -> tuple[float, float] | None:

@@ -31,6 +31,7 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from notify import messages
+from spatial import pieces
 from spatial.accounts import ROLE_IMPLIES
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import (
@@ -365,6 +366,7 @@ def reassign(
     crew_changed = crew_id is not None and crew_id != request.crew_id
     request.department_id = department_id
     request.crew_id = crew_id
+    request.reassigned_at = now
     # Residents read this line: no staff names in it (the event names the actor).
     request.routing_explanation = f"{after}: reassigned by dispatch"
     session.expire(request, ["department", "crew"])
@@ -423,14 +425,7 @@ def recategorise(
 
 
 def point_in_jurisdiction(session: Session, jurisdiction_id: int, lon: float, lat: float) -> bool:
-    pt = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
-    return bool(
-        session.scalar(
-            sa.select(sa.func.ST_Covers(Jurisdiction.boundary, pt)).where(
-                Jurisdiction.id == jurisdiction_id
-            )
-        )
-    )
+    return pieces.point_in_city(session, jurisdiction_id, lon, lat)
 
 
 def parse_coordinate(value: object, field: str, low: float, high: float) -> float:

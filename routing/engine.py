@@ -46,18 +46,26 @@ from routing.sla import business_intervals, due_at
 from spatial.models import Crew, Department, Jurisdiction, RequestEvent, ServiceRequest, now_utc
 
 NO_RULE = "no rule matched: sent to the central dispatch queue"
-CHUNK_SIZE = 50_000
+CHUNK_SIZE = 100_000
+TEMP_TABLES = "_route_layers, _route_zone_area, _route_rules, _route_pick, _route_biz"
 ROUTER_LABEL = "routing"
 
 # The zone of every current layer that holds each request of ``src`` (id, location), with
-# the overlap winner and the losers' labels. ``{area}`` is the zone's area expression,
-# only computed where zones overlap (geodesic areas of big polygons are not cheap).
+# the overlap winner and the losers' labels. Points are matched against the zones' small
+# pieces (``zone_piece``, see spatial/pieces.py), not the whole outlines; a point on a cut
+# line falls in two pieces of one zone, hence the DISTINCT. ``{area}`` is the zone's area
+# expression, only computed where zones overlap (geodesic areas of big polygons are not
+# cheap).
 PICK_CTES = """
-hits AS (
-    SELECT src.id AS request_id, z.layer_id, z.id AS zone_id, z.code, z.name,
-           count(*) OVER (PARTITION BY src.id, z.layer_id) AS n
+inside AS (
+    SELECT DISTINCT src.id AS request_id, p.zone_id
     FROM src
-    JOIN zone z ON ST_Intersects(z.geom, src.location)
+    JOIN zone_piece p ON ST_Intersects(p.geom, src.location)
+), hits AS (
+    SELECT i.request_id, z.layer_id, z.id AS zone_id, z.code, z.name,
+           count(*) OVER (PARTITION BY i.request_id, z.layer_id) AS n
+    FROM inside i
+    JOIN zone z ON z.id = i.zone_id
     WHERE z.layer_id IN (SELECT id FROM current_layers)
 ), cand AS (
     SELECT h.request_id, h.layer_id, h.zone_id, h.code, h.name,
@@ -75,49 +83,54 @@ hits AS (
     FROM cand GROUP BY request_id, layer_id
 )"""
 
-_LOOKUP_HEAD = """
-WITH src AS (
-    SELECT CAST(:request_id AS bigint) AS id,
-           ST_SetSRID(ST_MakePoint(CAST(:lon AS float8), CAST(:lat AS float8)), 4326) AS location
-), current_layers AS (
-    SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current
-),"""
-_LOOKUP_TAIL = """,
-del AS (
-    DELETE FROM request_zone rz
-    WHERE rz.request_id = :request_id
-      AND NOT EXISTS (SELECT 1 FROM pick p WHERE p.layer_id = rz.layer_id)
-), ins AS (
-    INSERT INTO request_zone (request_id, layer_id, zone_id)
-    SELECT request_id, layer_id, zone_id FROM pick
-    ON CONFLICT (request_id, layer_id) DO UPDATE SET zone_id = EXCLUDED.zone_id
-), meta AS (
-    SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
-           s.group_name, s.default_department_id, s.sla_hours,
-           j.timezone, j.business_calendar,
-           (SELECT count(*) || ':' || coalesce(max(c.id), 0) || ':' || coalesce(max(d.id), 0)
-            FROM department d LEFT JOIN crew c ON c.department_id = d.id
-            WHERE d.jurisdiction_id = j.id) AS stamp
-    FROM service s
-    JOIN jurisdiction j ON j.id = :jid
-    LEFT JOIN LATERAL (
-        SELECT id, version, published_at FROM routing_ruleset
-        WHERE jurisdiction_id = j.id AND status = 'published'
-        ORDER BY version DESC LIMIT 1
-    ) rs ON true
-    WHERE s.id = :service_id
-)
-SELECT meta.*, p.layer_id, l.name AS layer_name, p.zone_id, z.code AS zone_code,
-       z.name AS zone_name, z.crew_id AS zone_crew_id, p.others
-FROM meta
-LEFT JOIN pick p ON true
-LEFT JOIN zone z ON z.id = p.zone_id
-LEFT JOIN current_layers l ON l.id = p.layer_id
+# One request: the zones of the current layers under the pin, each with its layer, and
+# (only where a layer's zones overlap) the zone's geodesic area, for the tie-break.
+# Small statements on purpose: one large CTE took ~7 ms to plan, more than it ran.
+ZONES_AT_SQL = sa.text(
+    """
+SELECT z.layer_id, l.name AS layer_name, z.id AS zone_id, z.code, z.name, z.crew_id
+FROM zone z
+JOIN zone_layer l ON l.id = z.layer_id
+WHERE z.id IN (
+        SELECT p.zone_id FROM zone_piece p
+        WHERE ST_Intersects(p.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
+    )
+  AND l.jurisdiction_id = :jid AND l.is_current
 """
-_SINGLE_PICK = PICK_CTES.format(
-    area="(SELECT ST_Area(zz.geom::geography) FROM zone zz WHERE zz.id = h.zone_id)", area_join=""
 )
-LOOKUP_SQL = sa.text(_LOOKUP_HEAD + _SINGLE_PICK + _LOOKUP_TAIL)  # noqa: S608
+ZONE_AREAS_SQL = sa.text(
+    "SELECT id, ST_Area(geom::geography) AS area FROM zone WHERE id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
+META_SQL = sa.text(
+    """
+SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
+       s.group_name, s.default_department_id, s.sla_hours,
+       j.timezone, j.business_calendar,
+       (SELECT count(*) || ':' || coalesce(max(c.id), 0) || ':' || coalesce(max(d.id), 0)
+        FROM department d LEFT JOIN crew c ON c.department_id = d.id
+        WHERE d.jurisdiction_id = j.id) AS stamp
+FROM service s
+JOIN jurisdiction j ON j.id = :jid
+LEFT JOIN routing_ruleset rs ON rs.id = (
+    SELECT id FROM routing_ruleset
+    WHERE jurisdiction_id = :jid AND status = 'published'
+    ORDER BY version DESC LIMIT 1
+)
+WHERE s.id = :service_id
+"""
+)
+DROP_OTHER_LAYERS_SQL = sa.text(
+    "DELETE FROM request_zone WHERE request_id = :request_id AND layer_id <> ALL(:layers)"
+)
+UPSERT_ZONE_SQL = sa.text(
+    """
+INSERT INTO request_zone (request_id, layer_id, zone_id)
+SELECT :request_id, layer_id, zone_id
+FROM unnest(CAST(:layers AS integer[]), CAST(:zones AS integer[])) AS t(layer_id, zone_id)
+ON CONFLICT (request_id, layer_id) DO UPDATE SET zone_id = EXCLUDED.zone_id
+WHERE request_zone.zone_id <> EXCLUDED.zone_id
+"""
+)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -320,6 +333,50 @@ def _crew_name(session: Session, catalog: _Catalog, crew_id: int | None) -> str 
     return crew.name if crew else None
 
 
+def _zones_at(
+    session: Session, jurisdiction_id: int, lon: float | None, lat: float | None
+) -> dict[str, _ZonePick]:
+    """The pin's zone in each current layer: where zones of a layer overlap, the smallest
+    (geodesic area), then the lowest code in byte order; the others are named."""
+    if lon is None or lat is None:
+        return {}
+    rows = session.execute(ZONES_AT_SQL, {"lon": lon, "lat": lat, "jid": jurisdiction_id}).all()
+    by_layer: dict[int, list[Any]] = {}
+    for r in rows:
+        by_layer.setdefault(r.layer_id, []).append(r)
+    overlapping = [r.zone_id for group in by_layer.values() if len(group) > 1 for r in group]
+    areas: dict[int, float] = {}
+    if overlapping:
+        areas = {i: a for i, a in session.execute(ZONE_AREAS_SQL, {"ids": overlapping})}
+    zones: dict[str, _ZonePick] = {}
+    for group in by_layer.values():
+        group.sort(key=lambda r: (areas.get(r.zone_id, 0.0), r.code.encode()))
+        top = group[0]
+        others = ", ".join(f"'{r.name}' ({r.code})" for r in group[1:]) or None
+        zones[top.layer_name] = _ZonePick(
+            top.layer_id, top.zone_id, top.code, top.name, top.crew_id, others
+        )
+    return zones
+
+
+def _store_zones(session: Session, request: ServiceRequest, zones: dict[str, _ZonePick]) -> None:
+    """One ``request_zone`` row per current layer holding the pin, and no other."""
+    if request.routed_at is not None:  # a first routing has no rows to drop
+        session.execute(
+            DROP_OTHER_LAYERS_SQL,
+            {"request_id": request.id, "layers": [z.layer_id for z in zones.values()]},
+        )
+    if zones:
+        session.execute(
+            UPSERT_ZONE_SQL,
+            {
+                "request_id": request.id,
+                "layers": [z.layer_id for z in zones.values()],
+                "zones": [z.zone_id for z in zones.values()],
+            },
+        )
+
+
 def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     """Route one request and store the decision on it, in the caller's transaction.
 
@@ -330,31 +387,23 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     # Raw SQL below does not autoflush, and the request needs its id.
     session.flush()
     lon, lat = _coords(request)
-    rows = session.execute(
-        LOOKUP_SQL,
-        {
-            "request_id": request.id,
-            "lon": lon,
-            "lat": lat,
-            "jid": request.jurisdiction_id,
-            "service_id": request.service_id,
-        },
-    ).all()
-    if not rows:
+    meta = session.execute(
+        META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
+    ).one_or_none()
+    if meta is None:
         raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
-    meta = rows[0]
-    zones = {
-        r.layer_name: _ZonePick(r.layer_id, r.zone_id, r.zone_code, r.zone_name,
-                                r.zone_crew_id, r.others)
-        for r in rows
-        if r.layer_id is not None
-    }
+    zones = _zones_at(session, request.jurisdiction_id, lon, lat)
+    _store_zones(session, request, zones)
     catalog = _catalog(session, request.jurisdiction_id, meta)
 
     rule = None
     if catalog is not None:
         rule = next(
-            (ru for ru in catalog.rules if _matches(ru, request.service_id, meta.group_name, zones)),
+            (
+                ru
+                for ru in catalog.rules
+                if _matches(ru, request.service_id, meta.group_name, zones)
+            ),
             None,
         )
     if rule is None or catalog is None:
@@ -405,6 +454,7 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     request.ruleset_version = catalog.version if catalog is not None else None
     request.routing_explanation = text
     request.routed_at = now_utc()
+    request.reassigned_at = None  # routed again one by one: the rules decide once more
     request.due_at = due
     request.priority = priority
     # The relationships may hold the previous routing's objects.
@@ -426,36 +476,42 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
 
 # --------------------------------------------------------------------------- bulk
 
-# The chunk's points sit in a temp table with its own GiST index, so the join can walk
-# the zones and probe the points: each polygon is then prepared once per chunk (PostGIS
-# caches it across consecutive calls), and no request outside the chunk is touched.
-BULK_POINTS_SQL = """
-INSERT INTO _route_pts (id, location)
-SELECT r.id, r.location FROM service_request r
-WHERE {scope} AND r.id BETWEEN :lo AND :hi AND r.location IS NOT NULL
-"""
+# Each chunk's picks go to a temp table first: the request_zone rows are then brought in
+# step with it (only rows that change are written), and the rule pick reads it by key.
 _BULK_PICK_HEAD = """
+INSERT INTO _route_pick (request_id, layer_id, zone_id, others)
 WITH src AS (
-    SELECT id, location FROM _route_pts
+    SELECT r.id, r.location FROM service_request r
+    WHERE {scope} AND r.id BETWEEN :lo AND :hi AND r.location IS NOT NULL
 ), current_layers AS (
     SELECT id FROM _route_layers
 ),"""
-_BULK_PICK_TAIL = """,
-ins AS (
-    INSERT INTO request_zone (request_id, layer_id, zone_id)
-    SELECT request_id, layer_id, zone_id FROM pick
-)
-INSERT INTO _route_overlap (request_id, zone_id, others)
-SELECT request_id, zone_id, others FROM pick WHERE others IS NOT NULL
+_BULK_PICK_TAIL = """
+SELECT request_id, layer_id, zone_id, others FROM pick
 """
 _BULK_PICK = PICK_CTES.format(
     area="za.area", area_join="JOIN _route_zone_area za ON za.id = h.zone_id"
 )
 BULK_PICK_SQL = _BULK_PICK_HEAD + _BULK_PICK + _BULK_PICK_TAIL  # noqa: S608
 
+# request_zone rows of the chunk that no longer hold (zone changed, layer gone, pin gone).
 BULK_DELETE_SQL = """
 DELETE FROM request_zone rz USING service_request r
 WHERE rz.request_id = r.id AND {scope} AND r.id BETWEEN :lo AND :hi
+  AND NOT EXISTS (
+      SELECT 1 FROM _route_pick p
+      WHERE p.request_id = rz.request_id AND p.layer_id = rz.layer_id
+        AND p.zone_id = rz.zone_id
+  )
+"""
+# ... and the ones missing (after the delete, a row that is there is right).
+BULK_INSERT_SQL = """
+INSERT INTO request_zone (request_id, layer_id, zone_id)
+SELECT p.request_id, p.layer_id, p.zone_id FROM _route_pick p
+WHERE NOT EXISTS (
+    SELECT 1 FROM request_zone rz
+    WHERE rz.request_id = p.request_id AND rz.layer_id = p.layer_id
+)
 """
 
 STATS_SQL = """
@@ -494,9 +550,10 @@ WITH dec AS (
         SELECT ru.id AS rule_id, ru.position, ru.name AS rule_name,
                ru.department_id AS rule_dept, ru.crew_id AS rule_crew, ru.crew_from_zone,
                ru.priority AS rule_priority, ru.sla_hours AS rule_sla, ru.layer_name,
-               rz.zone_id, z.code AS zone_code, z.name AS zone_name, z.crew_id AS zone_crew
+               rz.zone_id, rz.others, z.code AS zone_code, z.name AS zone_name,
+               z.crew_id AS zone_crew
         FROM _route_rules ru
-        LEFT JOIN request_zone rz ON rz.request_id = r.id AND rz.layer_id = ru.layer_id
+        LEFT JOIN _route_pick rz ON rz.request_id = r.id AND rz.layer_id = ru.layer_id
         LEFT JOIN zone z ON z.id = rz.zone_id
         WHERE (ru.service_id IS NULL OR ru.service_id = r.service_id)
           AND (ru.service_group IS NULL OR ru.service_group = s.group_name)
@@ -515,14 +572,13 @@ WITH dec AS (
                 ELSE dec.rule_crew END AS new_crew,
            CASE WHEN dec.rule_id IS NULL THEN dec.service_sla
                 ELSE coalesce(dec.rule_sla, dec.service_sla) END AS hours,
-           rd.name AS dept_name, o.others
+           rd.name AS dept_name
     FROM dec
     LEFT JOIN department rd ON rd.id = dec.rule_dept
     LEFT JOIN crew zc ON dec.crew_from_zone AND zc.id = dec.zone_crew
                       AND zc.department_id = dec.rule_dept
     LEFT JOIN crew nc ON dec.crew_from_zone AND nc.department_id = dec.rule_dept
                       AND nc.code = rd.code || '-' || dec.zone_code
-    LEFT JOIN _route_overlap o ON o.request_id = dec.id AND o.zone_id = dec.zone_id
 ), fin AS (
     SELECT res.id, res.new_dept, res.new_crew, res.zone_id AS new_zone, res.rule_id,
            coalesce(res.rule_priority, res.old_priority) AS new_priority,
@@ -551,6 +607,9 @@ WITH dec AS (
         priority = fin.new_priority
     FROM fin
     WHERE t.id = fin.id
+      -- A dispatcher's reassignment stands until the request is routed one by one again
+      -- (pin moved, re-categorised); its zones in every layer are still brought up to date.
+      AND t.reassigned_at IS NULL
       -- Unchanged decisions are not rewritten: re-routing after a small rule change
       -- writes only the requests it moves.
       AND (t.department_id, t.crew_id, t.zone_id, t.rule_id, t.ruleset_version,
@@ -626,9 +685,7 @@ def route_bulk(
         scope += " AND r.routed_at IS NULL"
 
     stats = session.execute(
-        sa.text(
-            STATS_SQL + scope
-        ),
+        sa.text(STATS_SQL + scope),
         params,
     ).one()
     total = int(stats.n)
@@ -646,8 +703,7 @@ def route_bulk(
     ).one_or_none()
 
     for ddl in (
-        "DROP TABLE IF EXISTS _route_layers, _route_zone_area, _route_rules, _route_overlap, "
-        "_route_biz, _route_pts",
+        f"DROP TABLE IF EXISTS {TEMP_TABLES}",
         "CREATE TEMP TABLE _route_layers ON COMMIT DROP AS "
         "SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current",
         "CREATE TEMP TABLE _route_zone_area ON COMMIT DROP AS "
@@ -657,10 +713,8 @@ def route_bulk(
         "SELECT ru.*, l.id AS layer_id FROM routing_rule ru "
         "LEFT JOIN _route_layers l ON l.name = ru.layer_name "
         "WHERE ru.ruleset_id = :rs AND ru.active",
-        "CREATE TEMP TABLE _route_pts (id bigint, location geometry(Point, 4326)) "
-        "ON COMMIT DROP",
-        "CREATE TEMP TABLE _route_overlap (request_id bigint, zone_id integer, others text, "
-        "PRIMARY KEY (request_id, zone_id)) ON COMMIT DROP",
+        "CREATE TEMP TABLE _route_pick (request_id bigint, layer_id integer, zone_id integer, "
+        "others text, PRIMARY KEY (request_id, layer_id)) ON COMMIT DROP",
         "CREATE TEMP TABLE _route_biz (start_ts timestamptz PRIMARY KEY, "
         "end_ts timestamptz NOT NULL, cum_before float8 NOT NULL) ON COMMIT DROP",
         "CREATE INDEX ON _route_biz (cum_before)",
@@ -684,9 +738,9 @@ def route_bulk(
     else:
         due_sql, calendar_join = DUE_PLAIN, ""
 
+    pick_sql = sa.text(BULK_PICK_SQL.format(scope=scope))
     delete_sql = sa.text(BULK_DELETE_SQL.format(scope=scope))
-    points_sql = sa.text(BULK_POINTS_SQL.format(scope=scope))
-    pick_sql = sa.text(BULK_PICK_SQL)
+    insert_sql = sa.text(BULK_INSERT_SQL)
     update_sql = sa.text(
         BULK_UPDATE_SQL.format(scope=scope, due=due_sql, calendar_join=calendar_join)
     )
@@ -695,14 +749,11 @@ def route_bulk(
     while lo <= int(stats.hi):
         hi = lo + CHUNK_SIZE - 1
         chunk = {**params, "lo": lo, "hi": hi}
-        session.execute(sa.text("TRUNCATE _route_overlap, _route_pts"))
-        session.execute(sa.text("DROP INDEX IF EXISTS _route_pts_gist"))
-        session.execute(points_sql, chunk)
-        # Built after the insert (a bulk build is faster than 50k single insertions).
-        session.execute(sa.text("CREATE INDEX _route_pts_gist ON _route_pts USING gist (location)"))
-        session.execute(sa.text("ANALYZE _route_pts"))
+        session.execute(sa.text("TRUNCATE _route_pick"))
+        session.execute(pick_sql, chunk)
+        session.execute(sa.text("ANALYZE _route_pick"))
         session.execute(delete_sql, chunk)
-        session.execute(pick_sql)
+        session.execute(insert_sql)
         counts = session.execute(
             update_sql,
             {
@@ -716,12 +767,7 @@ def route_bulk(
         if progress:
             progress(done, total)
         lo = hi + 1
-    session.execute(
-        sa.text(
-            "DROP TABLE IF EXISTS _route_layers, _route_zone_area, _route_rules, _route_overlap, "
-            "_route_biz, _route_pts"
-        )
-    )
+    session.execute(sa.text(f"DROP TABLE IF EXISTS {TEMP_TABLES}"))
     # ORM objects loaded before hold the previous routing.
     session.expire_all()
     return done

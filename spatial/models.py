@@ -291,6 +291,8 @@ class ServiceRequest(Base):
     ruleset_version: Mapped[int | None] = mapped_column(sa.Integer)
     routing_explanation: Mapped[str | None] = mapped_column(sa.Text)
     routed_at: Mapped[datetime | None] = mapped_column(TS)
+    # Set when a dispatcher reassigns by hand; bulk re-routing leaves such requests alone.
+    reassigned_at: Mapped[datetime | None] = mapped_column(TS)
     due_at: Mapped[datetime | None] = mapped_column(TS)
     requested_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
@@ -546,4 +548,4 @@ class PublicIdCounter(Base):
 
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
-from spatial import map_cells, models_analytics, models_mail, models_ops  # noqa: E402,F401,I001
+from spatial import map_cells, models_analytics, models_mail, models_ops, pieces  # noqa: E402,F401,I001

@@ -478,3 +478,150 @@ def test_route_bulk_writes_events_for_changes_and_honours_since(sessions, city):
         s.refresh(old)
         s.refresh(new)
         assert (old.crew_id, new.crew_id) == (city["crews"]["SAN-B"], city["crews"]["YARD"])
+
+
+# --------------------------------------------------------------------------- zone pieces
+
+
+def piece_stats(s, zone_id: int) -> tuple[int, float, float]:
+    """(pieces, their total area, the zone's area) in square degrees."""
+    return s.execute(
+        sa.text(
+            "SELECT count(p.id), coalesce(sum(ST_Area(p.geom)), 0), ST_Area(z.geom) "
+            "FROM zone z LEFT JOIN zone_piece p ON p.zone_id = z.id WHERE z.id = :z "
+            "GROUP BY z.geom"
+        ),
+        {"z": zone_id},
+    ).one()
+
+
+def test_zone_pieces_follow_every_write_to_a_zone(sessions, city, tmp_path):
+    # A disc of 400 vertices is cut into pieces of at most 64; they tile it exactly.
+    disc = pin(1.5).buffer(0.004, quad_segs=100)
+    path = write_layer(tmp_path, "discs", [{"code": "D", "name": "Disc", "geometry": disc}])
+    with session_scope(sessions) as s:
+        c = s.get(Jurisdiction, city["id"])
+        import_layer(s, c, path, "discs", code_field="code", name_field="name")
+        zone = s.scalar(sa.select(Zone).where(Zone.code == "D"))
+        pieces, area, whole = piece_stats(s, zone.id)
+        assert pieces > 6
+        assert area == pytest.approx(whole, rel=1e-9)
+        assert (
+            s.scalar(
+                sa.text("SELECT max(ST_NPoints(geom)) FROM zone_piece WHERE zone_id = :z"),
+                {"z": zone.id},
+            )
+            <= 64
+        )
+        # the zone is redrawn: its pieces are the new outline's
+        s.execute(
+            sa.text("UPDATE zone SET geom = ST_Multi(ST_MakeEnvelope(:a, :b, :c, :d, 4326)) "
+                    "WHERE id = :z"),
+            {"a": X0, "b": Y0, "c": X0 + STEP, "d": Y0 + STEP, "z": zone.id},
+        )  # fmt: skip
+        s.expire(zone)
+        pieces, area, whole = piece_stats(s, zone.id)
+        assert (pieces, area) == (1, pytest.approx(STEP * STEP, rel=1e-9))
+        zone_id = zone.id
+        s.delete(zone)
+        s.flush()
+        assert (
+            s.scalar(sa.text("SELECT count(*) FROM zone_piece WHERE zone_id = :z"), {"z": zone_id})
+            == 0
+        )
+
+
+def test_a_pin_on_a_cut_line_is_in_its_zone_once(sessions, city, tmp_path):
+    disc = pin(0.5).buffer(0.004, quad_segs=100)
+    path = write_layer(tmp_path, "discs", [{"code": "D", "name": "Disc", "geometry": disc}])
+    with session_scope(sessions) as s:
+        c = s.get(Jurisdiction, city["id"])
+        import_layer(s, c, path, "discs", code_field="code", name_field="name")
+        # ST_Subdivide cuts along vertical or horizontal lines: the middle of an edge two
+        # pieces share lies exactly on both of them.
+        lon, lat, shared = s.execute(
+            sa.text(
+                """
+                SELECT ST_X(m), ST_Y(m), (SELECT count(*) FROM zone_piece q
+                                          WHERE q.zone_id = z.id AND ST_Intersects(q.geom, m))
+                FROM zone z, LATERAL (
+                    SELECT ST_LineInterpolatePoint(
+                        ST_GeometryN(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 2), 1),
+                        0.5) AS m
+                    FROM zone_piece a JOIN zone_piece b
+                      ON a.zone_id = b.zone_id AND a.id < b.id
+                     AND ST_Dimension(ST_Intersection(a.geom, b.geom)) = 1
+                    WHERE a.zone_id = z.id LIMIT 1
+                ) cut
+                WHERE z.code = 'D'
+                """
+            )
+        ).one()
+        assert shared == 2
+        r = new_request(s, city, "bulky", Point(lon, lat))
+        d = route_request(s, r)
+        assert zone_codes(s, r.id)["discs"] == "D"
+        assert "also inside" not in d.explanation
+        assert s.scalar(
+            sa.text("SELECT count(*) FROM request_zone WHERE request_id = :r"), {"r": r.id}
+        ) == len(d.zones)
+        expected = snapshot(s, city["id"])
+        s.execute(sa.text("UPDATE service_request SET routing_explanation = NULL"))
+        s.execute(sa.text("DELETE FROM request_zone"))
+        route_bulk(s, c)
+        assert snapshot(s, city["id"]) == expected
+
+
+def test_city_boundary_pieces_answer_inside_or_outside(sessions, city):
+    from spatial.pieces import point_in_city
+
+    with session_scope(sessions) as s:
+        inside, east = pin(2.5), pin(3.5)
+        assert point_in_city(s, city["id"], inside.x, inside.y)
+        assert not point_in_city(s, city["id"], east.x, east.y)
+        # the city grows by a step east: the pieces follow the boundary
+        s.execute(
+            sa.text("UPDATE jurisdiction SET boundary = ST_Multi(ST_MakeEnvelope(:a, :b, :c, "
+                    ":d, 4326)) WHERE id = :j"),
+            {"a": X0, "b": Y0, "c": X0 + 4 * STEP, "d": Y0 + STEP, "j": city["id"]},
+        )  # fmt: skip
+        assert point_in_city(s, city["id"], east.x, east.y)
+        corner = (X0 + 4 * STEP, Y0 + STEP)  # on the outline counts as inside
+        assert point_in_city(s, city["id"], *corner)
+
+
+# --------------------------------------------------------------------------- manual assignment
+
+
+def test_a_dispatchers_reassignment_survives_bulk_re_routing(sessions, city):
+    from routing.actions import move_pin, reassign
+    from spatial.models import User
+
+    with session_scope(sessions) as s:
+        c = s.get(Jurisdiction, city["id"])
+        user = User(email="d@example.org", role="dispatcher", jurisdiction_id=c.id)
+        s.add(user)
+        kept = new_request(s, city, "bulky", pin(1.5))
+        other = new_request(s, city, "bulky", pin(1.5))
+        route_bulk(s, c)
+        s.refresh(kept)
+        yard = s.get(Crew, city["crews"]["YARD"])
+        reassign(s, user, kept, department_id=yard.department_id, crew_id=yard.id)
+        s.flush()
+        explanation = kept.routing_explanation
+        assert kept.reassigned_at is not None
+        # the district's crew changes and the rules are re-run for everyone
+        zone_b = s.scalar(sa.select(Zone).where(Zone.code == "B"))
+        zone_b.crew_id = city["crews"]["SAN-A"]
+        s.flush()
+        route_bulk(s, c)
+        s.refresh(kept)
+        s.refresh(other)
+        assert other.crew_id == city["crews"]["SAN-A"]  # the rules moved this one
+        assert (kept.crew_id, kept.routing_explanation) == (yard.id, explanation)
+        assert zone_codes(s, kept.id)["districts"] == "B"  # its zones are still kept current
+        # moving the pin routes it again by the rules, and bulk routing takes it back
+        move_pin(s, user, kept, lon=pin(0.5).x, lat=pin(0.5).y)
+        s.flush()
+        assert kept.reassigned_at is None
+        assert names(s, kept) == ("Sanitation", "A crew", "A")
