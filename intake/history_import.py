@@ -6,10 +6,10 @@ size:
 1. *check*: every row is parsed and judged (coordinates, dates, category, status, id); the
    result is a :class:`ScanReport`. Unknown categories stop the import here unless
    ``create_categories`` is set. Nothing has been written yet.
-2. *import*: the rows are parsed again and written with ``COPY`` into
-   ``service_request`` (keeping each row's id as ``external_id``), then
-   :func:`routing.engine.route_bulk` routes every unrouted request of the city (zones in
-   every layer, department, crew, due time). Both happen in one transaction: a failure
+2. *import*: the rows are parsed again and written with ``COPY`` into a staging table
+   (keeping each row's id as ``external_id``), then :func:`routing.engine.route_staged`
+   routes them (zones in every layer, department, crew, due time) and inserts them into
+   ``service_request``, each row written once. Both happen in one transaction: a failure
    leaves nothing behind.
 
 What happens to imperfect rows:
@@ -57,7 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from routing.engine import route_bulk
+from routing.engine import route_staged
 from spatial.cities import get_city
 from spatial.errors import InvalidInput
 from spatial.models import CHANNELS, Jurisdiction, PublicIdCounter, Service, Status
@@ -938,6 +938,7 @@ class ImportResult:
         return ", ".join(f"{name} {secs:.1f} s" for name, secs in self.phases.items())
 
 
+STAGE = "_import_stage"
 COPY_COLUMNS = (
     "jurisdiction_id",
     "public_id",
@@ -1239,7 +1240,14 @@ def import_history(
         # Look-ups of already imported ids share the session's connection with COPY, so
         # only an import without them is read ahead in a second thread.
         chunks = prepared() if existing_ids.hashes.size else _ahead(prepared())
-        copy_sql = f"COPY service_request ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+        # The rows wait in a staging table (temporary: no WAL, no indexes) with their ids
+        # drawn already, are routed there, and go into service_request once, routed: the
+        # table and its indexes are written once per row, not inserted then updated.
+        session.execute(
+            sa.text(f"CREATE TEMP TABLE {STAGE} (LIKE service_request INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP")
+        )  # fmt: skip
+        copy_sql = f"COPY {STAGE} ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
         cursor = session.connection().connection.dbapi_connection.cursor()
         imported = 0
         try:
@@ -1249,23 +1257,31 @@ def import_history(
                 imported += rows
                 if progress:
                     progress("importing", imported, report.importable)
-        except psycopg2.errors.UniqueViolation:
-            raise InvalidInput(
-                "some of these ids were imported meanwhile by someone else: run the import again"
-            ) from None
         finally:
             cursor.close()
         if imported != report.importable:
             raise InvalidInput("the file changed while it was being imported: run the import again")
-        # Fresh statistics, so the set-based routing plans for the table's new size.
-        session.execute(sa.text("ANALYZE service_request"))
+        session.execute(sa.text(f"CREATE INDEX ON {STAGE} (id)"))
+        # The zone look-up walks the zone pieces and probes the points (a sorted build).
+        session.execute(sa.text(f"CREATE INDEX ON {STAGE} USING gist (location)"))
+        session.execute(sa.text(f"ANALYZE {STAGE}"))
         phases["importing"] = time.perf_counter() - started - phases["checking"]
 
         def routed(done: int, total: int) -> None:
             if progress:
                 progress("routing", done, total)
 
-        n_routed = route_bulk(session, city, only_unrouted=True, progress=routed)
+        try:
+            n_routed = route_staged(session, city, STAGE, COPY_COLUMNS, progress=routed)
+        except sa.exc.IntegrityError as exc:
+            if not isinstance(exc.orig, psycopg2.errors.UniqueViolation):
+                raise
+            raise InvalidInput(
+                "some of these ids were imported meanwhile by someone else: run the import again"
+            ) from None
+        session.execute(sa.text(f"DROP TABLE {STAGE}"))
+        # Fresh statistics for the table's new size.
+        session.execute(sa.text("ANALYZE service_request"))
         routed_at = time.perf_counter()
     phases["routing"] = routed_at - started - phases["checking"] - phases["importing"]
     return ImportResult(

@@ -48,6 +48,11 @@ from spatial.models import Crew, Department, Jurisdiction, RequestEvent, Service
 NO_RULE = "no rule matched: sent to the central dispatch queue"
 CHUNK_SIZE = 100_000
 TEMP_TABLES = "_route_layers, _route_zone_area, _route_rules, _route_pick, _route_biz"
+# What routing decides; never carried over from an import's staged rows.
+ROUTED_COLUMNS = frozenset(
+    {"id", "department_id", "crew_id", "zone_id", "rule_id", "ruleset_version",
+     "routing_explanation", "routed_at", "due_at", "priority"}
+)  # fmt: skip
 ROUTER_LABEL = "routing"
 
 # The zone of every current layer that holds each request of ``src`` (id, location), with
@@ -476,13 +481,16 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
 
 # --------------------------------------------------------------------------- bulk
 
-# Each chunk's picks go to a temp table first: the request_zone rows are then brought in
-# step with it (only rows that change are written), and the rule pick reads it by key.
+# The zones of all the requests in scope go to a temp table first, in one statement: the
+# join then walks the zone pieces and probes the requests' GiST index (each piece is
+# prepared once), which is several times faster than probing the pieces point by point.
+# The request_zone rows are then brought in step with it, chunk by chunk (only rows that
+# change are written), and the rule pick reads it by key.
 _BULK_PICK_HEAD = """
 INSERT INTO _route_pick (request_id, layer_id, zone_id, others)
 WITH src AS (
-    SELECT r.id, r.location FROM service_request r
-    WHERE {scope} AND r.id BETWEEN :lo AND :hi AND r.location IS NOT NULL
+    SELECT r.id, r.location FROM {table} r
+    WHERE {scope} AND r.location IS NOT NULL
 ), current_layers AS (
     SELECT id FROM _route_layers
 ),"""
@@ -498,6 +506,7 @@ BULK_PICK_SQL = _BULK_PICK_HEAD + _BULK_PICK + _BULK_PICK_TAIL  # noqa: S608
 BULK_DELETE_SQL = """
 DELETE FROM request_zone rz USING service_request r
 WHERE rz.request_id = r.id AND {scope} AND r.id BETWEEN :lo AND :hi
+  AND rz.request_id BETWEEN :lo AND :hi
   AND NOT EXISTS (
       SELECT 1 FROM _route_pick p
       WHERE p.request_id = rz.request_id AND p.layer_id = rz.layer_id
@@ -508,7 +517,7 @@ WHERE rz.request_id = r.id AND {scope} AND r.id BETWEEN :lo AND :hi
 BULK_INSERT_SQL = """
 INSERT INTO request_zone (request_id, layer_id, zone_id)
 SELECT p.request_id, p.layer_id, p.zone_id FROM _route_pick p
-WHERE NOT EXISTS (
+WHERE p.request_id BETWEEN :lo AND :hi AND NOT EXISTS (
     SELECT 1 FROM request_zone rz
     WHERE rz.request_id = p.request_id AND rz.layer_id = p.layer_id
 )
@@ -517,7 +526,7 @@ WHERE NOT EXISTS (
 STATS_SQL = """
 SELECT count(*) AS n, min(r.id) AS lo, max(r.id) AS hi,
        min(r.requested_at) AS first, max(r.requested_at) AS last
-FROM service_request r WHERE """
+FROM {table} r WHERE {scope}"""
 
 DUE_PLAIN = "res.requested_at + res.hours * interval '1 hour'"
 
@@ -538,13 +547,15 @@ LEFT JOIN LATERAL (
     ), 0) + res.hours * 3600 AS t
 ) tgt ON res.hours > 0"""
 
-BULK_UPDATE_SQL = """
-WITH dec AS (
+# The decision for each request of the chunk, in columns ``fin`` (``{table}`` is
+# service_request, or an import's staging table of the same shape).
+DECIDE_CTES = """
+dec AS (
     SELECT r.id, r.requested_at, r.priority AS old_priority, r.department_id AS old_dept,
            r.crew_id AS old_crew, r.zone_id AS old_zone, r.routed_at AS old_routed,
            r.routing_explanation AS old_expl,
            s.default_department_id, s.sla_hours AS service_sla, m.*
-    FROM service_request r
+    FROM {table} r
     JOIN service s ON s.id = r.service_id
     LEFT JOIN LATERAL (
         SELECT ru.id AS rule_id, ru.position, ru.name AS rule_name,
@@ -599,14 +610,19 @@ WITH dec AS (
     FROM res
     LEFT JOIN crew c ON c.id = res.new_crew
     {calendar_join}
-), upd AS (
+)"""
+
+BULK_UPDATE_SQL = (
+    "WITH"  # noqa: S608
+    + DECIDE_CTES
+    + """, upd AS (
     UPDATE service_request t
     SET department_id = fin.new_dept, crew_id = fin.new_crew, zone_id = fin.new_zone,
         rule_id = fin.rule_id, ruleset_version = CAST(:version AS integer),
         routing_explanation = fin.expl, routed_at = now(), due_at = fin.new_due,
         priority = fin.new_priority
     FROM fin
-    WHERE t.id = fin.id
+    WHERE t.id = fin.id AND t.id BETWEEN :lo AND :hi
       -- A dispatcher's reassignment stands until the request is routed one by one again
       -- (pin moved, re-categorised); its zones in every layer are still brought up to date.
       AND t.reassigned_at IS NULL
@@ -627,6 +643,23 @@ WITH dec AS (
 )
 SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM upd) AS written
 """
+)
+
+# Staged rows (an import) go into service_request once, with their decision.
+STAGED_INSERT_SQL = (
+    "WITH"  # noqa: S608
+    + DECIDE_CTES
+    + """, ins AS (
+    INSERT INTO service_request ({columns}, department_id, crew_id, zone_id, rule_id,
+        ruleset_version, routing_explanation, routed_at, due_at, priority)
+    SELECT {r_columns}, fin.new_dept, fin.new_crew, fin.new_zone, fin.rule_id,
+           CAST(:version AS integer), fin.expl, now(), fin.new_due, fin.new_priority
+    FROM {table} r JOIN fin ON fin.id = r.id
+    RETURNING 1
+)
+SELECT count(*) AS routed FROM ins
+"""
+)
 
 
 def _start_of(since: date | datetime, tz: str) -> datetime:
@@ -661,39 +694,9 @@ def _fill_business_table(
     session.execute(sa.text("ANALYZE _route_biz"))
 
 
-def route_bulk(
-    session: Session,
-    city: Jurisdiction,
-    since: date | datetime | None = None,
-    only_unrouted: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Re-route the city's requests (those made ``since``, or not yet routed) in SQL.
-
-    Works in id-range chunks of :data:`CHUNK_SIZE`, calling ``progress(done, total)``
-    after each; the result per request equals :func:`route_request`'s, except that a
-    request whose decision did not change keeps its ``routed_at``. Runs in the caller's
-    transaction; returns the number of requests routed.
-    """
-    session.flush()  # raw SQL below does not autoflush
-    scope = "r.jurisdiction_id = :jid"
-    params: dict[str, Any] = {"jid": city.id}
-    if since is not None:
-        scope += " AND r.requested_at >= :since"
-        params["since"] = _start_of(since, city.timezone)
-    if only_unrouted:
-        scope += " AND r.routed_at IS NULL"
-
-    stats = session.execute(
-        sa.text(STATS_SQL + scope),
-        params,
-    ).one()
-    total = int(stats.n)
-    if total == 0:
-        if progress:
-            progress(0, 0)
-        return 0
-
+def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, str]:
+    """The temp tables every chunk reads; returns (published rule set, due SQL, calendar
+    join)."""
     ruleset = session.execute(
         sa.text(
             "SELECT id, version FROM routing_ruleset WHERE jurisdiction_id = :jid "
@@ -701,8 +704,9 @@ def route_bulk(
         ),
         {"jid": city.id},
     ).one_or_none()
-
     for ddl in (
+        # One sort of every request's zones: let it stay in memory.
+        "SET LOCAL work_mem = '256MB'",
         f"DROP TABLE IF EXISTS {TEMP_TABLES}",
         "CREATE TEMP TABLE _route_layers ON COMMIT DROP AS "
         "SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current",
@@ -723,39 +727,66 @@ def route_bulk(
         "ANALYZE _route_rules",
     ):
         session.execute(sa.text(ddl), {"jid": city.id, "rs": ruleset.id if ruleset else None})
+    if city.business_calendar is None:
+        return ruleset, DUE_PLAIN, ""
+    max_hours = session.execute(
+        sa.text(
+            "SELECT greatest((SELECT max(sla_hours) FROM service WHERE jurisdiction_id = :jid),"
+            " (SELECT max(sla_hours) FROM _route_rules))"
+        ),
+        {"jid": city.id},
+    ).scalar()
+    _fill_business_table(session, city, stats.first, stats.last, float(max_hours or 0))
+    return ruleset, DUE_CALENDAR, CALENDAR_TARGET_JOIN
 
-    calendar = city.business_calendar
-    if calendar is not None:
-        max_hours = session.execute(
-            sa.text(
-                "SELECT greatest((SELECT max(sla_hours) FROM service WHERE jurisdiction_id = :jid),"
-                " (SELECT max(sla_hours) FROM _route_rules))"
-            ),
-            {"jid": city.id},
-        ).scalar()
-        _fill_business_table(session, city, stats.first, stats.last, float(max_hours or 0))
-        due_sql, calendar_join = DUE_CALENDAR, CALENDAR_TARGET_JOIN
-    else:
-        due_sql, calendar_join = DUE_PLAIN, ""
 
-    pick_sql = sa.text(BULK_PICK_SQL.format(scope=scope))
-    delete_sql = sa.text(BULK_DELETE_SQL.format(scope=scope))
+def _route_chunks(
+    session: Session,
+    city: Jurisdiction,
+    scope: str,
+    params: dict[str, Any],
+    progress: Callable[[int, int], None] | None,
+    staged: tuple[str, tuple[str, ...]] | None = None,
+) -> int:
+    """Route the requests of ``scope`` chunk by chunk: in service_request (UPDATE of the
+    decisions that change), or ``staged = (table, columns)``: rows of a staging table of
+    service_request's shape, INSERTed into service_request with their decision."""
+    session.flush()  # raw SQL below does not autoflush
+    table = staged[0] if staged else "service_request"
+    stats = session.execute(sa.text(STATS_SQL.format(table=table, scope=scope)), params).one()
+    total = int(stats.n)
+    if total == 0:
+        if progress:
+            progress(0, 0)
+        return 0
+    ruleset, due_sql, calendar_join = _setup(session, city, stats)
+    parts = {"table": table, "scope": scope, "due": due_sql, "calendar_join": calendar_join}
+    pick_sql = sa.text(BULK_PICK_SQL.format(**parts))
+    delete_sql = sa.text(BULK_DELETE_SQL.format(**parts))
     insert_sql = sa.text(BULK_INSERT_SQL)
-    update_sql = sa.text(
-        BULK_UPDATE_SQL.format(scope=scope, due=due_sql, calendar_join=calendar_join)
-    )
+    if staged:
+        carried = [c for c in staged[1] if c not in ROUTED_COLUMNS]
+        apply_sql = sa.text(
+            STAGED_INSERT_SQL.format(
+                **parts,
+                columns=", ".join(["id", *carried]),
+                r_columns=", ".join(f"r.{c}" for c in ["id", *carried]),
+            )
+        )
+    else:
+        apply_sql = sa.text(BULK_UPDATE_SQL.format(**parts))
+    session.execute(pick_sql, params)
+    session.execute(sa.text("ANALYZE _route_pick"))
     done = 0
     lo = int(stats.lo)
     while lo <= int(stats.hi):
         hi = lo + CHUNK_SIZE - 1
         chunk = {**params, "lo": lo, "hi": hi}
-        session.execute(sa.text("TRUNCATE _route_pick"))
-        session.execute(pick_sql, chunk)
-        session.execute(sa.text("ANALYZE _route_pick"))
-        session.execute(delete_sql, chunk)
-        session.execute(insert_sql)
+        if not staged:
+            session.execute(delete_sql, chunk)
+            session.execute(insert_sql, chunk)
         counts = session.execute(
-            update_sql,
+            apply_sql,
             {
                 **chunk,
                 "version": ruleset.version if ruleset else None,
@@ -763,11 +794,58 @@ def route_bulk(
                 "actor": ROUTER_LABEL,
             },
         ).one()
+        if staged:  # the requests exist now: their zones can refer to them
+            session.execute(insert_sql, chunk)
         done += int(counts.routed)
         if progress:
             progress(done, total)
         lo = hi + 1
     session.execute(sa.text(f"DROP TABLE IF EXISTS {TEMP_TABLES}"))
+    return done
+
+
+def route_bulk(
+    session: Session,
+    city: Jurisdiction,
+    since: date | datetime | None = None,
+    only_unrouted: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-route the city's requests (those made ``since``, or not yet routed) in SQL.
+
+    Works in id-range chunks of :data:`CHUNK_SIZE`, calling ``progress(done, total)``
+    after each; the result per request equals :func:`route_request`'s, except that a
+    request whose decision did not change keeps its ``routed_at`` and is not rewritten,
+    and a request a dispatcher reassigned by hand keeps that assignment (its zones in
+    every layer are still brought up to date). Runs in the caller's transaction; returns
+    the number of requests routed.
+    """
+    scope = "r.jurisdiction_id = :jid"
+    params: dict[str, Any] = {"jid": city.id}
+    if since is not None:
+        scope += " AND r.requested_at >= :since"
+        params["since"] = _start_of(since, city.timezone)
+    if only_unrouted:
+        scope += " AND r.routed_at IS NULL"
+    n = _route_chunks(session, city, scope, params, progress)
     # ORM objects loaded before hold the previous routing.
     session.expire_all()
-    return done
+    return n
+
+
+def route_staged(
+    session: Session,
+    city: Jurisdiction,
+    table: str,
+    columns: tuple[str, ...],
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Route the new requests waiting in ``table`` (a temp table made ``LIKE
+    service_request INCLUDING DEFAULTS``, so each row has its id) and insert them into
+    service_request with their decisions and ``request_zone`` rows: each row is written
+    once, routed, as :func:`route_bulk` would route it. ``columns`` are the staged columns
+    to carry over. Runs in the caller's transaction; returns the number inserted."""
+    if not table.isidentifier() or not all(c.isidentifier() for c in columns):
+        raise ValueError("table and column names must be plain identifiers")
+    scope = "r.jurisdiction_id = :jid"
+    return _route_chunks(session, city, scope, {"jid": city.id}, progress, (table, columns))
