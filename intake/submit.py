@@ -197,13 +197,25 @@ def submit(
     media_dir: Path,
     public_base_url: str,
     now: datetime | None = None,
+    city: Jurisdiction | None = None,
+    service: Service | None = None,
 ) -> SubmitResult:
-    """Validate, store, route and acknowledge one request in the caller's transaction."""
+    """Validate, store, route and acknowledge one request in the caller's transaction.
+
+    ``city`` and ``service``: the draft's jurisdiction and category, when the caller has
+    loaded them already (the Open311 POST has), so that they are not looked up again.
+    Ones that are not what the draft names are ignored.
+    """
     from spatial.cities import get_city
 
     errors: dict[str, str] = {}
-    city = get_city(session, draft.city)
-    service = find_service(session, city, (draft.service_code or "").strip())
+    if city is None or (draft.city is not None and city.slug != draft.city):
+        city = get_city(session, draft.city)
+    code = (draft.service_code or "").strip()
+    if service is None or (service.jurisdiction_id, service.code) != (city.id, code):
+        service = find_service(session, city, code)
+    elif not service.active:
+        service = None
     if service is None:
         raise ValidationFailed({"service_code": f"unknown category {draft.service_code!r}"})
     if draft.channel not in CHANNELS:
@@ -267,7 +279,7 @@ def submit(
 
     now = now or now_utc()
     year = now.astimezone(ZoneInfo(city.timezone)).year
-    (public_id,) = public_ids.allocate(session, city, year)
+    public_id = public_ids.allocate_one(session, city, year)
     token = secrets.token_urlsafe(24)
     request = ServiceRequest(
         jurisdiction_id=city.id,
@@ -312,6 +324,10 @@ def submit(
                 thumb_key=photo.thumb_key,
             )
         )
+    if coords is not None:
+        from routing.engine import route_request
+
+        route_request(session, request)
     session.add(
         RequestEvent(
             request_id=request.id,
@@ -323,13 +339,12 @@ def submit(
             actor_label="resident" if draft.channel in ("web", "mobile", "api") else draft.channel,
         )
     )
-    if coords is not None:
-        from routing.engine import route_request
-
-        route_request(session, request)
-    session.flush()
-    messages.acknowledge(session, request, public_base_url)
-    messages.on_new_request(session, request, public_base_url)
+    # The messages read only settings (mail, templates, unsubscriptions), nothing pending
+    # here: one flush at the end writes the routing, the event and both messages (the
+    # outbox rows in one statement) instead of one flush before each of their look-ups.
+    with session.no_autoflush:
+        messages.acknowledge(session, request, public_base_url)
+        messages.on_new_request(session, request, public_base_url)
     session.flush()
     return SubmitResult(request, token, service.notice, photo_location_used)
 

@@ -32,23 +32,53 @@ class ExpiredLink(CivicpinError):
     """The link was genuine but is too old."""
 
 
+def transaction_memo(session: Session) -> dict | None:
+    """A dict that lives as long as the session's current transaction (None outside one).
+
+    For values read several times while one change is notified (a new request writes two
+    messages, each needing the city's mail settings, templates and reply-to address):
+    read once per transaction, never across transactions, so another process's changes
+    are seen by the next transaction as before.
+    """
+    txn = session.get_transaction()
+    if txn is None:
+        return None
+    memo = session.info.get("civicpin_txn_memo")
+    if memo is None or memo[0] is not txn:
+        memo = session.info["civicpin_txn_memo"] = (txn, {})
+    return memo[1]
+
+
 def mail_config(session: Session, city_id: int) -> MailConfig:
-    """The city's mail settings row, created with defaults (and a link key) if missing."""
-    session.execute(
-        insert(MailConfig)
-        .values(
-            jurisdiction_id=city_id,
-            reply_limit_per_hour=5,
-            accept_limit_per_hour=30,
-            link_secret=secrets.token_urlsafe(32),
-        )
-        .on_conflict_do_nothing(index_elements=["jurisdiction_id"])
-    )
+    """The city's mail settings row, created with defaults (and a link key) if missing.
+
+    Read from the database once per transaction; later calls in the same transaction get
+    the same (identity-mapped) object, changes made to it included.
+    """
+    memo = transaction_memo(session)
+    cfg = memo.get(("mail_config", city_id)) if memo is not None else None
+    if cfg is not None and cfg in session:
+        return cfg
     cfg = session.get(MailConfig, city_id, populate_existing=True)
+    if cfg is None:
+        session.execute(
+            insert(MailConfig)
+            .values(
+                jurisdiction_id=city_id,
+                reply_limit_per_hour=5,
+                accept_limit_per_hour=30,
+                link_secret=secrets.token_urlsafe(32),
+            )
+            .on_conflict_do_nothing(index_elements=["jurisdiction_id"])
+        )
+        cfg = session.get(MailConfig, city_id, populate_existing=True)
     assert cfg is not None
     if not cfg.link_secret:
         cfg.link_secret = secrets.token_urlsafe(32)
         session.flush()
+    memo = transaction_memo(session)  # the first query may have begun the transaction
+    if memo is not None:
+        memo[("mail_config", city_id)] = cfg
     return cfg
 
 
@@ -88,17 +118,20 @@ def unsubscribe_url(
     return f"{public_base_url}/unsubscribe/{token}"
 
 
+# Written out once (every new request checks its recipients): a statement built per call
+# costs more Python than the look-up costs the database.
+_UNSUBSCRIBED_SQL = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM mail_unsubscribe WHERE lower(email) = :email "
+    "AND (request_id IS NULL OR request_id = CAST(:request_id AS bigint)))"
+)
+
+
 def is_unsubscribed(session: Session, email: str, request_id: int | None) -> bool:
     """True if ``email`` asked for no mail at all, or none about ``request_id``."""
-    cond = Unsubscribe.request_id.is_(None)
-    if request_id is not None:
-        cond = sa.or_(cond, Unsubscribe.request_id == request_id)
     return bool(
-        session.scalar(
-            sa.select(sa.literal(True))
-            .where(sa.func.lower(Unsubscribe.email) == email.lower(), cond)
-            .limit(1)
-        )
+        session.execute(
+            _UNSUBSCRIBED_SQL, {"email": email.lower(), "request_id": request_id}
+        ).scalar()
     )
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from notify import templates
-from notify.links import is_unsubscribed, mail_config, unsubscribe_url
+from notify.links import is_unsubscribed, mail_config, transaction_memo, unsubscribe_url
 from notify.outbox import enqueue, mail_domain, thread_root_id
 from spatial.accounts import EMAIL_RE
 from spatial.models import (
@@ -35,7 +35,6 @@ from spatial.models import (
     Status,
     User,
 )
-from spatial.models_mail import MailAddress
 
 STATUS_LABELS = {
     Status.NEW.value: "New",
@@ -113,18 +112,31 @@ def _common(session: Session, request: ServiceRequest, public_base_url: str) -> 
     }
 
 
+_REPLY_TO_SQL = sa.text(
+    "SELECT address FROM mail_address WHERE jurisdiction_id = :city_id AND active "
+    "ORDER BY id LIMIT 1"
+)
+
+
 def reply_to_address(session: Session, city_id: int) -> str | None:
-    """The city's first intake address, so that residents' replies come back as notes."""
-    return session.scalar(
-        sa.select(MailAddress.address)
-        .where(MailAddress.jurisdiction_id == city_id, MailAddress.active.is_(True))
-        .order_by(MailAddress.id)
-        .limit(1)
-    )
+    """The city's first intake address, so that residents' replies come back as notes.
+
+    Read once per transaction (a new request writes two messages)."""
+    memo = transaction_memo(session)
+    key = ("reply_to", city_id)
+    if memo is not None and key in memo:
+        return memo[key]
+    address = session.execute(_REPLY_TO_SQL, {"city_id": city_id}).scalar()
+    memo = transaction_memo(session)
+    if memo is not None:
+        memo[key] = address
+    return address
 
 
 def _original_message_id(session: Session, request: ServiceRequest) -> str | None:
     """The Message-ID of the e-mail that created ``request``, to thread under it."""
+    if request.channel != "email":
+        return None  # only the e-mail intake creates requests from an e-mail
     return session.scalar(
         sa.select(InboundEmail.message_id)
         .where(InboundEmail.request_id == request.id, InboundEmail.outcome == "created")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from notify.links import transaction_memo
 from spatial.errors import InvalidInput
 from spatial.models import Jurisdiction, now_utc
 from spatial.models_mail import MessageTemplate
@@ -195,11 +196,35 @@ def get_override(session: Session, city_id: int, kind: str) -> MessageTemplate |
 
 
 def current(session: Session, city_id: int | None, kind: str) -> tuple[str, str, bool]:
-    """(subject, body, is_override) for ``kind`` in a city."""
+    """(subject, body, is_override) for ``kind`` in a city (read once per transaction)."""
     default = DEFAULTS[kind]
-    if city_id is not None and (row := get_override(session, city_id, kind)) is not None:
-        return row.subject, row.body, True
+    if city_id is None:
+        return default.subject, default.body, False
+    memo = transaction_memo(session)
+    overrides = memo.get(("templates", city_id)) if memo is not None else None
+    if overrides is None:
+        # All of the city's overrides at once: a new request renders two kinds.
+        overrides = {
+            row.kind: (row.subject, row.body)
+            for row in session.execute(_OVERRIDES_SQL, {"city_id": city_id})
+        }
+        memo = transaction_memo(session)
+        if memo is not None:
+            memo[("templates", city_id)] = overrides
+    if kind in overrides:
+        return *overrides[kind], True
     return default.subject, default.body, False
+
+
+_OVERRIDES_SQL = sa.text(
+    "SELECT kind, subject, body FROM message_template WHERE jurisdiction_id = :city_id"
+)
+
+
+def _forget(session: Session, city_id: int, kind: str) -> None:
+    memo = transaction_memo(session)
+    if memo is not None:
+        memo.pop(("templates", city_id), None)
 
 
 def save_override(
@@ -213,6 +238,7 @@ def save_override(
         session.add(row)
     row.subject, row.body, row.updated_at, row.updated_by = subject, body, now_utc(), by
     session.flush()
+    _forget(session, city.id, kind)
     return row
 
 
@@ -225,6 +251,7 @@ def reset_override(session: Session, city: Jurisdiction, kind: str) -> bool:
         return False
     session.delete(row)
     session.flush()
+    _forget(session, city.id, kind)
     return True
 
 

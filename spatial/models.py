@@ -67,7 +67,9 @@ class Jurisdiction(Base):
     timezone: Mapped[str] = mapped_column(sa.String(64))
     metric_srid: Mapped[int] = mapped_column(sa.Integer, default=3857)
     public_id_prefix: Mapped[str] = mapped_column(sa.String(8))
-    boundary = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+    # Deferred: a city outline is hundreds of kilobytes (LA's: 15,000 points), and the
+    # hot paths (every Open311 POST looks its city up) only need it inside SQL.
+    boundary = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), deferred=True)
     business_calendar: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -24,6 +26,77 @@ def allocate(session: Session, city: Jurisdiction, year: int, count: int = 1) ->
     return [
         format_public_id(city.public_id_prefix, year, n) for n in range(last - count + 1, last + 1)
     ]
+
+
+# One round trip, in its own implicit transaction (a multi-statement query string): the
+# settings apply to it alone. Asynchronous commit is safe here: the caller's own commit
+# flushes the WAL past this one, so a counter step can only be lost together with the
+# request that would have used it.
+_RESERVE_NOW_SQL = (
+    "SET LOCAL lock_timeout = '200ms'; SET LOCAL synchronous_commit = off; "
+    "INSERT INTO public_id_counter (jurisdiction_id, year, last_value) "
+    "VALUES (%(jid)s, %(year)s, 1) "
+    "ON CONFLICT (jurisdiction_id, year) "
+    "DO UPDATE SET last_value = public_id_counter.last_value + 1 "
+    "RETURNING last_value"
+)
+_LOCKED_KEY = "civicpin_counters_locked"
+_reserving: dict[str, sa.Engine] = {}
+_reserving_lock = threading.Lock()
+
+
+def _reserving_engine(bind: sa.Engine) -> sa.Engine:
+    """A small autocommit pool to ``bind``'s database for reservations, one per process.
+
+    Without the pre-ping of the app's engine (a round trip per checkout): a connection
+    that died fails the reservation, which then falls back to the caller's transaction,
+    and the pool drops it.
+    """
+    url = bind.url.render_as_string(hide_password=False)
+    with _reserving_lock:
+        engine = _reserving.get(url)
+        if engine is None:
+            if isinstance(bind.pool, sa.pool.NullPool):
+                pool: dict = {"poolclass": sa.pool.NullPool}
+            else:
+                pool = {"pool_size": 4, "max_overflow": 8}
+            engine = _reserving[url] = sa.create_engine(
+                bind.url, isolation_level="AUTOCOMMIT", **pool
+            )
+        return engine
+
+
+def allocate_one(session: Session, city: Jurisdiction, year: int) -> str:
+    """One public id for a new request, reserved at once in a transaction of its own.
+
+    Reserved in the caller's transaction (:func:`allocate`), the counter row stays locked
+    until that transaction ends, so concurrent submissions would run one after the other
+    through their routing, messages and commit. Reserved and committed at once on a
+    second connection, the lock lasts one statement. The cost, as with a sequence: a
+    number is skipped when the caller's transaction fails after this (validation runs
+    before, so that is rare).
+
+    Falls back to :func:`allocate` in the caller's transaction when a second connection
+    cannot do it: a session bound to a connection, a city not committed yet, or a
+    counter row this transaction already holds (it waits 200 ms at most for that).
+    """
+    bind = session.get_bind()
+    locked = session.info.get(_LOCKED_KEY)
+    here = locked is not None and locked[0] is session.get_transaction()
+    if isinstance(bind, sa.Engine) and not (here and (city.id, year) in locked[1]):
+        try:
+            with _reserving_engine(bind).connect() as conn:
+                last = conn.exec_driver_sql(
+                    _RESERVE_NOW_SQL, {"jid": city.id, "year": year}
+                ).scalar_one()
+            return format_public_id(city.public_id_prefix, year, last)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            pass  # not committed yet, locked by this very transaction, or a dead connection
+    (public_id,) = allocate(session, city, year)
+    if not here:
+        locked = session.info[_LOCKED_KEY] = (session.get_transaction(), set())
+    locked[1].add((city.id, year))
+    return public_id
 
 
 def format_public_id(prefix: str, year: int, number: int) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from flask import Response
 
@@ -47,43 +46,76 @@ def xml_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, int):
+        return str(value)
     return _XML_INVALID.sub("", str(value))
 
 
-def _append(parent: ET.Element, name: str, value: Any) -> None:
-    if value is None:
-        return
-    el = ET.SubElement(parent, name)
-    _fill(el, name, value)
+def _xml(out: list[str], name: str, value: Any) -> None:
+    """Append the element ``name`` holding ``value`` to ``out`` (text pieces).
 
-
-def _fill(el: ET.Element, name: str, value: Any) -> None:
+    Writes what ``xml.etree.ElementTree.tostring`` writes for the same tree (text escaped
+    the same way, an element without content as ``<name />``), several times faster: a
+    page of 1,000 requests is 15,000 elements.
+    """
     if isinstance(value, dict):
+        start = len(out)
+        out.append(f"<{name}>")
         for key, item in value.items():
-            _append(el, key, item)
+            if item is not None:
+                _xml(out, key, item)
+        if len(out) == start + 1:
+            out[start] = f"<{name} />"
+        else:
+            out.append(f"</{name}>")
     elif isinstance(value, list | tuple):
         item_name = ITEM_NAMES.get(name)
         if item_name is None:
             raise ValueError(f"no XML item element known for list {name!r}")
+        start = len(out)
+        out.append(f"<{name}>")
         for item in value:
-            _append(el, item_name, item)
+            if item is not None:
+                _xml(out, item_name, item)
+        if len(out) == start + 1:
+            out[start] = f"<{name} />"
+        else:
+            out.append(f"</{name}>")
     else:
-        el.text = xml_text(value)
+        text = xml_text(value)
+        if not text:
+            out.append(f"<{name} />")
+            return
+        if "&" in text:
+            text = text.replace("&", "&amp;")
+        if "<" in text:
+            text = text.replace("<", "&lt;")
+        if ">" in text:
+            text = text.replace(">", "&gt;")
+        out.append(f"<{name}>{text}</{name}>")
 
 
 def _drop_none(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {
+            k: _drop_none(v) if isinstance(v, dict | list | tuple) else v
+            for k, v in value.items()
+            if v is not None
+        }
     if isinstance(value, list | tuple):
-        return [_drop_none(v) for v in value if v is not None]
+        return [
+            _drop_none(v) if isinstance(v, dict | list | tuple) else v
+            for v in value
+            if v is not None
+        ]
     return value
 
 
 def to_xml(root: str, value: Any) -> str:
     """The XML document for ``value`` under element ``root`` (declaration included)."""
-    el = ET.Element(root)
-    _fill(el, root, value)
-    return XML_DECLARATION + ET.tostring(el, encoding="unicode")
+    out: list[str] = [XML_DECLARATION]
+    _xml(out, root, value)
+    return "".join(out)
 
 
 def to_json(value: Any) -> str:

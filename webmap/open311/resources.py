@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from spatial.models import (
     OPEN_STATUSES,
@@ -158,7 +158,16 @@ def services(session: Session, city: Jurisdiction) -> list[dict[str, Any]]:
 
 
 def find_public_service(session: Session, city: Jurisdiction, code: str) -> Service | None:
-    return session.scalar(_public_services(city).where(Service.code == code))
+    """The public, active category ``code``, its questions loaded with it (one query)."""
+    return (
+        session.scalars(
+            _public_services(city)
+            .where(Service.code == code)
+            .options(joinedload(Service.attributes))
+        )
+        .unique()
+        .first()
+    )
 
 
 def service_definition(service: Service) -> dict[str, Any]:

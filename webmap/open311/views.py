@@ -367,7 +367,8 @@ def create_request(fmt: str):
     code = params.opt("service_code")
     if code is None:
         raise bad_request("service_code was not provided")
-    if len(code) > 64 or resources.find_public_service(session, city, code) is None:
+    service = resources.find_public_service(session, city, code) if len(code) <= 64 else None
+    if service is None:
         raise not_found(f"service_code {params.shown(code)} was not found")
     attributes = _attributes()
     lat, lon, address = _location(session, city)
@@ -394,7 +395,12 @@ def create_request(fmt: str):
     settings = settings_of(current_app)
     try:
         result = submit(
-            session, draft, media_dir=settings.media_dir, public_base_url=settings.public_base_url
+            session,
+            draft,
+            media_dir=settings.media_dir,
+            public_base_url=settings.public_base_url,
+            city=city,
+            service=service,
         )
     except ValidationFailed as exc:
         raise Open311Error(
