@@ -356,8 +356,34 @@ class Gunicorn:
                 self.proc.kill()
 
 
-def load_test(port: int, bodies: list[str], args) -> dict:
-    """Run :func:`run_load` in a separate process (this script with ``--load SPEC``)."""
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU time (user + system) used so far by processes ``roots`` and their children
+    (those that exited included, through the roots' own children counters)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(d.name), int(stat[1])
+        if pid in roots:
+            total += sum(int(v) for v in stat[11:15])  # utime stime cutime cstime
+        elif ppid in roots:
+            total += int(stat[11]) + int(stat[12])
+    return total / tick
+
+
+def postmaster_pid() -> int:
+    pidfile = Path(os.environ["VAR_DIR"], "pgdata", "postmaster.pid")
+    return int(pidfile.read_text().split()[0])
+
+
+def load_test(port: int, bodies: list[str], args, servers: list[int]) -> dict:
+    """Run :func:`run_load` in a separate process (this script with ``--load SPEC``),
+    noting the CPU time the ``servers`` processes (and their children) spent meanwhile."""
     spec = {
         "port": port,
         "path": POST_PATH,
@@ -370,11 +396,15 @@ def load_test(port: int, bodies: list[str], args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec_file, out_file = Path(tmp, "spec.json"), Path(tmp, "out.json")
         spec_file.write_text(json.dumps(spec))
+        cpu = cpu_seconds(servers)
         subprocess.run(
             [sys.executable, __file__, "--load", str(spec_file), "--out", str(out_file)],
             check=True,
         )
-        return json.loads(out_file.read_text())
+        cpu = cpu_seconds(servers) - cpu
+        res = json.loads(out_file.read_text())
+    res["cpu_ms"] = cpu * 1000 / (args.warmup + res["sent"])
+    return res
 
 
 def summary(res: dict) -> dict:
@@ -387,6 +417,7 @@ def summary(res: dict) -> dict:
         "p95": percentile(lat, 0.95) if lat else float("nan"),
         "p99": percentile(lat, 0.99) if lat else float("nan"),
         "errors": sum(res["errors"].values()),
+        "cpu_ms": res["cpu_ms"],
         "by_kind": res["errors"],
         "samples": res["samples"],
     }
@@ -465,7 +496,6 @@ def main() -> int:
     n_bodies = args.warmup + args.posts
     points = random_points(engine, jid, n_bodies, args.seed)
     bodies = post_bodies(services, points, key, n_bodies, args.seed)
-    with_email = sum("email=" in b for b in bodies[args.warmup :])
 
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["OPEN311_RATE_LIMIT"] = RATE_LIMIT
@@ -485,26 +515,33 @@ def main() -> int:
     try:
         floor.wait("/open311/v2/ping.json")
         ours.wait("/open311/v2/discovery.json")
-        floor_res = summary(load_test(floor.port, bodies, args))
+        pg = postmaster_pid()
+        floor_res = summary(load_test(floor.port, bodies, args, [floor.proc.pid, pg]))
         with engine.connect() as conn:
             before = conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM service_request"))
             out_before = conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM outbox_message"))
-        ours_res = summary(load_test(ours.port, bodies, args))
+        ours_res = summary(load_test(ours.port, bodies, args, [ours.proc.pid, pg]))
 
         print(
             f"\nPOST {POST_PATH} (no photo)   {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'p99 ms':>8} {'errors':>7}"
+            f"{'p99 ms':>8} {'errors':>7} {'CPU ms/req':>11} {'2-core cap':>11}"
         )
         for label, r in (("floor (trivial Flask)", floor_res), ("ours", ours_res)):
             print(
                 f"  {label:31} {r['rate']:8.0f} {r['p50']:8.1f} {r['p95']:8.1f} "
-                f"{r['p99']:8.1f} {r['errors']:7d}" + (f"  {r['by_kind']}" if r["errors"] else "")
+                f"{r['p99']:8.1f} {r['errors']:7d} {r['cpu_ms']:11.2f} "
+                f"{2000 / r['cpu_ms']:11.0f}" + (f"  {r['by_kind']}" if r["errors"] else "")
             )
             for sample in r["samples"][:2]:
                 print(f"    e.g. {sample!r}")
         print(
             f"  ratio ours/floor: rate {ours_res['rate'] / floor_res['rate']:.2f}, "
-            f"p95 {ours_res['p95'] / floor_res['p95']:.1f}x"
+            f"p95 {ours_res['p95'] / floor_res['p95']:.1f}x, "
+            f"CPU per request {ours_res['cpu_ms'] / floor_res['cpu_ms']:.1f}x"
+        )
+        print(
+            "  CPU ms/req: server CPU (gunicorn workers + this cluster's PostgreSQL) per request;"
+            "\n  2-core cap: 2,000 / that, the rate two otherwise idle cores could sustain"
         )
         ok_rate = ours_res["rate"] >= TARGET_RATE
         ok_p95 = ours_res["p95"] <= TARGET_POST_P95
@@ -518,6 +555,8 @@ def main() -> int:
 
         # Every POST (warm-up included) stored its request and its outbox rows.
         expect = args.warmup + ours_res["done"] - ours_res["errors"]
+        sent = bodies[: args.warmup + ours_res["done"]]
+        with_email = sum("&email=" in b for b in sent)
         with engine.connect() as conn:
             stored = conn.scalar(
                 sa.text("SELECT count(*) FROM service_request WHERE id > :i AND channel = 'api'"),
@@ -541,9 +580,13 @@ def main() -> int:
             f"  stored: {stored:,} requests ({routed:,} routed) for {expect:,} answered POSTs; "
             f"outbox: {kinds.get('dispatcher_alert', 0):,} dispatcher alerts, "
             f"{kinds.get('acknowledgement', 0):,} acknowledgements "
-            f"({with_email:,} of the timed POSTs gave an e-mail)"
+            f"({with_email:,} of the POSTs gave an e-mail)"
         )
-        if stored != expect or kinds.get("dispatcher_alert", 0) != expect:
+        if (stored, kinds.get("dispatcher_alert", 0), kinds.get("acknowledgement", 0)) != (
+            expect,
+            expect,
+            with_email,
+        ) and not ours_res["errors"]:
             failures += 1
             print("  MISMATCH between answered POSTs and stored rows")
 

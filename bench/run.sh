@@ -33,3 +33,6 @@ export VAR_DIR="$BASE/import/var"
 "$CLI" db up
 "$PY" bench/make_history_csv.py --rows "$REQUESTS" --out "$BASE/history.csv"
 "$PY" bench/import_bench.py --csv "$BASE/history.csv"
+
+echo "== Open311 (POST rate and latency under load beside a trivial Flask app; GET of 1,000 rows)"
+VAR_DIR="$BASE/open311/var" "$PY" bench/open311_bench.py --requests "$REQUESTS"

@@ -9,12 +9,14 @@ payload fails the check.
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
@@ -59,7 +61,11 @@ def mail_config(session: Session, city_id: int) -> MailConfig:
     cfg = memo.get(("mail_config", city_id)) if memo is not None else None
     if cfg is not None and cfg in session:
         return cfg
-    cfg = session.get(MailConfig, city_id, populate_existing=True)
+    held = session.identity_map.get(identity_key(MailConfig, city_id))
+    if held is not None and (held in session.new or session.is_modified(held)):
+        cfg = held  # changed in this transaction and not flushed yet: newer than the row
+    else:
+        cfg = session.get(MailConfig, city_id, populate_existing=True)
     if cfg is None:
         session.execute(
             insert(MailConfig)
@@ -82,7 +88,9 @@ def mail_config(session: Session, city_id: int) -> MailConfig:
     return cfg
 
 
+@lru_cache(maxsize=256)
 def _serializer(key: str, salt: str) -> URLSafeTimedSerializer:
+    # Stateless once built; building one per link was a measurable part of each POST.
     return URLSafeTimedSerializer(key, salt=salt)
 
 

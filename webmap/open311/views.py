@@ -35,7 +35,7 @@ from spatial.errors import CivicpinError, InvalidInput
 from spatial.errors import NotFound as DomainNotFound
 from spatial.models import Jurisdiction, Photo, Service, ServiceRequest, now_utc
 from webmap.app import db_session, settings_of
-from webmap.open311 import params, resources
+from webmap.open311 import catalog, params, resources
 from webmap.open311.errors import (
     RATE_LIMITED_CODE,
     Open311Error,
@@ -345,7 +345,8 @@ def _location(session, city: Jurisdiction) -> tuple[float | None, float | None, 
 @bp.post(f"{PREFIX}/requests.{FMT}")
 def create_request(fmt: str):
     session = db_session()
-    city = _city(session)
+    current = catalog.stamp(session)
+    city = catalog.city(session, current, params.opt("jurisdiction_id"), _city)
     try:
         key = verify_key(session, params.opt("api_key"), city)
     except ApiKeyRejected as exc:
@@ -367,7 +368,15 @@ def create_request(fmt: str):
     code = params.opt("service_code")
     if code is None:
         raise bad_request("service_code was not provided")
-    service = resources.find_public_service(session, city, code) if len(code) <= 64 else None
+    service = None
+    if len(code) <= 64:
+        service = catalog.public_service(
+            session,
+            current,
+            city.id,
+            code,
+            lambda s: resources.find_public_service(s, city, code),
+        )
     if service is None:
         raise not_found(f"service_code {params.shown(code)} was not found")
     attributes = _attributes()

@@ -1,0 +1,103 @@
+"""Cities and their public categories, kept in process memory between Open311 POSTs.
+
+Every POST needs its city and its category with the category's questions: two queries
+and the ORM work of building the objects, on each request, for rows that change a few
+times a year. Here they are loaded once and handed to each request's session with
+``Session.merge(load=False)`` (no SQL), for as long as the *catalog stamp* is unchanged.
+
+The stamp is a digest of the id and row version (``xmin``) of every ``jurisdiction``,
+``service`` and ``service_attribute`` row, read in one small query at the start of each
+POST. Any committed change to those tables, from any process (admin pages, the CLI, a
+migration, plain SQL), gives a new stamp, and the next POST reloads: the cache is never
+staler than the POST's own transaction. A lookup that misses (unknown city or category)
+goes the uncached way, so errors are those of :mod:`webmap.open311.views`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, joinedload
+
+from spatial.models import Jurisdiction, Service
+
+STAMP_SQL = sa.text(
+    """
+    SELECT md5(string_agg(v, ',' ORDER BY v)) FROM (
+        SELECT 'j' || id || ':' || xmin FROM jurisdiction
+        UNION ALL SELECT 's' || id || ':' || xmin FROM service
+        UNION ALL SELECT 'a' || id || ':' || xmin FROM service_attribute
+    ) AS rows(v)
+    """
+)
+
+
+@dataclass
+class _Entries:
+    stamp: str
+    cities: dict[str | None, Jurisdiction] = field(default_factory=dict)
+    services: dict[tuple[int, str], Service] = field(default_factory=dict)
+
+
+_cache: dict[str, _Entries] = {}
+_lock = threading.Lock()
+
+
+def stamp(session: Session) -> str:
+    """The catalog stamp as this session's transaction sees it."""
+    return session.execute(STAMP_SQL).scalar() or ""
+
+
+def _entries(session: Session, current: str) -> _Entries:
+    url = session.get_bind().url.render_as_string(hide_password=True)
+    with _lock:
+        entries = _cache.get(url)
+        if entries is None or entries.stamp != current:
+            entries = _cache[url] = _Entries(current)
+        return entries
+
+
+def city(session: Session, current: str, slug: str | None, load) -> Jurisdiction:
+    """The city ``slug`` (None: the only one) in ``session``; ``load(session)`` finds it
+    when it is not cached (and raises what it raises when there is none)."""
+    entries = _entries(session, current)
+    cached = entries.cities.get(slug)
+    if cached is None:
+        found = load(session)
+        cached = _detached_copy(session, Jurisdiction, found.id)
+        with _lock:
+            entries.cities[slug] = cached
+    return session.merge(cached, load=False)
+
+
+def public_service(session: Session, current: str, city_id: int, code: str, load) -> Service | None:
+    """The public, active category ``code`` with its questions, in ``session``;
+    ``load(session)`` finds it when it is not cached (None: there is none)."""
+    entries = _entries(session, current)
+    cached = entries.services.get((city_id, code))
+    if cached is None:
+        found = load(session)
+        if found is None:
+            return None
+        cached = _detached_copy(session, Service, found.id)
+        with _lock:
+            entries.services[(city_id, code)] = cached
+    return session.merge(cached, load=False)
+
+
+def forget() -> None:
+    """Drop everything (tests; the stamp makes this unnecessary otherwise)."""
+    with _lock:
+        _cache.clear()
+
+
+def _detached_copy(session: Session, model, ident: int):
+    """A fully loaded copy of a row, belonging to no session (safe to share: never
+    changed, only merged into sessions)."""
+    options = [joinedload(Service.attributes)] if model is Service else []
+    with Session(bind=session.get_bind(), expire_on_commit=False) as own:
+        obj = own.get(model, ident, options=options)
+        own.expunge_all()
+    return obj
