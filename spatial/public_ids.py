@@ -59,7 +59,7 @@ def _reserving_engine(bind: sa.Engine) -> sa.Engine:
             if isinstance(bind.pool, sa.pool.NullPool):
                 pool: dict = {"poolclass": sa.pool.NullPool}
             else:
-                pool = {"pool_size": 4, "max_overflow": 8}
+                pool = {"pool_size": 4, "max_overflow": 16, "pool_timeout": 2}
             engine = _reserving[url] = sa.create_engine(
                 bind.url, isolation_level="AUTOCOMMIT", **pool
             )
@@ -90,8 +90,8 @@ def allocate_one(session: Session, city: Jurisdiction, year: int) -> str:
                     _RESERVE_NOW_SQL, {"jid": city.id, "year": year}
                 ).scalar_one()
             return format_public_id(city.public_id_prefix, year, last)
-        except (sa.exc.IntegrityError, sa.exc.OperationalError):
-            pass  # not committed yet, locked by this very transaction, or a dead connection
+        except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.TimeoutError):
+            pass  # not committed yet, locked by this transaction, a dead connection, pool full
     (public_id,) = allocate(session, city, year)
     if not here:
         locked = session.info[_LOCKED_KEY] = (session.get_transaction(), set())

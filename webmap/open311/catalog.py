@@ -55,6 +55,8 @@ def _entries(session: Session, current: str) -> _Entries:
     with _lock:
         entries = _cache.get(url)
         if entries is None or entries.stamp != current:
+            if entries is None and len(_cache) >= 16:
+                _cache.clear()  # one database per process in production; tests make many
             entries = _cache[url] = _Entries(current)
         return entries
 
