@@ -47,7 +47,10 @@ from spatial.models import Crew, Department, Jurisdiction, RequestEvent, Service
 
 NO_RULE = "no rule matched: sent to the central dispatch queue"
 CHUNK_SIZE = 100_000
-TEMP_TABLES = "_route_layers, _route_zone_area, _route_rules, _route_pick, _route_biz"
+TEMP_TABLES = (
+    "_route_layers, _route_zone, _route_rules, _route_anywhere, _route_rule_zone, "
+    "_route_pick, _route_biz"
+)
 # What routing decides; never carried over from an import's staged rows.
 ROUTED_COLUMNS = frozenset(
     {"id", "department_id", "crew_id", "zone_id", "rule_id", "ruleset_version",
@@ -58,31 +61,31 @@ ROUTER_LABEL = "routing"
 # The zone of every current layer that holds each request of ``src`` (id, location), with
 # the overlap winner and the losers' labels. Points are matched against the zones' small
 # pieces (``zone_piece``, see spatial/pieces.py), not the whole outlines; a point on a cut
-# line falls in two pieces of one zone, hence the DISTINCT. ``{area}`` is the zone's area
-# expression, only computed where zones overlap (geodesic areas of big polygons are not
-# cheap).
+# line falls in two pieces of one zone, hence the DISTINCT. ``_route_zone`` holds the
+# current layers' zones with their geodesic areas (the overlap tie-break).
 PICK_CTES = """
 inside AS (
     SELECT DISTINCT src.id AS request_id, p.zone_id
     FROM src
     JOIN zone_piece p ON ST_Intersects(p.geom, src.location)
 ), hits AS (
-    SELECT i.request_id, z.layer_id, z.id AS zone_id, z.code, z.name,
+    SELECT i.request_id, z.layer_id, z.id AS zone_id, z.code, z.name, z.crew_id, z.area,
            count(*) OVER (PARTITION BY i.request_id, z.layer_id) AS n
     FROM inside i
-    JOIN zone z ON z.id = i.zone_id
-    WHERE z.layer_id IN (SELECT id FROM current_layers)
+    JOIN _route_zone z ON z.id = i.zone_id
 ), cand AS (
-    SELECT h.request_id, h.layer_id, h.zone_id, h.code, h.name,
+    SELECT h.*,
            row_number() OVER (
                PARTITION BY h.request_id, h.layer_id
-               ORDER BY CASE WHEN h.n > 1 THEN {area} END, h.code COLLATE "C"
+               ORDER BY CASE WHEN h.n > 1 THEN h.area END, h.code COLLATE "C"
            ) AS rn
     FROM hits h
-    {area_join}
 ), pick AS (
     SELECT request_id, layer_id,
            min(zone_id) FILTER (WHERE rn = 1) AS zone_id,
+           min(code) FILTER (WHERE rn = 1) AS code,
+           min(name) FILTER (WHERE rn = 1) AS name,
+           min(crew_id) FILTER (WHERE rn = 1) AS crew_id,
            string_agg('''' || name || ''' (' || code || ')', ', ' ORDER BY rn)
                FILTER (WHERE rn > 1) AS others
     FROM cand GROUP BY request_id, layer_id
@@ -487,20 +490,15 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
 # The request_zone rows are then brought in step with it, chunk by chunk (only rows that
 # change are written), and the rule pick reads it by key.
 _BULK_PICK_HEAD = """
-INSERT INTO _route_pick (request_id, layer_id, zone_id, others)
+INSERT INTO _route_pick (request_id, layer_id, zone_id, code, name, crew_id, others)
 WITH src AS (
     SELECT r.id, r.location FROM {table} r
     WHERE {scope} AND r.location IS NOT NULL
-), current_layers AS (
-    SELECT id FROM _route_layers
 ),"""
 _BULK_PICK_TAIL = """
-SELECT request_id, layer_id, zone_id, others FROM pick
+SELECT request_id, layer_id, zone_id, code, name, crew_id, others FROM pick
 """
-_BULK_PICK = PICK_CTES.format(
-    area="za.area", area_join="JOIN _route_zone_area za ON za.id = h.zone_id"
-)
-BULK_PICK_SQL = _BULK_PICK_HEAD + _BULK_PICK + _BULK_PICK_TAIL  # noqa: S608
+BULK_PICK_SQL = _BULK_PICK_HEAD + PICK_CTES + _BULK_PICK_TAIL  # noqa: S608
 
 # request_zone rows of the chunk that no longer hold (zone changed, layer gone, pin gone).
 BULK_DELETE_SQL = """
@@ -550,30 +548,39 @@ LEFT JOIN LATERAL (
 # The decision for each request of the chunk, in columns ``fin`` (``{table}`` is
 # service_request, or an import's staging table of the same shape).
 DECIDE_CTES = """
-dec AS (
-    SELECT r.id, r.requested_at, r.priority AS old_priority, r.department_id AS old_dept,
-           r.crew_id AS old_crew, r.zone_id AS old_zone, r.routed_at AS old_routed,
-           r.routing_explanation AS old_expl,
-           s.default_department_id, s.sla_hours AS service_sla, m.*
+req AS MATERIALIZED (
+    SELECT r.id, r.service_id, r.requested_at, r.priority AS old_priority,
+           r.department_id AS old_dept, r.crew_id AS old_crew, r.zone_id AS old_zone,
+           r.routed_at AS old_routed, r.routing_explanation AS old_expl,
+           s.default_department_id, s.sla_hours AS service_sla
     FROM {table} r
     JOIN service s ON s.id = r.service_id
-    LEFT JOIN LATERAL (
-        SELECT ru.id AS rule_id, ru.position, ru.name AS rule_name,
-               ru.department_id AS rule_dept, ru.crew_id AS rule_crew, ru.crew_from_zone,
-               ru.priority AS rule_priority, ru.sla_hours AS rule_sla, ru.layer_name,
-               rz.zone_id, rz.others, z.code AS zone_code, z.name AS zone_name,
-               z.crew_id AS zone_crew
-        FROM _route_rules ru
-        LEFT JOIN _route_pick rz ON rz.request_id = r.id AND rz.layer_id = ru.layer_id
-        LEFT JOIN zone z ON z.id = rz.zone_id
-        WHERE (ru.service_id IS NULL OR ru.service_id = r.service_id)
-          AND (ru.service_group IS NULL OR ru.service_group = s.group_name)
-          AND (ru.layer_name IS NULL OR (rz.zone_id IS NOT NULL
-               AND (ru.zone_code IS NULL OR ru.zone_code = z.code)))
-        ORDER BY ru.position, ru.id
-        LIMIT 1
-    ) m ON true
     WHERE {scope} AND r.id BETWEEN :lo AND :hi
+), first_rule AS (
+    -- The first rule, in rule-set order, whose category and place both match: the first
+    -- that matches anywhere for the category, or one that matches a zone holding the pin.
+    SELECT m.id, min(m.rk) AS rk
+    FROM (
+        SELECT q.id, a.rk FROM req q JOIN _route_anywhere a ON a.service_id = q.service_id
+        UNION ALL
+        SELECT q.id, rs.rk
+        FROM req q
+        JOIN _route_pick p ON p.request_id = q.id AND p.request_id BETWEEN :lo AND :hi
+        JOIN _route_rule_zone rs ON rs.service_id = q.service_id AND rs.layer_id = p.layer_id
+             AND (rs.zone_code IS NULL OR rs.zone_code = p.code)
+    ) m
+    GROUP BY m.id
+), dec AS (
+    SELECT q.*, ru.id AS rule_id, ru.position, ru.name AS rule_name,
+           ru.department_id AS rule_dept, ru.crew_id AS rule_crew, ru.crew_from_zone,
+           ru.priority AS rule_priority, ru.sla_hours AS rule_sla, ru.layer_name,
+           rz.zone_id, rz.others, rz.code AS zone_code, rz.name AS zone_name,
+           rz.crew_id AS zone_crew
+    FROM req q
+    LEFT JOIN first_rule f ON f.id = q.id
+    LEFT JOIN _route_rules ru ON ru.rk = f.rk
+    LEFT JOIN _route_pick rz ON rz.request_id = q.id AND rz.layer_id = ru.layer_id
+                             AND rz.request_id BETWEEN :lo AND :hi
 ), res AS (
     SELECT dec.*,
            CASE WHEN dec.rule_id IS NULL THEN dec.default_department_id
@@ -710,21 +717,42 @@ def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, 
         f"DROP TABLE IF EXISTS {TEMP_TABLES}",
         "CREATE TEMP TABLE _route_layers ON COMMIT DROP AS "
         "SELECT id, name FROM zone_layer WHERE jurisdiction_id = :jid AND is_current",
-        "CREATE TEMP TABLE _route_zone_area ON COMMIT DROP AS "
-        "SELECT z.id, ST_Area(z.geom::geography) AS area FROM zone z "
+        "CREATE TEMP TABLE _route_zone ON COMMIT DROP AS "
+        "SELECT z.id, z.layer_id, z.code, z.name, z.crew_id, "
+        "ST_Area(z.geom::geography) AS area FROM zone z "
         "JOIN _route_layers l ON l.id = z.layer_id",
+        "ALTER TABLE _route_zone ADD PRIMARY KEY (id)",
+        # rk: the rule's rank in the rule set's order.
         "CREATE TEMP TABLE _route_rules ON COMMIT DROP AS "
-        "SELECT ru.*, l.id AS layer_id FROM routing_rule ru "
+        "SELECT ru.*, l.id AS layer_id, "
+        "row_number() OVER (ORDER BY ru.position, ru.id) AS rk FROM routing_rule ru "
         "LEFT JOIN _route_layers l ON l.name = ru.layer_name "
         "WHERE ru.ruleset_id = :rs AND ru.active",
+        # Per category: the first rule that applies anywhere ...
+        "CREATE TEMP TABLE _route_anywhere ON COMMIT DROP AS "
+        "SELECT s.id AS service_id, min(ru.rk) AS rk FROM _route_rules ru "
+        "JOIN service s ON s.jurisdiction_id = :jid "
+        "AND (ru.service_id IS NULL OR ru.service_id = s.id) "
+        "AND (ru.service_group IS NULL OR ru.service_group = s.group_name) "
+        "WHERE ru.layer_name IS NULL GROUP BY s.id",
+        # ... and the rules tied to a current layer (one zone, or any zone of it).
+        "CREATE TEMP TABLE _route_rule_zone ON COMMIT DROP AS "
+        "SELECT s.id AS service_id, ru.layer_id, ru.zone_code, min(ru.rk) AS rk "
+        "FROM _route_rules ru JOIN service s ON s.jurisdiction_id = :jid "
+        "AND (ru.service_id IS NULL OR ru.service_id = s.id) "
+        "AND (ru.service_group IS NULL OR ru.service_group = s.group_name) "
+        "WHERE ru.layer_id IS NOT NULL GROUP BY 1, 2, 3",
         "CREATE TEMP TABLE _route_pick (request_id bigint, layer_id integer, zone_id integer, "
-        "others text, PRIMARY KEY (request_id, layer_id)) ON COMMIT DROP",
+        "code text, name text, crew_id integer, others text, "
+        "PRIMARY KEY (request_id, layer_id)) ON COMMIT DROP",
         "CREATE TEMP TABLE _route_biz (start_ts timestamptz PRIMARY KEY, "
         "end_ts timestamptz NOT NULL, cum_before float8 NOT NULL) ON COMMIT DROP",
         "CREATE INDEX ON _route_biz (cum_before)",
         "ANALYZE _route_layers",
-        "ANALYZE _route_zone_area",
+        "ANALYZE _route_zone",
         "ANALYZE _route_rules",
+        "ANALYZE _route_anywhere",
+        "ANALYZE _route_rule_zone",
     ):
         session.execute(sa.text(ddl), {"jid": city.id, "rs": ruleset.id if ruleset else None})
     if city.business_calendar is None:
