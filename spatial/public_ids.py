@@ -1,4 +1,8 @@
-"""Public request ids such as ``LA-2026-000123``: per city, per year, gap-free enough."""
+"""Public request ids such as ``LA-2026-000123``: per city, per year, gap-free enough.
+
+New requests reserve theirs in a transaction of their own (:func:`allocate_one`), so a
+submission that fails afterwards leaves a gap, as a sequence would; bulk loads reserve
+ranges in their own transaction (:func:`allocate`)."""
 
 from __future__ import annotations
 
