@@ -20,7 +20,7 @@ from sqlalchemy.orm.util import identity_key
 
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
-from spatial.models_mail import MailConfig, Unsubscribe
+from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubscribe
 
 SURVEY_SALT = "civicpin-survey"
 UNSUBSCRIBE_SALT = "civicpin-unsubscribe"
@@ -65,7 +65,7 @@ def mail_config(session: Session, city_id: int) -> MailConfig:
     if held is not None and (held in session.new or session.is_modified(held)):
         cfg = held  # changed in this transaction and not flushed yet: newer than the row
     else:
-        cfg = session.get(MailConfig, city_id, populate_existing=True)
+        cfg = _load_mail_settings(session, city_id)
     if cfg is None:
         session.execute(
             insert(MailConfig)
@@ -86,6 +86,44 @@ def mail_config(session: Session, city_id: int) -> MailConfig:
     if memo is not None:
         memo[("mail_config", city_id)] = cfg
     return cfg
+
+
+# What a message needs besides the settings row, read in the same statement: the city's
+# reply-to address (its first active intake address) and its template overrides.
+_REPLY_TO = (
+    sa.select(MailAddress.address)
+    .where(MailAddress.jurisdiction_id == MailConfig.jurisdiction_id, MailAddress.active)
+    .order_by(MailAddress.id)
+    .limit(1)
+    .scalar_subquery()
+)
+_OVERRIDES = (
+    sa.select(
+        sa.func.json_object_agg(
+            MessageTemplate.kind,
+            sa.func.json_build_array(MessageTemplate.subject, MessageTemplate.body),
+        )
+    )
+    .where(MessageTemplate.jurisdiction_id == MailConfig.jurisdiction_id)
+    .scalar_subquery()
+)
+
+
+def _load_mail_settings(session: Session, city_id: int) -> MailConfig | None:
+    """The settings row, fresh from the database, and into the transaction's memo the
+    reply-to address and template overrides (``reply_to``/``templates`` entries)."""
+    row = session.execute(
+        sa.select(MailConfig, _REPLY_TO, _OVERRIDES)
+        .where(MailConfig.jurisdiction_id == city_id)
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None:
+        return None
+    memo = transaction_memo(session)
+    if memo is not None:
+        memo[("reply_to", city_id)] = row[1]
+        memo[("templates", city_id)] = {k: (v[0], v[1]) for k, v in (row[2] or {}).items()}
+    return row[0]
 
 
 @lru_cache(maxsize=256)
