@@ -114,18 +114,29 @@ def list_keys(session: Session, city_slug: str | None = None) -> list[tuple[ApiK
     return [(row, slug) for row, slug in session.execute(query).all()]
 
 
-def verify_key(session: Session, key: str | None, city: Jurisdiction) -> ApiKey:
+def verify_key(
+    session: Session,
+    key: str | None,
+    city: Jurisdiction,
+    found: tuple[str, ApiKey | None] | None = None,
+) -> ApiKey:
     """The live key ``key`` of ``city``, or :class:`ApiKeyRejected` saying what is wrong.
 
     Also notes when the key was last used (at most once a minute, so that a busy client
-    does not write to its key's row on every request).
+    does not write to its key's row on every request). ``found``: (digest, row or None)
+    when the caller already looked the digest up in this transaction (the Open311 POST
+    does, in the statement it starts with); used only if it is this key's digest.
     """
     key = (key or "").strip()
     if not key:
         raise ApiKeyRejected("api_key was not provided: POST needs an API key")
     if len(key) > MAX_KEY_LENGTH or not _KEY_RE.match(key):
         raise ApiKeyRejected("invalid api_key")
-    row = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    digest = hash_key(key)
+    if found is not None and found[0] == digest:
+        row = found[1]
+    else:
+        row = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == digest))
     if row is None:
         raise ApiKeyRejected("invalid api_key")
     if row.revoked_at is not None:

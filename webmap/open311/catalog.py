@@ -6,10 +6,11 @@ times a year. Here they are loaded once and handed to each request's session wit
 ``Session.merge(load=False)`` (no SQL), for as long as the *catalog stamp* is unchanged.
 
 The stamp is a digest of the id and row version (``xmin``) of every ``jurisdiction``,
-``service`` and ``service_attribute`` row, read in one small query at the start of each
-POST. Any committed change to those tables, from any process (admin pages, the CLI, a
-migration, plain SQL), gives a new stamp, and the next POST reloads: the cache is never
-staler than the POST's own transaction. A lookup that misses (unknown city or category)
+``service`` and ``service_attribute`` row, read at the start of each POST in the
+statement that also looks the API key up (:func:`stamp_and_key`). Any committed change
+to those tables, from any process (admin pages, the CLI, a migration, plain SQL), gives
+a new stamp, and the next POST reloads: the cache is never staler than the POST's own
+transaction. A lookup that misses (unknown city or category)
 goes the uncached way, so errors are those of :mod:`webmap.open311.views`.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
-from spatial.models import Jurisdiction, Service
+from spatial.models import ApiKey, Jurisdiction, Service
 
 STAMP_SQL = sa.text(
     """
@@ -45,9 +46,16 @@ _cache: dict[str, _Entries] = {}
 _lock = threading.Lock()
 
 
-def stamp(session: Session) -> str:
-    """The catalog stamp as this session's transaction sees it."""
-    return session.execute(STAMP_SQL).scalar() or ""
+def stamp_and_key(session: Session, digest: str | None) -> tuple[str, ApiKey | None]:
+    """The catalog stamp and the API key row with ``digest`` (None: no such key), in one
+    statement: a POST needs both before anything else."""
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    row = session.execute(
+        sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), ApiKey)
+        .select_from(one)
+        .outerjoin(ApiKey, ApiKey.key_hash == digest if digest else sa.false())
+    ).one()
+    return row[0] or "", row[1]
 
 
 def _entries(session: Session, current: str) -> _Entries:

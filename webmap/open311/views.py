@@ -29,7 +29,13 @@ from werkzeug.routing import PathConverter
 
 from intake.photos import PhotoUpload
 from intake.submit import Draft, ValidationFailed, submit
-from spatial.apikeys import ApiKeyRejected, TokenBuckets, parse_rate_limit, verify_key
+from spatial.apikeys import (
+    ApiKeyRejected,
+    TokenBuckets,
+    hash_key,
+    parse_rate_limit,
+    verify_key,
+)
 from spatial.cities import SLUG_RE, get_city
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.errors import NotFound as DomainNotFound
@@ -345,10 +351,12 @@ def _location(session, city: Jurisdiction) -> tuple[float | None, float | None, 
 @bp.post(f"{PREFIX}/requests.{FMT}")
 def create_request(fmt: str):
     session = db_session()
-    current = catalog.stamp(session)
+    api_key = params.opt("api_key")
+    digest = hash_key(api_key) if api_key else None
+    current, key_row = catalog.stamp_and_key(session, digest)
     city = catalog.city(session, current, params.opt("jurisdiction_id"), _city)
     try:
-        key = verify_key(session, params.opt("api_key"), city)
+        key = verify_key(session, api_key, city, found=(digest, key_row) if digest else None)
     except ApiKeyRejected as exc:
         raise Open311Error(403, f"{exc} -- can't proceed with create_request") from None
     if session.dirty:
