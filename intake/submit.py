@@ -23,6 +23,7 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
+from intake.duplicates import DEFAULT_RADIUS_M, find_duplicates
 from intake.photos import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from notify import messages
 from spatial import pieces, public_ids
@@ -199,12 +200,19 @@ def submit(
     now: datetime | None = None,
     city: Jurisdiction | None = None,
     service: Service | None = None,
+    duplicate_radius_m: float | None = None,
 ) -> SubmitResult:
     """Validate, store, route and acknowledge one request in the caller's transaction.
 
     ``city`` and ``service``: the draft's jurisdiction and category, when the caller has
     loaded them already (the Open311 POST has), so that they are not looked up again.
     Ones that are not what the draft names are ignored.
+
+    Duplicate detection: open requests of the same category within ``duplicate_radius_m``
+    (default 50 m) from the last 30 days are named in an internal "possible duplicate"
+    event, which the dispatch queue flags, so that a dispatcher merges them. Whoever
+    reports is not stopped (the web form already offered to follow instead; an API
+    client or an e-mail cannot be asked).
     """
     from spatial.cities import get_city
 
@@ -328,6 +336,9 @@ def submit(
         from routing.engine import route_request
 
         route_request(session, request)
+        _flag_possible_duplicates(
+            session, city, service, request, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
+        )
     session.add(
         RequestEvent(
             request_id=request.id,
@@ -347,6 +358,47 @@ def submit(
         messages.on_new_request(session, request, public_base_url)
     session.flush()
     return SubmitResult(request, token, service.notice, photo_location_used)
+
+
+POSSIBLE_DUPLICATE = "possible_duplicate"
+
+
+def _flag_possible_duplicates(
+    session: Session,
+    city: Jurisdiction,
+    service: Service,
+    request: ServiceRequest,
+    coords: tuple[float, float],
+    radius_m: float,
+    now: datetime,
+) -> None:
+    """An internal event naming the open requests this one may repeat (nearest first)."""
+    found = [
+        c
+        for c in find_duplicates(
+            session, city, service, coords[1], coords[0], radius_m=radius_m, now=now, limit=4
+        )
+        if c.public_id != request.public_id
+    ][:3]
+    if not found:
+        return
+    near = found[0]
+    session.add(
+        RequestEvent(
+            request_id=request.id,
+            at=now,
+            kind=POSSIBLE_DUPLICATE,
+            to_value=", ".join(c.public_id for c in found),
+            note=(
+                f"Possible duplicate of {near.public_id}: same category, still open, "
+                f"{near.distance_m:.0f} m away"
+                + (f" (and {len(found) - 1} more nearby)" if len(found) > 1 else "")
+            ),
+            public=False,
+            actor_label="intake",
+            department_id=request.department_id,
+        )
+    )
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -127,11 +127,14 @@ LEFT JOIN routing_ruleset rs ON rs.id = (
 WHERE s.id = :service_id
 """
 )
-DROP_OTHER_LAYERS_SQL = sa.text(
-    "DELETE FROM request_zone WHERE request_id = :request_id AND layer_id <> ALL(:layers)"
-)
-UPSERT_ZONE_SQL = sa.text(
+# The request's zone rows: the current layers' picks upserted (unchanged rows not
+# rewritten), rows of any other layer dropped; one statement.
+STORE_ZONES_SQL = sa.text(
     """
+WITH gone AS (
+    DELETE FROM request_zone
+    WHERE request_id = :request_id AND layer_id <> ALL(CAST(:layers AS integer[]))
+)
 INSERT INTO request_zone (request_id, layer_id, zone_id)
 SELECT :request_id, layer_id, zone_id
 FROM unnest(CAST(:layers AS integer[]), CAST(:zones AS integer[])) AS t(layer_id, zone_id)
@@ -369,20 +372,16 @@ def _zones_at(
 
 def _store_zones(session: Session, request: ServiceRequest, zones: dict[str, _ZonePick]) -> None:
     """One ``request_zone`` row per current layer holding the pin, and no other."""
-    if request.routed_at is not None:  # a first routing has no rows to drop
-        session.execute(
-            DROP_OTHER_LAYERS_SQL,
-            {"request_id": request.id, "layers": [z.layer_id for z in zones.values()]},
-        )
-    if zones:
-        session.execute(
-            UPSERT_ZONE_SQL,
-            {
-                "request_id": request.id,
-                "layers": [z.layer_id for z in zones.values()],
-                "zones": [z.zone_id for z in zones.values()],
-            },
-        )
+    if request.routed_at is None and not zones:
+        return  # a first routing has no rows to drop, and here none to add
+    session.execute(
+        STORE_ZONES_SQL,
+        {
+            "request_id": request.id,
+            "layers": [z.layer_id for z in zones.values()],
+            "zones": [z.zone_id for z in zones.values()],
+        },
+    )
 
 
 def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:

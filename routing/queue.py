@@ -191,6 +191,14 @@ def _select(now: datetime):
             sa.and_(r.status.in_(open_values), r.due_at.is_not(None), r.due_at < now).label(
                 "overdue"
             ),
+            # intake named open requests this one may repeat, and no one merged it yet
+            sa.and_(
+                r.duplicate_of_id.is_(None),
+                r.status.in_(open_values),
+                sa.exists().where(
+                    RequestEvent.request_id == r.id, RequestEvent.kind == "possible_duplicate"
+                ),
+            ).label("possible_duplicate"),
         )
         .join(Service, Service.id == r.service_id)
         .outerjoin(Department, Department.id == r.department_id)
@@ -219,6 +227,7 @@ def _item(row: Any) -> dict[str, Any]:
         "overdue": bool(row.overdue),
         "triaged": bool(row.triaged),
         "needs_location": bool(row.needs_location or row.lat is None),
+        "possible_duplicate": bool(row.possible_duplicate),
         "department": row.department,
         "department_id": row.department_id,
         "crew": row.crew,

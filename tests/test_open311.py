@@ -756,3 +756,45 @@ def test_openapi_description_and_docs_page(api):
     assert example["service_code"] == "pothole" and example["attribute[depth]"] == 1
     resp = api.client.post(f"{V2}/requests.json", data={**example, "api_key": api.key})
     assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_a_post_beside_an_open_request_of_its_category_is_flagged_for_dispatch(api):
+    from routing.queue import QueueFilters, queue
+    from spatial.cities import get_city
+
+    first = post(api).get_json()[0]["service_request_id"]
+    # about 11 m north of the first: the same pothole, reported again through an app
+    second = post(api, lat="34.0501").get_json()[0]["service_request_id"]
+    with api.sessions() as s:
+        city = get_city(s, "testville")
+        flagged = {
+            it["public_id"]: it["possible_duplicate"] for it in queue(s, city, QueueFilters())
+        }
+        assert flagged == {first: False, second: True}
+        (event,) = s.scalars(
+            sa.select(RequestEvent)
+            .join(ServiceRequest, ServiceRequest.id == RequestEvent.request_id)
+            .where(ServiceRequest.public_id == second, RequestEvent.kind == "possible_duplicate")
+        ).all()
+        assert event.public is False and event.to_value == first
+        assert event.note.startswith(f"Possible duplicate of {first}: same category, still open")
+    # the flag is for staff: no GET shows it, in any shape
+    for query in ({}, {"extensions": "true"}):
+        resp = api.client.get(f"{V2}/requests/{second}.json", query_string=query)
+        assert first not in resp.get_data(as_text=True)
+        assert "duplicate" not in resp.get_data(as_text=True)
+    # once the first is closed, a new report there is not flagged
+    with api.sessions.begin() as s:
+        s.execute(
+            sa.update(ServiceRequest)
+            .where(ServiceRequest.public_id.in_([first, second]))
+            .values(status="closed")
+        )
+    third = post(api).get_json()[0]["service_request_id"]
+    with api.sessions() as s:
+        assert not s.scalar(
+            sa.select(sa.func.count())
+            .select_from(RequestEvent)
+            .join(ServiceRequest, ServiceRequest.id == RequestEvent.request_id)
+            .where(ServiceRequest.public_id == third, RequestEvent.kind == "possible_duplicate")
+        )

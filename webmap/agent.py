@@ -195,7 +195,11 @@ def create():
     )
     try:
         result = submit(
-            session, draft, media_dir=settings.media_dir, public_base_url=settings.public_base_url
+            session,
+            draft,
+            media_dir=settings.media_dir,
+            public_base_url=settings.public_base_url,
+            duplicate_radius_m=settings.duplicate_radius_m,
         )
         session.commit()
     except ValidationFailed as exc:

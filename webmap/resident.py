@@ -460,7 +460,11 @@ def report_submit():
             near = nearest_address(s, city, lon, lat)
             draft.address = near.address if near else None
         result = submit(
-            s, draft, media_dir=settings.media_dir, public_base_url=settings.public_base_url
+            s,
+            draft,
+            media_dir=settings.media_dir,
+            public_base_url=settings.public_base_url,
+            duplicate_radius_m=duplicate_radius_m(),
         )
         req = result.request
         if req.address is None and result.photo_location_used:

@@ -418,6 +418,7 @@ def create_request(fmt: str):
             public_base_url=settings.public_base_url,
             city=city,
             service=service,
+            duplicate_radius_m=settings.duplicate_radius_m,
         )
     except ValidationFailed as exc:
         raise Open311Error(

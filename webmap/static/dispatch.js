@@ -142,6 +142,7 @@
     if (item.overdue) a.appendChild(badge("overdue", "overdue"));
     if (untriaged) a.appendChild(badge("untriaged", "untriaged"));
     if (item.needs_location) a.appendChild(badge("needs-location", "needs location"));
+    if (item.possible_duplicate) a.appendChild(badge("possible-duplicate", "possible duplicate"));
     a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
     a.appendChild(el("span", "queue-item__to",
       (item.department || "central dispatch") + (item.crew ? " / " + item.crew : "")));
