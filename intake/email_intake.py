@@ -43,8 +43,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.mail_location import address_candidates, coordinates_in_text, match_address
-from intake.photos import MAX_BYTES as MAX_PHOTO_BYTES
-from intake.photos import MAX_PHOTOS, PhotoUpload, ProcessedPhoto, process_photo, store_photo
 from intake.submit import (
     HTML_TAG,
     MAX_DESCRIPTION,
@@ -57,6 +55,8 @@ from notify import messages
 from notify.links import mail_config
 from spatial.accounts import EMAIL_RE
 from spatial.errors import CivicpinError
+from spatial.media import MAX_BYTES as MAX_PHOTO_BYTES
+from spatial.media import MAX_PHOTOS, PhotoUpload, ProcessedPhoto, process_photo, store_photo
 from spatial.models import (
     InboundEmail,
     Jurisdiction,

@@ -24,11 +24,11 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from intake.duplicates import DEFAULT_RADIUS_M, find_duplicates
-from intake.photos import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from notify import messages
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.errors import InvalidInput, NotFound
+from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
     CHANNELS,
     Jurisdiction,

@@ -53,7 +53,7 @@ from spatial.models import (
 )
 
 if TYPE_CHECKING:
-    from intake.photos import PhotoUpload
+    from spatial.media import PhotoUpload
 
 MAX_NOTE = 4000
 MAX_REASON = 1000
@@ -736,7 +736,7 @@ def set_status(
     note = _clean_text(note, "note", MAX_NOTE, required=status == Status.CANT_FIX.value)
     processed = None
     if photo is not None:
-        from intake.photos import process_photo, store_photo
+        from spatial.media import process_photo, store_photo
 
         if media_dir is None:
             raise ValueError("media_dir is needed to store a completion photo")

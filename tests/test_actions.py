@@ -341,7 +341,7 @@ def test_crew_works_its_request_to_resolved_with_a_photo(sessions, city, media):
         actions.set_status(
             s, crew, req, status="in_progress", note="On our way", public_base_url=BASE
         )
-        from intake.photos import PhotoUpload
+        from spatial.media import PhotoUpload
 
         actions.set_status(
             s,
@@ -384,7 +384,7 @@ def test_cant_fix_needs_a_note_and_bad_transitions_are_refused(sessions, city, m
         with pytest.raises(InvalidInput, match="status 'closed' is not one of"):
             actions.set_status(s, crew, req, status="closed")
         with pytest.raises(InvalidInput, match="not an image|cannot|photo"):
-            from intake.photos import PhotoUpload
+            from spatial.media import PhotoUpload
 
             actions.set_status(
                 s,

@@ -583,7 +583,7 @@ def test_contact_details_and_private_categories_never_appear_in_any_get(api, tmp
 
 
 def _photo_upload():
-    from intake.photos import PhotoUpload
+    from spatial.media import PhotoUpload
 
     return PhotoUpload("hole.jpg", jpeg_bytes(lat=34.07, lon=-118.29))
 

@@ -4,8 +4,8 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from intake.photos import PhotoUpload
 from intake.submit import Draft, ValidationFailed, submit
+from spatial.media import PhotoUpload
 from spatial.models import OutboxMessage, Photo, RequestEvent, ServiceRequest
 from tests.support.city import INSIDE, OUTSIDE, make_small_city
 from tests.support.images import jpeg_bytes

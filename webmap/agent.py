@@ -22,10 +22,10 @@ from flask import (
 )
 
 from intake import duplicates
-from intake.photos import PhotoUpload
 from intake.submit import Draft, ValidationFailed, submit, tracking_url
 from routing import actions, queue
 from spatial.errors import CivicpinError, InvalidInput
+from spatial.media import PhotoUpload
 from spatial.models import Jurisdiction, Service, ServiceRequest
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required

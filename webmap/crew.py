@@ -26,9 +26,9 @@ from flask import (
     url_for,
 )
 
-from intake.photos import PhotoUpload
 from routing import actions, queue
 from spatial.errors import CivicpinError, InvalidInput
+from spatial.media import PhotoUpload
 from spatial.models import Crew, Department, Jurisdiction, User
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required

@@ -54,12 +54,12 @@ from intake.locate import (
     set_location_by_resident,
     token_matches,
 )
-from intake.photos import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from intake.submit import Draft, ValidationFailed, find_service, point_in_city, submit
 from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.apikeys import parse_rate_limit
 from spatial.cities import get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
+from spatial.media import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from spatial.models import (
     OPEN_STATUSES,
     Jurisdiction,

@@ -27,7 +27,6 @@ from flask import (
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
-from intake.photos import PhotoUpload
 from intake.submit import Draft, ValidationFailed, submit
 from spatial.apikeys import (
     ApiKeyRejected,
@@ -39,6 +38,7 @@ from spatial.apikeys import (
 from spatial.cities import SLUG_RE, get_city
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.errors import NotFound as DomainNotFound
+from spatial.media import PhotoUpload
 from spatial.models import Jurisdiction, Photo, Service, ServiceRequest, now_utc
 from webmap.app import db_session, settings_of
 from webmap.open311 import catalog, params, resources

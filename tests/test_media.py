@@ -5,7 +5,8 @@ import io
 import pytest
 from PIL import Image
 
-from intake.photos import (
+from spatial.errors import InvalidInput
+from spatial.media import (
     MAX_PHOTOS,
     PhotoUpload,
     gps_from_exif,
@@ -13,7 +14,6 @@ from intake.photos import (
     process_photos,
     store_photo,
 )
-from spatial.errors import InvalidInput
 from tests.support.images import jpeg_bytes, png_bytes
 
 

@@ -1,5 +1,8 @@
 """The photo pipeline: verify by content, read GPS, normalise, strip EXIF, store.
 
+It lives in spatial, the layer every package may import, because residents (intake)
+and crews (routing actions: completion photos) both use it.
+
 Every upload is checked with Pillow before anything is written: size cap, pixel cap
 (decompression-bomb guard), a full decode. The original is kept private; the copies we
 serve (``public`` and ``thumb``) are re-encoded from pixels only, so no EXIF (GPS, camera,
