@@ -424,10 +424,6 @@ def recategorise(
     return request
 
 
-def point_in_jurisdiction(session: Session, jurisdiction_id: int, lon: float, lat: float) -> bool:
-    return pieces.point_in_city(session, jurisdiction_id, lon, lat)
-
-
 def parse_coordinate(value: object, field: str, low: float, high: float) -> float:
     """A finite number within [low, high], or :class:`InvalidInput` naming ``field``."""
     try:
@@ -453,7 +449,7 @@ def move_pin(
     _require_open(request, "moved")
     lon = parse_coordinate(lon, "lon", -180, 180)
     lat = parse_coordinate(lat, "lat", -90, 90)
-    if not point_in_jurisdiction(session, request.jurisdiction_id, lon, lat):
+    if not pieces.point_in_city(session, request.jurisdiction_id, lon, lat):
         raise InvalidInput("That spot is outside the city boundary", field="location")
     now = now or now_utc()
     before = None

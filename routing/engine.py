@@ -25,7 +25,8 @@ No matching rule sends the request to the central dispatch queue: the category's
 default department if it has one, no crew, and the reason "no rule matched".
 
 :func:`route_request` routes one request inside the caller's transaction;
-:func:`route_bulk` re-routes many in set-based SQL with the same results.
+:func:`route_bulk` re-routes many in set-based SQL with the same results, and
+:func:`route_staged` routes an import's staged rows the same way and inserts them once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
 from routing.sla import business_intervals, due_at
-from spatial.models import Crew, Department, Jurisdiction, RequestEvent, ServiceRequest, now_utc
+from spatial.models import (
+    Crew,
+    Department,
+    Jurisdiction,
+    RequestEvent,
+    RuleSet,
+    ServiceRequest,
+    now_utc,
+)
 
 NO_RULE = "no rule matched: sent to the central dispatch queue"
 CHUNK_SIZE = 100_000
@@ -700,16 +709,28 @@ def _fill_business_table(
     session.execute(sa.text("ANALYZE _route_biz"))
 
 
+def published(session: Session, city: Jurisdiction) -> RuleSet | None:
+    """The city's published rule set (the newest version), if any."""
+    return session.scalar(
+        sa.select(RuleSet)
+        .where(RuleSet.jurisdiction_id == city.id, RuleSet.status == "published")
+        .order_by(RuleSet.version.desc())
+        .limit(1)
+    )
+
+
+# Each active rule with the categories it accepts (one, a group, or all of the city's).
+RULE_SERVICES = (
+    "FROM _route_rules ru JOIN service s ON s.jurisdiction_id = :jid "
+    "AND (ru.service_id IS NULL OR ru.service_id = s.id) "
+    "AND (ru.service_group IS NULL OR ru.service_group = s.group_name) "
+)
+
+
 def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, str]:
     """The temp tables every chunk reads; returns (published rule set, due SQL, calendar
     join)."""
-    ruleset = session.execute(
-        sa.text(
-            "SELECT id, version FROM routing_ruleset WHERE jurisdiction_id = :jid "
-            "AND status = 'published' ORDER BY version DESC LIMIT 1"
-        ),
-        {"jid": city.id},
-    ).one_or_none()
+    ruleset = published(session, city)
     for ddl in (
         # One sort of every request's zones: let it stay in memory.
         "SET LOCAL work_mem = '256MB'",
@@ -729,18 +750,14 @@ def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, 
         "WHERE ru.ruleset_id = :rs AND ru.active",
         # Per category: the first rule that applies anywhere ...
         "CREATE TEMP TABLE _route_anywhere ON COMMIT DROP AS "
-        "SELECT s.id AS service_id, min(ru.rk) AS rk FROM _route_rules ru "
-        "JOIN service s ON s.jurisdiction_id = :jid "
-        "AND (ru.service_id IS NULL OR ru.service_id = s.id) "
-        "AND (ru.service_group IS NULL OR ru.service_group = s.group_name) "
-        "WHERE ru.layer_name IS NULL GROUP BY s.id",
+        "SELECT s.id AS service_id, min(ru.rk) AS rk "
+        + RULE_SERVICES
+        + "WHERE ru.layer_name IS NULL GROUP BY s.id",
         # ... and the rules tied to a current layer (one zone, or any zone of it).
         "CREATE TEMP TABLE _route_rule_zone ON COMMIT DROP AS "
         "SELECT s.id AS service_id, ru.layer_id, ru.zone_code, min(ru.rk) AS rk "
-        "FROM _route_rules ru JOIN service s ON s.jurisdiction_id = :jid "
-        "AND (ru.service_id IS NULL OR ru.service_id = s.id) "
-        "AND (ru.service_group IS NULL OR ru.service_group = s.group_name) "
-        "WHERE ru.layer_id IS NOT NULL GROUP BY 1, 2, 3",
+        + RULE_SERVICES
+        + "WHERE ru.layer_id IS NOT NULL GROUP BY 1, 2, 3",
         "CREATE TEMP TABLE _route_pick (request_id bigint, layer_id integer, zone_id integer, "
         "code text, name text, crew_id integer, others text, "
         "PRIMARY KEY (request_id, layer_id)) ON COMMIT DROP",

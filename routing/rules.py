@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from routing.engine import forget_rules
+from routing.engine import forget_rules, published
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
     PRIORITIES,
@@ -165,15 +165,26 @@ def parse_rule(session: Session, city: Jurisdiction, data: dict[str, Any]) -> Ru
         try:
             sla = float(sla_text)
         except ValueError:
-            raise InvalidInput(f"SLA hours {sla_text!r} is not a number", field="sla_hours") from None
+            raise InvalidInput(
+                f"SLA hours {sla_text!r} is not a number", field="sla_hours"
+            ) from None
         if not (0 <= sla <= MAX_SLA_HOURS):
             raise InvalidInput(
                 f"SLA hours must be between 0 and {MAX_SLA_HOURS}", field="sla_hours"
             )
     active = _truthy(data.get("active", "1"))
     return RuleValues(
-        name, service_id, group, layer_name, zone_code, department.id, crew_id,
-        crew_from_zone, priority, sla, active,
+        name,
+        service_id,
+        group,
+        layer_name,
+        zone_code,
+        department.id,
+        crew_id,
+        crew_from_zone,
+        priority,
+        sla,
+        active,
     )
 
 
@@ -188,15 +199,6 @@ def rulesets(session: Session, city: Jurisdiction) -> list[RuleSet]:
             .where(RuleSet.jurisdiction_id == city.id)
             .order_by(RuleSet.version.desc())
         )
-    )
-
-
-def published(session: Session, city: Jurisdiction) -> RuleSet | None:
-    return session.scalar(
-        sa.select(RuleSet)
-        .where(RuleSet.jurisdiction_id == city.id, RuleSet.status == "published")
-        .order_by(RuleSet.version.desc())
-        .limit(1)
     )
 
 
@@ -231,9 +233,7 @@ def create_draft(session: Session, city: Jurisdiction, note: str | None = None) 
     """A new draft version holding a copy of the published rules (empty without one)."""
     note = (note or "").strip() or None
     # Serialises version numbers per city: two admins cannot both take version n+1.
-    session.execute(
-        sa.select(Jurisdiction.id).where(Jurisdiction.id == city.id).with_for_update()
-    )
+    session.execute(sa.select(Jurisdiction.id).where(Jurisdiction.id == city.id).with_for_update())
     version = (
         session.scalar(
             sa.select(sa.func.max(RuleSet.version)).where(RuleSet.jurisdiction_id == city.id)
