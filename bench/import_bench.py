@@ -111,7 +111,9 @@ def reference(engine: sa.Engine, csv_path: Path, slug: str) -> tuple[float, floa
         cursor = conn.connection.dbapi_connection.cursor()
         t0 = time.perf_counter()
         with csv_path.open("rb") as fh:
-            cursor.copy_expert("COPY _raw FROM STDIN WITH (FORMAT csv, HEADER true)", fh)
+            with cursor.copy("COPY _raw FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                while block := fh.read(1 << 20):
+                    copy.write(block)
         t1 = time.perf_counter()
         conn.execute(sa.text("ANALYZE _raw"))
         conn.execute(

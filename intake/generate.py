@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import io
 import math
 import os
 import secrets
@@ -647,9 +646,9 @@ def generate_requests(
             public = _allocate_public_ids(sessions, city, chunk.year)
             external = [f"{GENERATED_PREFIX}{seed}-{i}" for i in range(done + 1, done + n + 1)]
             text = copy_text(model, chunk, public, external, _tokens(n))
-            buf = io.BytesIO(text.encode("ascii"))
+            with cursor.copy(f"COPY service_request ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(text.encode("ascii"))
             del text
-            cursor.copy_expert(f"COPY service_request ({', '.join(COPY_COLUMNS)}) FROM STDIN", buf)
             done += n
             if progress:
                 progress(done, count, time.perf_counter() - started)

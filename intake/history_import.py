@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import psycopg2.errors
+import psycopg.errors
 import shapely
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -1118,7 +1118,7 @@ def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """``items`` produced by a worker thread up to ``depth`` ahead of the consumer.
 
     The import parses and formats the next chunks while PostgreSQL ingests this one
-    (psycopg2 releases the GIL while it waits on the server). Errors in the worker are
+    (psycopg releases the GIL while it waits on the server). Errors in the worker are
     raised in the consumer; stopping early stops the worker.
     """
     box: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -1253,7 +1253,8 @@ def import_history(
         try:
             for text, rows in chunks:
                 if rows:
-                    cursor.copy_expert(copy_sql, io.StringIO(text))
+                    with cursor.copy(copy_sql) as copy:
+                        copy.write(text)
                 imported += rows
                 if progress:
                     progress("importing", imported, report.importable)
@@ -1274,7 +1275,7 @@ def import_history(
         try:
             n_routed = route_staged(session, city, STAGE, COPY_COLUMNS, progress=routed)
         except sa.exc.IntegrityError as exc:
-            if not isinstance(exc.orig, psycopg2.errors.UniqueViolation):
+            if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
                 raise
             raise InvalidInput(
                 "some of these ids were imported meanwhile by someone else: run the import again"

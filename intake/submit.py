@@ -315,7 +315,15 @@ def submit(
     )
     request.service = service
     session.add(request)
-    session.flush()
+    if coords is not None:
+        from routing.engine import route_request
+
+        route_request(session, request)  # inserts the request, already routed
+        _flag_possible_duplicates(
+            session, city, service, request, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
+        )
+    else:
+        session.flush()
     for photo in processed:
         store_photo(media_dir, photo)
         session.add(
@@ -331,13 +339,6 @@ def submit(
                 public_key=photo.public_key,
                 thumb_key=photo.thumb_key,
             )
-        )
-    if coords is not None:
-        from routing.engine import route_request
-
-        route_request(session, request)
-        _flag_possible_duplicates(
-            session, city, service, request, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
         )
     session.add(
         RequestEvent(

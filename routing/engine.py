@@ -379,9 +379,11 @@ def _zones_at(
     return zones
 
 
-def _store_zones(session: Session, request: ServiceRequest, zones: dict[str, _ZonePick]) -> None:
+def _store_zones(
+    session: Session, request: ServiceRequest, zones: dict[str, _ZonePick], *, first: bool
+) -> None:
     """One ``request_zone`` row per current layer holding the pin, and no other."""
-    if request.routed_at is None and not zones:
+    if first and not zones:
         return  # a first routing has no rows to drop, and here none to add
     session.execute(
         STORE_ZONES_SQL,
@@ -399,9 +401,25 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     Replaces the request's ``request_zone`` rows (one per current layer), sets department,
     crew, zone, rule, rule-set version, priority, SLA due time and the explanation, and
     writes a public ``routed`` event when a re-route changes department, crew or zone.
+
+    A new request may come pending (not flushed yet): it is decided first and then
+    inserted once with its decision, instead of inserted and updated (the UPDATE would
+    write a new row version and an entry in each of the table's indexes).
     """
-    # Raw SQL below does not autoflush, and the request needs its id.
-    session.flush()
+    with session.no_autoflush:
+        first, zones, decision = _decide(session, request)
+    session.flush()  # inserts a new request: its request_zone rows need its id
+    _store_zones(session, request, zones, first=first)
+    # The relationships may hold the previous routing's objects.
+    session.expire(request, ["department", "crew", "zone"])
+    return decision
+
+
+def _decide(
+    session: Session, request: ServiceRequest
+) -> tuple[bool, dict[str, _ZonePick], RoutingDecision]:
+    """Decide ``request``'s routing and set it on the object (no flush): (first routing,
+    zones by layer name, decision)."""
     lon, lat = _coords(request)
     meta = session.execute(
         META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
@@ -409,7 +427,6 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     if meta is None:
         raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
     zones = _zones_at(session, request.jurisdiction_id, lon, lat)
-    _store_zones(session, request, zones)
     catalog = _catalog(session, request.jurisdiction_id, meta)
 
     rule = None
@@ -449,7 +466,8 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     requested = request.requested_at or now_utc()
     due = due_at(requested, hours, meta.business_calendar, meta.timezone)
     old = (request.department_id, request.crew_id, request.zone_id)
-    changed = request.routed_at is not None and old != (department_id, crew_id, zone_id)
+    old_routed_at = request.routed_at
+    changed = old_routed_at is not None and old != (department_id, crew_id, zone_id)
     if changed:
         session.add(
             RequestEvent(
@@ -473,9 +491,7 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     request.reassigned_at = None  # routed again one by one: the rules decide once more
     request.due_at = due
     request.priority = priority
-    # The relationships may hold the previous routing's objects.
-    session.expire(request, ["department", "crew", "zone"])
-    return RoutingDecision(
+    return old_routed_at is None, zones, RoutingDecision(
         department_id=department_id,
         crew_id=crew_id,
         zone_id=zone_id,

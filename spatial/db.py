@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from spatial.embedded import EmbeddedCluster
+from spatial.embedded import DRIVER, EmbeddedCluster
 from spatial.settings import PROJECT_ROOT, Settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -18,13 +18,20 @@ class DatabaseError(RuntimeError):
     """The database is unreachable or unsuitable; one-line message for a person."""
 
 
+def with_driver(url: str) -> str:
+    """``url`` for SQLAlchemy with psycopg 3 (``postgresql://``, or ``+psycopg2`` from an
+    older configuration: psycopg 2 is no longer installed)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg2"):
+        return f"{DRIVER}://{rest}"
+    return url
+
+
 def resolve_database_url(settings: Settings, start: bool = True) -> str:
     """``DATABASE_URL`` if set, else the embedded cluster's URL (started if ``start``)."""
     if settings.database_url:
         url = settings.database_url
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg2://" + url[len("postgresql://") :]
-        return url
+        return with_driver(url)
     cluster = EmbeddedCluster(settings.var_dir)
     if start:
         cluster.start()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 DB_NAME = "civicpin"
 DB_USER = "civicpin"
+DRIVER = "postgresql+psycopg"  # SQLAlchemy dialect + driver: psycopg 3
 INSTALL_HINT_PG = (
     "PostgreSQL server binaries not found: install them "
     "(Debian/Ubuntu: apt-get install postgresql postgresql-15-postgis-3) or set DATABASE_URL"
@@ -161,7 +162,7 @@ class EmbeddedCluster:
 
     def url(self, dbname: str = DB_NAME) -> str:
         st = self.state()
-        return f"postgresql+psycopg2://{DB_USER}:{st['password']}@127.0.0.1:{st['port']}/{dbname}"
+        return f"{DRIVER}://{DB_USER}:{st['password']}@127.0.0.1:{st['port']}/{dbname}"
 
     # -- running commands as the server's OS user -------------------------------------
     def _run(self, args: list[str], check: bool = True, timeout: int = 120):
@@ -317,13 +318,13 @@ class EmbeddedCluster:
         return True
 
     def _ensure_database(self) -> None:
-        import psycopg2
+        import psycopg
 
         st = self.state()
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg2.connect(
+                conn = psycopg.connect(
                     host="127.0.0.1",
                     port=st["port"],
                     user=DB_USER,
@@ -331,7 +332,7 @@ class EmbeddedCluster:
                     dbname="postgres",
                 )
                 break
-            except psycopg2.OperationalError:
+            except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

@@ -32,18 +32,18 @@ def allocate(session: Session, city: Jurisdiction, year: int, count: int = 1) ->
     ]
 
 
-# One round trip, in its own implicit transaction (a multi-statement query string): the
-# settings apply to it alone. Asynchronous commit is safe here: the caller's own commit
-# flushes the WAL past this one, so a counter step can only be lost together with the
-# request that would have used it.
-_RESERVE_NOW_SQL = (
-    "SET LOCAL lock_timeout = '200ms'; SET LOCAL synchronous_commit = off; "
+# One statement in its own transaction (autocommit). The reserving connections wait
+# 200 ms at most for a counter row lock, and commit asynchronously: safe here, because
+# the caller's own commit flushes the WAL past this one, so a counter step can only be
+# lost together with the request that would have used it.
+_RESERVE_NOW_SQL = sa.text(
     "INSERT INTO public_id_counter (jurisdiction_id, year, last_value) "
-    "VALUES (%(jid)s, %(year)s, 1) "
+    "VALUES (:jid, :year, 1) "
     "ON CONFLICT (jurisdiction_id, year) "
     "DO UPDATE SET last_value = public_id_counter.last_value + 1 "
     "RETURNING last_value"
 )
+_RESERVING_OPTIONS = "-c lock_timeout=200ms -c synchronous_commit=off"
 _LOCKED_KEY = "civicpin_counters_locked"
 _reserving: dict[str, sa.Engine] = {}
 _reserving_lock = threading.Lock()
@@ -65,7 +65,10 @@ def _reserving_engine(bind: sa.Engine) -> sa.Engine:
             else:
                 pool = {"pool_size": 4, "max_overflow": 16, "pool_timeout": 2}
             engine = _reserving[url] = sa.create_engine(
-                bind.url, isolation_level="AUTOCOMMIT", **pool
+                bind.url,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"options": _RESERVING_OPTIONS},
+                **pool,
             )
         return engine
 
@@ -90,7 +93,7 @@ def allocate_one(session: Session, city: Jurisdiction, year: int) -> str:
     if isinstance(bind, sa.Engine) and not (here and (city.id, year) in locked[1]):
         try:
             with _reserving_engine(bind).connect() as conn:
-                last = conn.exec_driver_sql(
+                last = conn.execute(
                     _RESERVE_NOW_SQL, {"jid": city.id, "year": year}
                 ).scalar_one()
             return format_public_id(city.public_id_prefix, year, last)

@@ -15,12 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from spatial.db import make_engine, make_sessionmaker, migrate
-from spatial.embedded import DB_USER, EmbeddedCluster
+from spatial.embedded import DB_USER, DRIVER, EmbeddedCluster
 from spatial.settings import PROJECT_ROOT, Settings
 
 TEMPLATE = "civicpin_template"
@@ -36,10 +36,10 @@ class PgServer:
         self.password = st["password"]
 
     def url(self, dbname: str) -> str:
-        return f"postgresql+psycopg2://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+        return f"{DRIVER}://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
     def admin(self):
-        conn = psycopg2.connect(
+        conn = psycopg.connect(
             host="127.0.0.1",
             port=self.port,
             user=DB_USER,

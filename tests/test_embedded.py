@@ -5,7 +5,7 @@ import shutil
 import stat
 import subprocess
 
-import psycopg2
+import psycopg
 import pytest
 
 from spatial.embedded import (
@@ -51,7 +51,7 @@ def test_cluster_in_a_folder_the_server_user_cannot_reach(tmp_path_factory):
         assert (base / "var" / "pgdata").is_symlink() == (os.geteuid() == 0)
         st = cluster.state()
         assert oct((base / "var" / "embedded-db.json").stat().st_mode & 0o777) == "0o600"
-        conn = psycopg2.connect(
+        conn = psycopg.connect(
             host="127.0.0.1",
             port=st["port"],
             user="civicpin",
@@ -68,8 +68,8 @@ def test_cluster_in_a_folder_the_server_user_cannot_reach(tmp_path_factory):
         ).stdout.split()
         assert "root" not in out
         # a wrong password is refused: the cluster is not open to anyone on the machine
-        with pytest.raises(psycopg2.OperationalError):
-            psycopg2.connect(
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(
                 host="127.0.0.1",
                 port=st["port"],
                 user="civicpin",

@@ -337,10 +337,8 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
     data, last_numbers = _records(city, {k: v.id for k, v in services.items()})
     cursor = s.connection().connection.cursor()
     try:
-        cursor.copy_expert(
-            f"COPY service_request ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
-            io.StringIO(data),
-        )
+        with cursor.copy(f"COPY service_request ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(data)
     finally:
         cursor.close()
     for year, number in last_numbers.items():
