@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from intake.duplicates import DEFAULT_RADIUS_M, find_duplicates
+from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplicates
 from notify import messages
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
@@ -86,7 +86,11 @@ class Draft:
 
 @dataclass
 class SubmitResult:
+    """The new request (persistent in the caller's session; expired if the caller rolls
+    back), and what the resident is told: public id, private token, the category's notice."""
+
     request: ServiceRequest
+    public_id: str
     token: str
     notice: str | None
     photo_location_used: bool = False
@@ -314,16 +318,42 @@ def submit(
         updated_at=now,
     )
     request.service = service
-    session.add(request)
+    # Decided before it is written: the request is inserted once, routed (an UPDATE
+    # after the INSERT would write a second row version and entries in every index).
+    zones: dict = {}
+    duplicates: list[DuplicateCandidate] = []
     if coords is not None:
-        from routing.engine import route_request
+        from routing.engine import decide_new
 
-        route_request(session, request)  # inserts the request, already routed
-        _flag_possible_duplicates(
-            session, city, service, request, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
-        )
-    else:
-        session.flush()
+        with session.no_autoflush:
+            zones, _decision = decide_new(session, request)
+            duplicates = _possible_duplicates(
+                session, city, service, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
+            )
+    _insert(session, request)
+    if zones:
+        from routing.engine import store_zones
+
+        store_zones(session, request, zones)
+    events = [
+        {
+            "request_id": request.id,
+            "at": now,
+            "kind": "submitted",
+            "to_value": Status.NEW.value,
+            "note": f"Reported via {draft.channel}",
+            "public": True,
+            "actor_label": (
+                "resident" if draft.channel in ("web", "mobile", "api") else draft.channel
+            ),
+            "actor_id": None,
+            "from_value": None,
+            "department_id": None,
+        }
+    ]
+    if duplicates:
+        events.append(_duplicate_event(request, duplicates, now))
+    session.execute(_EVENTS_SQL, events)  # one INSERT for both
     for photo in processed:
         store_photo(media_dir, photo)
         session.add(
@@ -340,66 +370,78 @@ def submit(
                 thumb_key=photo.thumb_key,
             )
         )
-    session.add(
-        RequestEvent(
-            request_id=request.id,
-            at=now,
-            kind="submitted",
-            to_value=Status.NEW.value,
-            note=f"Reported via {draft.channel}",
-            public=True,
-            actor_label="resident" if draft.channel in ("web", "mobile", "api") else draft.channel,
-        )
-    )
     # The messages read only settings (mail, templates, unsubscriptions), nothing pending
-    # here: one flush at the end writes the routing, the event and both messages (the
-    # outbox rows in one statement) instead of one flush before each of their look-ups.
+    # here: one flush at the end writes the photos and both messages (the outbox rows in
+    # one statement) instead of one flush before each of their look-ups.
     with session.no_autoflush:
         messages.acknowledge(session, request, public_base_url)
         messages.on_new_request(session, request, public_base_url)
     session.flush()
-    return SubmitResult(request, token, service.notice, photo_location_used)
+    return SubmitResult(request, public_id, token, service.notice, photo_location_used)
 
 
 POSSIBLE_DUPLICATE = "possible_duplicate"
 
 
-def _flag_possible_duplicates(
+def _possible_duplicates(
     session: Session,
     city: Jurisdiction,
     service: Service,
-    request: ServiceRequest,
     coords: tuple[float, float],
     radius_m: float,
     now: datetime,
-) -> None:
-    """An internal event naming the open requests this one may repeat (nearest first)."""
-    found = [
-        c
-        for c in find_duplicates(
-            session, city, service, coords[1], coords[0], radius_m=radius_m, now=now, limit=4
-        )
-        if c.public_id != request.public_id
-    ][:3]
-    if not found:
-        return
-    near = found[0]
-    session.add(
-        RequestEvent(
-            request_id=request.id,
-            at=now,
-            kind=POSSIBLE_DUPLICATE,
-            to_value=", ".join(c.public_id for c in found),
-            note=(
-                f"Possible duplicate of {near.public_id}: same category, still open, "
-                f"{near.distance_m:.0f} m away"
-                + (f" (and {len(found) - 1} more nearby)" if len(found) > 1 else "")
-            ),
-            public=False,
-            actor_label="intake",
-            department_id=request.department_id,
-        )
+) -> list[DuplicateCandidate]:
+    """The open requests of the category that a new one at ``coords`` may repeat (nearest
+    first, three at most), looked up before the new one is written."""
+    return find_duplicates(
+        session, city, service, coords[1], coords[0], radius_m=radius_m, now=now, limit=3
     )
+
+
+def _duplicate_event(
+    request: ServiceRequest, found: list[DuplicateCandidate], now: datetime
+) -> dict[str, Any]:
+    """The internal event naming the open requests this one may repeat."""
+    near = found[0]
+    return {
+        "request_id": request.id,
+        "at": now,
+        "kind": POSSIBLE_DUPLICATE,
+        "to_value": ", ".join(c.public_id for c in found),
+        "note": (
+            f"Possible duplicate of {near.public_id}: same category, still open, "
+            f"{near.distance_m:.0f} m away"
+            + (f" (and {len(found) - 1} more nearby)" if len(found) > 1 else "")
+        ),
+        "public": False,
+        "actor_id": None,
+        "actor_label": "intake",
+        "from_value": None,
+        "department_id": request.department_id,
+    }
+
+
+# Every column but the id, by ORM attribute name: a new request is written with one
+# INSERT of all of them (the ORM's unit of work costs more Python than the database
+# spends on the row) and then attached to the session as if loaded.
+_COLUMNS = [(p.key, p.columns[0].key) for p in sa.inspect(ServiceRequest).column_attrs]
+_INSERT_SQL = sa.insert(ServiceRequest.__table__).returning(ServiceRequest.__table__.c.id)
+_EVENTS_SQL = sa.insert(RequestEvent.__table__)
+
+
+def _insert(session: Session, request: ServiceRequest) -> None:
+    """INSERT ``request`` (transient, every column set or None) and make it persistent in
+    ``session`` without reading it back."""
+    values = {}
+    for attr, column in _COLUMNS:
+        if attr != "id":
+            values[column] = request.__dict__.get(attr)
+    request.id = session.execute(_INSERT_SQL, values).scalar_one()
+    for attr, _column in _COLUMNS:
+        if attr not in request.__dict__:
+            setattr(request, attr, None)
+    make_transient_to_detached(request)
+    session.add(request)
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -415,6 +415,21 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     return decision
 
 
+def decide_new(
+    session: Session, request: ServiceRequest
+) -> tuple[dict[str, _ZonePick], RoutingDecision]:
+    """Route a new request that is not saved yet: the decision is set on the object and
+    nothing is written, so that the caller inserts it once, routed. Its zones (returned)
+    go to :func:`store_zones` once it has its id."""
+    _first, zones, decision = _decide(session, request)
+    return zones, decision
+
+
+def store_zones(session: Session, request: ServiceRequest, zones: dict[str, _ZonePick]) -> None:
+    """The ``request_zone`` rows of a request just inserted after :func:`decide_new`."""
+    _store_zones(session, request, zones, first=True)
+
+
 def _decide(
     session: Session, request: ServiceRequest
 ) -> tuple[bool, dict[str, _ZonePick], RoutingDecision]:

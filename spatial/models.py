@@ -305,7 +305,8 @@ class ServiceRequest(Base):
         sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
     needs_location: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # None is SQL NULL (no answers), not the JSON value null, however the row is written.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     media_url: Mapped[str | None] = mapped_column(sa.String(2000))
     device_id: Mapped[str | None] = mapped_column(sa.String(200))
     account_id: Mapped[str | None] = mapped_column(sa.String(200))

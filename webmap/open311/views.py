@@ -426,7 +426,7 @@ def create_request(fmt: str):
             [(400, f"{_PARAM_OF_FIELD.get(f, f)}: {msg}") for f, msg in exc.errors.items()],
         ) from None
     answer = {
-        "service_request_id": result.request.public_id,
+        "service_request_id": result.public_id,
         "token": result.token,
         "service_notice": result.notice or None,
     }
