@@ -21,12 +21,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplicates
 from notify import messages
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
+from spatial.db import attach_inserted
 from spatial.errors import InvalidInput, NotFound
 from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
@@ -430,18 +431,12 @@ _EVENTS_SQL = sa.insert(RequestEvent.__table__)
 
 
 def _insert(session: Session, request: ServiceRequest) -> None:
-    """INSERT ``request`` (transient, every column set or None) and make it persistent in
-    ``session`` without reading it back."""
+    """INSERT ``request`` (transient) and make it persistent in ``session``."""
     values = {}
     for attr, column in _COLUMNS:
         if attr != "id":
             values[column] = request.__dict__.get(attr)
-    request.id = session.execute(_INSERT_SQL, values).scalar_one()
-    for attr, _column in _COLUMNS:
-        if attr not in request.__dict__:
-            setattr(request, attr, None)
-    make_transient_to_detached(request)
-    session.add(request)
+    attach_inserted(session, request, session.execute(_INSERT_SQL, values).scalar_one())
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -163,8 +163,6 @@ def _send(
     to_addr = _valid_email(to_addr)
     if to_addr is None:
         return None
-    if is_unsubscribed(session, to_addr, unsubscribe_scope):
-        return None
     unsub = unsubscribe_url(session, public_base_url, city_id, to_addr, unsubscribe_scope)
     rendered = templates.render(session, city_id, template, {**values, "unsubscribe_url": unsub})
     hdrs: dict[str, str] = {
@@ -197,6 +195,7 @@ def _send(
         request=request,
         jurisdiction_id=city_id,
         headers=hdrs,
+        unless_unsubscribed=(to_addr, unsubscribe_scope),
     )
 
 

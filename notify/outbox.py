@@ -7,12 +7,15 @@ every committed row. All messages about one request share a thread: each carries
 
 from __future__ import annotations
 
+import json
 import secrets
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from spatial.models import OutboxMessage, ServiceRequest
+from spatial.db import attach_inserted
+from spatial.models import OutboxMessage, ServiceRequest, now_utc
 
 
 def mail_domain(public_base_url: str) -> str:
@@ -22,6 +25,28 @@ def mail_domain(public_base_url: str) -> str:
 def thread_root_id(request: ServiceRequest, domain: str) -> str:
     """The Message-ID every message about ``request`` refers to."""
     return f"<request-{request.public_id}@{domain}>"
+
+
+# One statement per message, which also leaves it out when the recipient unsubscribed
+# (from everything, or from this request): no look-up first, no unit of work.
+_ENQUEUE_SQL = sa.text(
+    """
+    INSERT INTO outbox_message (jurisdiction_id, request_id, kind, to_addr, subject,
+                                body_text, body_html, headers, message_id, status, attempts,
+                                next_attempt_at, created_at)
+    SELECT CAST(:jurisdiction_id AS integer), CAST(:request_id AS bigint),
+           CAST(:kind AS text), CAST(:to_addr AS text), CAST(:subject AS text),
+           CAST(:body_text AS text), CAST(:body_html AS text), CAST(:headers AS jsonb),
+           CAST(:message_id AS text), 'pending', 0, CAST(:now AS timestamptz),
+           CAST(:now AS timestamptz)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM mail_unsubscribe u
+        WHERE lower(u.email) = CAST(:unsub_email AS text)
+          AND (u.request_id IS NULL OR u.request_id = CAST(:unsub_request AS bigint))
+    )
+    RETURNING id
+    """
+)
 
 
 def enqueue(
@@ -36,8 +61,13 @@ def enqueue(
     jurisdiction_id: int | None = None,
     body_html: str | None = None,
     headers: dict[str, str] | None = None,
-) -> OutboxMessage:
-    """Add one outgoing message to the outbox (no commit; the caller's transaction)."""
+    unless_unsubscribed: tuple[str, int | None] | None = None,
+) -> OutboxMessage | None:
+    """Add one outgoing message to the outbox (no commit; the caller's transaction).
+
+    ``unless_unsubscribed`` = (address, request id or None): nothing is written (None is
+    returned) if that address unsubscribed from all mail, or from that request's.
+    """
     domain = mail_domain(public_base_url)
     hdrs = dict(headers or {})
     if request is not None:
@@ -50,6 +80,7 @@ def enqueue(
             hdrs.setdefault("References", root)
     else:
         message_id = f"<{kind}-{secrets.token_hex(12)}@{domain}>"
+    now = now_utc()
     msg = OutboxMessage(
         jurisdiction_id=jurisdiction_id or (request.jurisdiction_id if request else None),
         request_id=request.id if request is not None else None,
@@ -61,6 +92,29 @@ def enqueue(
         headers=hdrs,
         message_id=message_id,
         status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
     )
-    session.add(msg)
+    unsub_email, unsub_request = unless_unsubscribed or (None, None)
+    new_id = session.execute(
+        _ENQUEUE_SQL,
+        {
+            "jurisdiction_id": msg.jurisdiction_id,
+            "request_id": msg.request_id,
+            "kind": kind,
+            "to_addr": to_addr,
+            "subject": subject,
+            "body_text": body_text,
+            "body_html": body_html,
+            "headers": json.dumps(hdrs),
+            "message_id": message_id,
+            "now": now,
+            "unsub_email": unsub_email.lower() if unsub_email else None,
+            "unsub_request": unsub_request,
+        },
+    ).scalar()
+    if new_id is None:
+        return None
+    attach_inserted(session, msg, new_id)
     return msg

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from spatial.embedded import DRIVER, EmbeddedCluster
 from spatial.settings import PROJECT_ROOT, Settings
@@ -130,3 +130,19 @@ def schema_is_current(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     return current == set(script.get_heads())
+
+
+def attach_inserted(session: Session, obj, new_id: int) -> None:
+    """Make ``obj``, a new ORM object its caller has just INSERTed itself as row
+    ``new_id``, persistent in ``session`` as if it had been loaded (no SQL).
+
+    For rows written often (a new request, its messages): one INSERT statement costs
+    less Python than the unit of work's flush. Attributes never set are None, as the
+    INSERT wrote them.
+    """
+    obj.id = new_id
+    for attr in sa.inspect(type(obj)).column_attrs:
+        if attr.key not in obj.__dict__:
+            setattr(obj, attr.key, None)
+    make_transient_to_detached(obj)
+    session.add(obj)

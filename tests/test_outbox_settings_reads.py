@@ -43,6 +43,8 @@ def test_a_new_request_reads_each_setting_once(engine, sessions, settings):
         for table in ("mail_config", "message_template", "mail_address", "mail_unsubscribe"):
             if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
                 tables[table] += 1
+        if "INSERT INTO outbox_message" in statement and "FROM mail_unsubscribe" in statement:
+            tables["message written unless unsubscribed"] += 1
 
     sa.event.listen(engine, "before_cursor_execute", count)
     try:
@@ -56,12 +58,13 @@ def test_a_new_request_reads_each_setting_once(engine, sessions, settings):
     assert sent["dispatcher_alert"].to_addr == DISPATCH
     assert sent["acknowledgement"].headers["Reply-To"] == INTAKE
     assert sent["dispatcher_alert"].headers["Reply-To"] == INTAKE
-    # two messages, but the settings once each; unsubscriptions once per recipient
+    # two messages, but the settings once each; each recipient's unsubscriptions are
+    # checked by the statement that writes their message
     assert tables == {
         "mail_config": 1,
         "message_template": 1,
         "mail_address": 1,
-        "mail_unsubscribe": 2,
+        "message written unless unsubscribed": 2,
     }
 
 
