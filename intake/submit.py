@@ -9,6 +9,7 @@ and writes the acknowledgement to the outbox, all in the caller's transaction.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplicates
@@ -34,7 +36,6 @@ from spatial.models import (
     CHANNELS,
     Jurisdiction,
     Photo,
-    RequestEvent,
     Service,
     ServiceAttribute,
     ServiceRequest,
@@ -279,8 +280,13 @@ def submit(
         if gps is not None:
             coords = (gps[1], gps[0])
             photo_location_used = True
+    site = None
     if coords is not None and "location" not in errors:
-        if not point_in_city(session, city, coords[1], coords[0]):
+        from routing.engine import site_of
+
+        # The boundary check and the routing's reads in one statement.
+        site = site_of(session, city.id, service.id, coords[1], coords[0])
+        if not site.in_city:
             errors["location"] = (
                 f"This spot is outside {city.name}. Move the pin inside the city boundary."
             )
@@ -323,23 +329,16 @@ def submit(
     # after the INSERT would write a second row version and entries in every index).
     zones: dict = {}
     duplicates: list[DuplicateCandidate] = []
-    if coords is not None:
+    if site is not None:
         from routing.engine import decide_new
 
         with session.no_autoflush:
-            zones, _decision = decide_new(session, request)
+            zones, _decision = decide_new(session, request, site)
             duplicates = _possible_duplicates(
                 session, city, service, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
             )
-    _insert(session, request)
-    if zones:
-        from routing.engine import store_zones
-
-        store_zones(session, request, zones)
     events = [
         {
-            "request_id": request.id,
-            "at": now,
             "kind": "submitted",
             "to_value": Status.NEW.value,
             "note": f"Reported via {draft.channel}",
@@ -347,14 +346,11 @@ def submit(
             "actor_label": (
                 "resident" if draft.channel in ("web", "mobile", "api") else draft.channel
             ),
-            "actor_id": None,
-            "from_value": None,
-            "department_id": None,
         }
     ]
     if duplicates:
-        events.append(_duplicate_event(request, duplicates, now))
-    session.execute(_EVENTS_SQL, events)  # one INSERT for both
+        events.append(_duplicate_event(request, duplicates))
+    _write_new(session, request, zones.values(), events)
     for photo in processed:
         store_photo(media_dir, photo)
         session.add(
@@ -399,14 +395,10 @@ def _possible_duplicates(
     )
 
 
-def _duplicate_event(
-    request: ServiceRequest, found: list[DuplicateCandidate], now: datetime
-) -> dict[str, Any]:
+def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -> dict[str, Any]:
     """The internal event naming the open requests this one may repeat."""
     near = found[0]
     return {
-        "request_id": request.id,
-        "at": now,
         "kind": POSSIBLE_DUPLICATE,
         "to_value": ", ".join(c.public_id for c in found),
         "note": (
@@ -415,28 +407,73 @@ def _duplicate_event(
             + (f" (and {len(found) - 1} more nearby)" if len(found) > 1 else "")
         ),
         "public": False,
-        "actor_id": None,
         "actor_label": "intake",
-        "from_value": None,
         "department_id": request.department_id,
     }
 
 
-# Every column but the id, by ORM attribute name: a new request is written with one
-# INSERT of all of them (the ORM's unit of work costs more Python than the database
-# spends on the row) and then attached to the session as if loaded.
-_COLUMNS = [(p.key, p.columns[0].key) for p in sa.inspect(ServiceRequest).column_attrs]
-_INSERT_SQL = sa.insert(ServiceRequest.__table__).returning(ServiceRequest.__table__.c.id)
-_EVENTS_SQL = sa.insert(RequestEvent.__table__)
+# A new request is written by one statement: its row (every column but the id, by ORM
+# attribute name), its zone in each layer and its first events. The ORM's unit of work
+# and one statement each would cost more Python than the database spends on the rows.
+_TABLE = ServiceRequest.__table__
+_COLUMNS = [
+    (p.key, p.columns[0].key) for p in sa.inspect(ServiceRequest).column_attrs if p.key != "id"
+]
 
 
-def _insert(session: Session, request: ServiceRequest) -> None:
-    """INSERT ``request`` (transient) and make it persistent in ``session``."""
-    values = {}
+def _placeholder(column: str) -> str:
+    kind = _TABLE.c[column].type
+    if column == "location":
+        return "ST_SetSRID(ST_GeomFromWKB(:location), 4326)"
+    if isinstance(kind, JSONB):
+        return f"CAST(:{column} AS jsonb)"
+    return f":{column}"
+
+
+_NEW_REQUEST_SQL = sa.text(
+    f"""
+    WITH new AS (
+        INSERT INTO service_request ({", ".join(c for _a, c in _COLUMNS)})
+        VALUES ({", ".join(_placeholder(c) for _a, c in _COLUMNS)})
+        RETURNING id
+    ), zones AS (
+        INSERT INTO request_zone (request_id, layer_id, zone_id)
+        SELECT new.id, z.layer_id, z.zone_id
+        FROM new, unnest(CAST(:zone_layers AS integer[]), CAST(:zone_ids AS integer[]))
+             AS z(layer_id, zone_id)
+    ), events AS (
+        INSERT INTO request_event (request_id, at, actor_label, kind, to_value, note, public,
+                                   department_id)
+        SELECT new.id, CAST(:requested_at AS timestamptz), e.actor_label, e.kind, e.to_value,
+               e.note, e.public, e.department_id
+        FROM new, ROWS FROM (
+                 jsonb_to_recordset(CAST(:events AS jsonb))
+                 AS (actor_label text, kind text, to_value text, note text, public boolean,
+                     department_id integer)
+             ) WITH ORDINALITY AS e(actor_label, kind, to_value, note, public, department_id, n)
+        ORDER BY e.n
+    )
+    SELECT id FROM new
+    """  # noqa: S608 - the names are the model's own columns
+)
+
+
+def _write_new(session: Session, request: ServiceRequest, zones, events: list[dict]) -> None:
+    """INSERT ``request`` (transient, decided), its ``request_zone`` rows (``zones``: the
+    routing's zone picks) and ``events`` (at its ``requested_at``), in one statement, and
+    make it persistent in ``session``."""
+    values: dict[str, Any] = {}
     for attr, column in _COLUMNS:
-        if attr != "id":
-            values[column] = request.__dict__.get(attr)
-    attach_inserted(session, request, session.execute(_INSERT_SQL, values).scalar_one())
+        values[column] = request.__dict__.get(attr)
+    location = values["location"]
+    values["location"] = bytes(location.data) if location is not None else None
+    if values["attributes"] is not None:
+        values["attributes"] = json.dumps(values["attributes"])
+    zones = list(zones)
+    values["zone_layers"] = [z.layer_id for z in zones]
+    values["zone_ids"] = [z.zone_id for z in zones]
+    values["events"] = json.dumps(events)
+    attach_inserted(session, request, session.execute(_NEW_REQUEST_SQL, values).scalar_one())
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,6 +54,7 @@ from spatial.models import (
     ServiceRequest,
     now_utc,
 )
+from spatial.pieces import IN_CITY_EXPR
 
 NO_RULE = "no rule matched: sent to the central dispatch queue"
 CHUNK_SIZE = 100_000
@@ -103,8 +105,7 @@ inside AS (
 # One request: the zones of the current layers under the pin, each with its layer, and
 # (only where a layer's zones overlap) the zone's geodesic area, for the tie-break.
 # Small statements on purpose: one large CTE took ~7 ms to plan, more than it ran.
-ZONES_AT_SQL = sa.text(
-    """
+_ZONES_AT = """
 SELECT z.layer_id, l.name AS layer_name, z.id AS zone_id, z.code, z.name, z.crew_id
 FROM zone z
 JOIN zone_layer l ON l.id = z.layer_id
@@ -114,12 +115,11 @@ WHERE z.id IN (
     )
   AND l.jurisdiction_id = :jid AND l.is_current
 """
-)
+ZONES_AT_SQL = sa.text(_ZONES_AT)
 ZONE_AREAS_SQL = sa.text(
     "SELECT id, ST_Area(geom::geography) AS area FROM zone WHERE id IN :ids"
 ).bindparams(sa.bindparam("ids", expanding=True))
-META_SQL = sa.text(
-    """
+_META = """
 SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
        s.group_name, s.default_department_id, s.sla_hours,
        j.timezone, j.business_calendar,
@@ -135,6 +135,15 @@ LEFT JOIN routing_ruleset rs ON rs.id = (
 )
 WHERE s.id = :service_id
 """
+META_SQL = sa.text(_META)
+# All a new request's routing reads, and whether its pin is in the city, in one
+# statement: the meta row, with the zones at the pin (JSON) and the boundary check.
+SITE_SQL = sa.text(
+    f"""
+SELECT m.*, {IN_CITY_EXPR} AS in_city,
+       (SELECT json_agg(z) FROM ({_ZONES_AT}) AS z) AS zones
+FROM ({_META}) AS m
+"""  # noqa: S608 - composed of this module's constant SQL
 )
 # The request's zone rows: the current layers' picks upserted (unchanged rows not
 # rewritten), rows of any other layer dropped; one statement.
@@ -361,6 +370,11 @@ def _zones_at(
     if lon is None or lat is None:
         return {}
     rows = session.execute(ZONES_AT_SQL, {"lon": lon, "lat": lat, "jid": jurisdiction_id}).all()
+    return _pick_zones(session, rows)
+
+
+def _pick_zones(session: Session, rows) -> dict[str, _ZonePick]:
+    """:func:`_zones_at` from the zone rows found at the pin."""
     by_layer: dict[int, list[Any]] = {}
     for r in rows:
         by_layer.setdefault(r.layer_id, []).append(r)
@@ -415,33 +429,56 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
     return decision
 
 
+@dataclass(frozen=True)
+class Site:
+    """What routing a new request at a pin reads, looked up before the request exists
+    (:func:`site_of`): whether the pin is in the city, and the routing inputs."""
+
+    in_city: bool
+    meta: Any
+    zone_rows: list[Any]
+
+
+def site_of(session: Session, jurisdiction_id: int, service_id: int, lon: float, lat: float) -> Site:
+    """One statement: is (lon, lat) in the city, and the routing inputs of a new request
+    of ``service_id`` there (for :func:`decide_new`)."""
+    row = session.execute(
+        SITE_SQL, {"jid": jurisdiction_id, "service_id": service_id, "lon": lon, "lat": lat}
+    ).one_or_none()
+    if row is None:
+        raise ValueError(f"service {service_id} does not exist")
+    zone_rows = [SimpleNamespace(**z) for z in row.zones or ()]
+    return Site(bool(row.in_city), row, zone_rows)
+
+
 def decide_new(
-    session: Session, request: ServiceRequest
+    session: Session, request: ServiceRequest, site: Site
 ) -> tuple[dict[str, _ZonePick], RoutingDecision]:
-    """Route a new request that is not saved yet: the decision is set on the object and
-    nothing is written, so that the caller inserts it once, routed. Its zones (returned)
-    go to :func:`store_zones` once it has its id."""
-    _first, zones, decision = _decide(session, request)
+    """Route a new request that is not saved yet, at the pin ``site`` was looked up for:
+    the decision is set on the object and nothing is written, so that the caller inserts
+    it once, routed, with one ``request_zone`` row for each zone returned (by layer name;
+    ``layer_id``, ``zone_id``)."""
+    _first, zones, decision = _decide(session, request, site)
     return zones, decision
 
 
-def store_zones(session: Session, request: ServiceRequest, zones: dict[str, _ZonePick]) -> None:
-    """The ``request_zone`` rows of a request just inserted after :func:`decide_new`."""
-    _store_zones(session, request, zones, first=True)
-
-
 def _decide(
-    session: Session, request: ServiceRequest
+    session: Session, request: ServiceRequest, site: Site | None = None
 ) -> tuple[bool, dict[str, _ZonePick], RoutingDecision]:
     """Decide ``request``'s routing and set it on the object (no flush): (first routing,
-    zones by layer name, decision)."""
-    lon, lat = _coords(request)
-    meta = session.execute(
-        META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
-    ).one_or_none()
-    if meta is None:
-        raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
-    zones = _zones_at(session, request.jurisdiction_id, lon, lat)
+    zones by layer name, decision). ``site``: its inputs, already looked up."""
+    if site is not None:
+        meta, zones = site.meta, _pick_zones(session, site.zone_rows)
+    else:
+        lon, lat = _coords(request)
+        meta = session.execute(
+            META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
+        ).one_or_none()
+        if meta is None:
+            raise ValueError(
+                f"service {request.service_id} of request {request.id} does not exist"
+            )
+        zones = _zones_at(session, request.jurisdiction_id, lon, lat)
     catalog = _catalog(session, request.jurisdiction_id, meta)
 
     rule = None

@@ -51,14 +51,14 @@ class BoundaryPiece(Base):
     geom = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=True), nullable=False)
 
 
-POINT_IN_CITY_SQL = sa.text(
-    """
-SELECT EXISTS (
+# Whether the point (:lon, :lat) is in city :jid, as an SQL expression (also part of the
+# routing's one-statement look-up for a new request).
+IN_CITY_EXPR = """EXISTS (
     SELECT 1 FROM boundary_piece b
     WHERE b.jurisdiction_id = :jid
       AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
 )"""
-)
+POINT_IN_CITY_SQL = sa.text(f"SELECT {IN_CITY_EXPR}")
 
 
 def point_in_city(session: Session, jurisdiction_id: int, lon: float, lat: float) -> bool:
