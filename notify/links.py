@@ -109,14 +109,17 @@ _OVERRIDES = (
 )
 
 
+_MAIL_SETTINGS = (
+    sa.select(MailConfig, _REPLY_TO, _OVERRIDES)
+    .where(MailConfig.jurisdiction_id == sa.bindparam("city_id"))
+    .execution_options(populate_existing=True)
+)  # built once: every new request reads it
+
+
 def _load_mail_settings(session: Session, city_id: int) -> MailConfig | None:
     """The settings row, fresh from the database, and into the transaction's memo the
     reply-to address and template overrides (``reply_to``/``templates`` entries)."""
-    row = session.execute(
-        sa.select(MailConfig, _REPLY_TO, _OVERRIDES)
-        .where(MailConfig.jurisdiction_id == city_id)
-        .execution_options(populate_existing=True)
-    ).first()
+    row = session.execute(_MAIL_SETTINGS, {"city_id": city_id}).first()
     if row is None:
         return None
     memo = transaction_memo(session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
@@ -141,8 +142,14 @@ def attach_inserted(session: Session, obj, new_id: int) -> None:
     INSERT wrote them.
     """
     obj.id = new_id
-    for attr in sa.inspect(type(obj)).column_attrs:
-        if attr.key not in obj.__dict__:
-            setattr(obj, attr.key, None)
+    state = obj.__dict__
+    for key in _column_keys(type(obj)):
+        if key not in state:
+            setattr(obj, key, None)
     make_transient_to_detached(obj)
     session.add(obj)
+
+
+@cache
+def _column_keys(model: type) -> tuple[str, ...]:
+    return tuple(attr.key for attr in sa.inspect(model).column_attrs)

@@ -42,24 +42,27 @@ class _Entries:
     services: dict[tuple[int, str], Service] = field(default_factory=dict)
 
 
-_cache: dict[str, _Entries] = {}
+_cache: dict[sa.URL, _Entries] = {}
 _lock = threading.Lock()
+
+
+# Built once: building the statement on each POST cost more Python than running it.
+_STAMP_AND_KEY = (
+    sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), ApiKey)
+    .select_from(sa.select(sa.literal(1).label("one")).subquery())
+    .outerjoin(ApiKey, ApiKey.key_hash == sa.bindparam("digest", type_=sa.String))
+)
 
 
 def stamp_and_key(session: Session, digest: str | None) -> tuple[str, ApiKey | None]:
     """The catalog stamp and the API key row with ``digest`` (None: no such key), in one
     statement: a POST needs both before anything else."""
-    one = sa.select(sa.literal(1).label("one")).subquery()
-    row = session.execute(
-        sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), ApiKey)
-        .select_from(one)
-        .outerjoin(ApiKey, ApiKey.key_hash == digest if digest else sa.false())
-    ).one()
+    row = session.execute(_STAMP_AND_KEY, {"digest": digest}).one()
     return row[0] or "", row[1]
 
 
 def _entries(session: Session, current: str) -> _Entries:
-    url = session.get_bind().url.render_as_string(hide_password=True)
+    url = session.get_bind().url  # one database per engine
     with _lock:
         entries = _cache.get(url)
         if entries is None or entries.stamp != current:
