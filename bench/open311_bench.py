@@ -515,7 +515,9 @@ def main() -> int:
         )
     services = catalog(engine, jid)
     n_bodies = args.warmup + args.posts
-    points = random_points(engine, jid, n_bodies, args.seed)
+    # New points on every run: the same points again would meet the previous runs' POSTs
+    # there, so each run would find more possible duplicates than the one before.
+    points = random_points(engine, jid, n_bodies, args.seed + total)
     bodies = post_bodies(services, points, key, n_bodies, args.seed)
 
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
