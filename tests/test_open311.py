@@ -254,14 +254,16 @@ def test_post_round_trip_in_json(api):
     assert get_json(api, "requests", service_code="graffiti") == []
     assert len(get_json(api, "requests", status="open")) == 1
     assert get_json(api, "requests", status="closed") == []
-    today = datetime.now(LA).date()
+    # a day either side of now, in the city's own offset (a window built from the city's
+    # date with a Z missed the request between 16:00 and midnight in Los Angeles)
+    now_la = datetime.now(LA)
     assert (
         len(
             get_json(
                 api,
                 "requests",
-                start_date=f"{today - timedelta(days=1)}T00:00:00Z",
-                end_date=f"{today + timedelta(days=1)}T00:00:00Z",
+                start_date=(now_la - timedelta(days=1)).isoformat(timespec="seconds"),
+                end_date=(now_la + timedelta(days=1)).isoformat(timespec="seconds"),
             )
         )
         == 1
