@@ -171,6 +171,8 @@ def main() -> None:
 
         print(f"writing {args.rows:,} rows to {args.csv}", flush=True)
         make(args.rows, args.csv)
+    # A fresh VAR_DIR has no cluster yet: create, start and migrate it as users do.
+    subprocess.run([sys.executable, "-m", "webmap.cli", "db", "up"], cwd=ROOT, check=True)
     rt = Runtime()
     sessions = rt.sessions()
     t = time.perf_counter()
