@@ -367,9 +367,8 @@ def submit(
                 thumb_key=photo.thumb_key,
             )
         )
-    # The messages read only settings (mail, templates, unsubscriptions), nothing pending
-    # here: one flush at the end writes the photos and both messages (the outbox rows in
-    # one statement) instead of one flush before each of their look-ups.
+    # The messages read only settings (mail, templates) and write their own rows; nothing
+    # pending need be flushed before them. The flush at the end writes the photos.
     with session.no_autoflush:
         messages.acknowledge(session, request, public_base_url)
         messages.on_new_request(session, request, public_base_url)
