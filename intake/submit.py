@@ -29,11 +29,12 @@ from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplica
 from notify import messages
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
-from spatial.db import attach_inserted
+from spatial.db import attach_inserted, column_keys
 from spatial.errors import InvalidInput, NotFound
 from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
     CHANNELS,
+    POSSIBLE_DUPLICATE,
     Jurisdiction,
     Photo,
     Service,
@@ -334,8 +335,15 @@ def submit(
 
         with session.no_autoflush:
             zones, _decision = decide_new(session, request, site)
-            duplicates = _possible_duplicates(
-                session, city, service, coords, duplicate_radius_m or DEFAULT_RADIUS_M, now
+            duplicates = find_duplicates(
+                session,
+                city,
+                service,
+                coords[1],
+                coords[0],
+                radius_m=duplicate_radius_m or DEFAULT_RADIUS_M,
+                now=now,
+                limit=3,
             )
     events = [
         {
@@ -376,24 +384,6 @@ def submit(
     return SubmitResult(request, public_id, token, service.notice, photo_location_used)
 
 
-POSSIBLE_DUPLICATE = "possible_duplicate"
-
-
-def _possible_duplicates(
-    session: Session,
-    city: Jurisdiction,
-    service: Service,
-    coords: tuple[float, float],
-    radius_m: float,
-    now: datetime,
-) -> list[DuplicateCandidate]:
-    """The open requests of the category that a new one at ``coords`` may repeat (nearest
-    first, three at most), looked up before the new one is written."""
-    return find_duplicates(
-        session, city, service, coords[1], coords[0], radius_m=radius_m, now=now, limit=3
-    )
-
-
 def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -> dict[str, Any]:
     """The internal event naming the open requests this one may repeat."""
     near = found[0]
@@ -411,20 +401,17 @@ def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -
     }
 
 
-# A new request is written by one statement: its row (every column but the id, by ORM
-# attribute name), its zone in each layer and its first events. The ORM's unit of work
-# and one statement each would cost more Python than the database spends on the rows.
-_TABLE = ServiceRequest.__table__
-_COLUMNS = [
-    (p.key, p.columns[0].key) for p in sa.inspect(ServiceRequest).column_attrs if p.key != "id"
-]
+# A new request is written by one statement: its row (every column but the id), its zone
+# in each layer and its first events. The ORM's unit of work and one statement each
+# would cost more Python than the database spends on the rows.
+_COLUMNS = [c for c in column_keys(ServiceRequest) if c != "id"]
+_JSON_COLUMNS = [c.key for c in ServiceRequest.__table__.columns if isinstance(c.type, JSONB)]
 
 
 def _placeholder(column: str) -> str:
-    kind = _TABLE.c[column].type
     if column == "location":
         return "ST_SetSRID(ST_GeomFromWKB(:location), 4326)"
-    if isinstance(kind, JSONB):
+    if column in _JSON_COLUMNS:
         return f"CAST(:{column} AS jsonb)"
     return f":{column}"
 
@@ -432,8 +419,8 @@ def _placeholder(column: str) -> str:
 _NEW_REQUEST_SQL = sa.text(
     f"""
     WITH new AS (
-        INSERT INTO service_request ({", ".join(c for _a, c in _COLUMNS)})
-        VALUES ({", ".join(_placeholder(c) for _a, c in _COLUMNS)})
+        INSERT INTO service_request ({", ".join(_COLUMNS)})
+        VALUES ({", ".join(_placeholder(c) for c in _COLUMNS)})
         RETURNING id
     ), zones AS (
         INSERT INTO request_zone (request_id, layer_id, zone_id)
@@ -461,13 +448,12 @@ def _write_new(session: Session, request: ServiceRequest, zones, events: list[di
     """INSERT ``request`` (transient, decided), its ``request_zone`` rows (``zones``: the
     routing's zone picks) and ``events`` (at its ``requested_at``), in one statement, and
     make it persistent in ``session``."""
-    values: dict[str, Any] = {}
-    for attr, column in _COLUMNS:
-        values[column] = request.__dict__.get(attr)
+    values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
     location = values["location"]
     values["location"] = bytes(location.data) if location is not None else None
-    if values["attributes"] is not None:
-        values["attributes"] = json.dumps(values["attributes"])
+    for column in _JSON_COLUMNS:
+        if values[column] is not None:
+            values[column] = json.dumps(values[column])
     zones = list(zones)
     values["zone_layers"] = [z.layer_id for z in zones]
     values["zone_ids"] = [z.zone_id for z in zones]

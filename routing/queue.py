@@ -23,6 +23,7 @@ from spatial.models import (
     CHANNELS,
     CLOSED_STATUSES,
     OPEN_STATUSES,
+    POSSIBLE_DUPLICATE,
     PRIORITIES,
     Crew,
     Department,
@@ -196,7 +197,7 @@ def _select(now: datetime):
                 r.duplicate_of_id.is_(None),
                 r.status.in_(open_values),
                 sa.exists().where(
-                    RequestEvent.request_id == r.id, RequestEvent.kind == "possible_duplicate"
+                    RequestEvent.request_id == r.id, RequestEvent.kind == POSSIBLE_DUPLICATE
                 ),
             ).label("possible_duplicate"),
         )

@@ -143,7 +143,7 @@ def attach_inserted(session: Session, obj, new_id: int) -> None:
     """
     obj.id = new_id
     state = obj.__dict__
-    for key in _column_keys(type(obj)):
+    for key in column_keys(type(obj)):
         if key not in state:
             setattr(obj, key, None)
     make_transient_to_detached(obj)
@@ -151,5 +151,6 @@ def attach_inserted(session: Session, obj, new_id: int) -> None:
 
 
 @cache
-def _column_keys(model: type) -> tuple[str, ...]:
+def column_keys(model: type) -> tuple[str, ...]:
+    """The names of ``model``'s column attributes (the primary key included)."""
     return tuple(attr.key for attr in sa.inspect(model).column_attrs)

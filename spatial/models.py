@@ -54,6 +54,8 @@ OPEN_STATUSES = frozenset({Status.NEW, Status.ACKNOWLEDGED, Status.IN_PROGRESS})
 CLOSED_STATUSES = frozenset(set(Status) - OPEN_STATUSES)
 
 CHANNELS = ("web", "mobile", "api", "email", "phone", "in_person", "mail", "import")
+# The internal event intake writes when a new request may repeat open ones nearby.
+POSSIBLE_DUPLICATE = "possible_duplicate"
 ROLES = ("agent", "dispatcher", "crew", "planner", "admin")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
