@@ -9,15 +9,17 @@ payload fails the check.
 from __future__ import annotations
 
 import secrets
+import threading
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
+from spatial.db import settings_stamp
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
 from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubscribe
@@ -65,7 +67,11 @@ def mail_config(session: Session, city_id: int) -> MailConfig:
     if held is not None and (held in session.new or session.is_modified(held)):
         cfg = held  # changed in this transaction and not flushed yet: newer than the row
     else:
-        cfg = _load_mail_settings(session, city_id)
+        cfg = None if held is not None else _from_stamped_cache(session, city_id)
+        if cfg is None:
+            cfg = _load_mail_settings(session, city_id)
+            if cfg is not None and cfg.link_secret:
+                _remember_stamped(session, city_id, cfg)
     if cfg is None:
         session.execute(
             insert(MailConfig)
@@ -127,6 +133,49 @@ def _load_mail_settings(session: Session, city_id: int) -> MailConfig | None:
         memo[("reply_to", city_id)] = row[1]
         memo[("templates", city_id)] = {k: (v[0], v[1]) for k, v in (row[2] or {}).items()}
     return row[0]
+
+
+# The mail settings a new request's messages read (the row, the reply-to address, the
+# template overrides), kept in process memory under the settings stamp that the Open311
+# POST reads first (webmap.open311.catalog): for as long as that stamp is unchanged, none
+# of those rows changed. Other callers (no stamp in their transaction) read the database.
+_stamped: dict[tuple[sa.URL, str, int], tuple[dict[str, Any], str | None, dict]] = {}
+_stamped_lock = threading.Lock()
+_CONFIG_COLUMNS = tuple(c.key for c in MailConfig.__table__.columns)
+
+
+def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
+    stamp = settings_stamp(session)
+    if stamp is None:
+        return None
+    entry = _stamped.get((session.get_bind().url, stamp, city_id))
+    if entry is None:
+        return None
+    values, reply_to, overrides = entry
+    cfg = MailConfig(**values)
+    make_transient_to_detached(cfg)
+    session.add(cfg)  # as if loaded: clean, persistent
+    memo = transaction_memo(session)
+    if memo is not None:
+        memo[("reply_to", city_id)] = reply_to
+        memo[("templates", city_id)] = overrides
+    return cfg
+
+
+def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
+    stamp = settings_stamp(session)
+    memo = transaction_memo(session)
+    if stamp is None or memo is None or ("templates", city_id) not in memo:
+        return
+    entry = (
+        {key: getattr(cfg, key) for key in _CONFIG_COLUMNS},
+        memo.get(("reply_to", city_id)),
+        memo[("templates", city_id)],
+    )
+    with _stamped_lock:
+        if len(_stamped) >= 64:
+            _stamped.clear()  # old stamps: one live entry per city in production
+        _stamped[(session.get_bind().url, stamp, city_id)] = entry
 
 
 @lru_cache(maxsize=256)

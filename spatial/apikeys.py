@@ -114,18 +114,33 @@ def list_keys(session: Session, city_slug: str | None = None) -> list[tuple[ApiK
     return [(row, slug) for row, slug in session.execute(query).all()]
 
 
+# What verifying a key needs of its row, read as plain columns: an ORM entity cost more
+# Python than the look-up costs the database, on every POST.
+KEY_COLUMNS = (ApiKey.id, ApiKey.jurisdiction_id, ApiKey.revoked_at, ApiKey.last_used_at)
+_FIND_KEY = sa.select(*KEY_COLUMNS).where(ApiKey.key_hash == sa.bindparam("digest"))
+_TOUCH_KEY = sa.text("UPDATE api_key SET last_used_at = :now WHERE id = :id")
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    id: int
+    jurisdiction_id: int
+    touched: bool  # last_used_at was written in the caller's transaction
+
+
 def verify_key(
     session: Session,
     key: str | None,
     city: Jurisdiction,
-    found: tuple[str, ApiKey | None] | None = None,
-) -> ApiKey:
+    found: tuple[str, sa.Row | None] | None = None,
+) -> VerifiedKey:
     """The live key ``key`` of ``city``, or :class:`ApiKeyRejected` saying what is wrong.
 
     Also notes when the key was last used (at most once a minute, so that a busy client
-    does not write to its key's row on every request). ``found``: (digest, row or None)
-    when the caller already looked the digest up in this transaction (the Open311 POST
-    does, in the statement it starts with); used only if it is this key's digest.
+    does not write to its key's row on every request), in the caller's transaction.
+    ``found``: (digest, row of :data:`KEY_COLUMNS` or None) when the caller already looked
+    the digest up in this transaction (the Open311 POST does, in the statement it starts
+    with); used only if it is this key's digest.
     """
     key = (key or "").strip()
     if not key:
@@ -136,20 +151,21 @@ def verify_key(
     if found is not None and found[0] == digest:
         row = found[1]
     else:
-        row = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == digest))
-    if row is None:
+        row = session.execute(_FIND_KEY, {"digest": digest}).first()
+    if row is None or row.id is None:
         raise ApiKeyRejected("invalid api_key")
     if row.revoked_at is not None:
         raise ApiKeyRejected("this api_key has been revoked")
     if row.jurisdiction_id != city.id:
         raise ApiKeyRejected(f"this api_key is not valid for jurisdiction {city.slug}")
     now = now_utc()
-    if (
+    touched = (
         row.last_used_at is None
         or (now - row.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S
-    ):
-        row.last_used_at = now
-    return row
+    )
+    if touched:
+        session.execute(_TOUCH_KEY, {"now": now, "id": row.id})
+    return VerifiedKey(row.id, row.jurisdiction_id, touched)
 
 
 @dataclass

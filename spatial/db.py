@@ -42,6 +42,24 @@ def resolve_database_url(settings: Settings, start: bool = True) -> str:
     return cluster.url()
 
 
+# The settings stamp of the current transaction. A request that read the stamp (the
+# Open311 POST does, see webmap.open311.catalog) may use settings cached in process
+# memory under that same stamp: any committed change to those settings changes it.
+_STAMP_KEY = "civicpin_settings_stamp"
+
+
+def note_settings_stamp(session: Session, stamp: str) -> None:
+    session.info[_STAMP_KEY] = (session.get_transaction(), stamp)
+
+
+def settings_stamp(session: Session) -> str | None:
+    """The stamp noted in the session's current transaction, if one was."""
+    noted = session.info.get(_STAMP_KEY)
+    if noted is None or noted[0] is not session.get_transaction():
+        return None
+    return noted[1]
+
+
 # A pooled connection idle for longer than this is checked before it is handed out.
 IDLE_CHECK_S = 10.0
 

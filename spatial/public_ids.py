@@ -93,9 +93,7 @@ def allocate_one(session: Session, city: Jurisdiction, year: int) -> str:
     if isinstance(bind, sa.Engine) and not (here and (city.id, year) in locked[1]):
         try:
             with _reserving_engine(bind).connect() as conn:
-                last = conn.execute(
-                    _RESERVE_NOW_SQL, {"jid": city.id, "year": year}
-                ).scalar_one()
+                last = conn.execute(_RESERVE_NOW_SQL, {"jid": city.id, "year": year}).scalar_one()
             return format_public_id(city.public_id_prefix, year, last)
         except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.TimeoutError):
             pass  # not committed yet, locked by this transaction, a dead connection, pool full

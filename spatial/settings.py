@@ -86,7 +86,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     kw: dict = {}
     if (v := get("DATABASE_URL")) is not None:
-        v = _url("DATABASE_URL", v, ("postgresql", "postgresql+psycopg", "postgresql+psycopg2", "postgres"))
+        v = _url(
+            "DATABASE_URL",
+            v,
+            ("postgresql", "postgresql+psycopg", "postgresql+psycopg2", "postgres"),
+        )
         if v.startswith("postgres://"):
             v = "postgresql://" + v[len("postgres://") :]
         kw["database_url"] = v

@@ -101,7 +101,9 @@ def upload_layer():
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
-            raise InvalidInput("choose a GeoJSON, zipped Shapefile or GeoPackage file", field="file")
+            raise InvalidInput(
+                "choose a GeoJSON, zipped Shapefile or GeoPackage file", field="file"
+            )
         filename = secure_filename(upload.filename) or "upload"
         if Path(filename).suffix.lower() not in SUFFIX_KINDS:
             raise InvalidInput(
@@ -159,8 +161,11 @@ def _report_geojson(layer: ZoneLayer) -> dict[str, Any]:
             {
                 "type": "Feature",
                 "geometry": o["geometry"],
-                "properties": {"kind": "overlap", "label": f"overlap {o['a']} / {o['b']}",
-                               "area_m2": o["area_m2"]},
+                "properties": {
+                    "kind": "overlap",
+                    "label": f"overlap {o['a']} / {o['b']}",
+                    "area_m2": o["area_m2"],
+                },
             }
         )
     for g in report.get("gaps", []):
@@ -196,8 +201,10 @@ def publish_layer(layer_id: int):
     city = _city()
     lay = rulesmod.publish_layer(db_session(), city, layer_id)
     db_session().commit()
-    flash(f"Layer {lay.name} version {lay.version} is now current. "
-          "Run 'civicpin route' to re-route existing requests.")
+    flash(
+        f"Layer {lay.name} version {lay.version} is now current. "
+        "Run 'civicpin route' to re-route existing requests."
+    )
     return redirect(url_for("admin.layers"))
 
 
@@ -249,10 +256,11 @@ def _ruleset_ctx(city: Jurisdiction, ruleset_id: int) -> dict[str, Any]:
         "groups": sorted({s.group for s in services if s.group}),
         "current_layers": sorted({lay.name for lay in layer_rows if lay.is_current}),
         "draft_layers": [
-            lay for lay in layer_rows
-            if not lay.is_current and lay.version > max(
-                (o.version for o in layer_rows if o.name == lay.name and o.is_current), default=0
-            )
+            lay
+            for lay in layer_rows
+            if not lay.is_current
+            and lay.version
+            > max((o.version for o in layer_rows if o.name == lay.name and o.is_current), default=0)
         ],
         "priorities": PRIORITIES,
     }
@@ -341,8 +349,10 @@ def publish(ruleset_id: int):
     except InvalidInput as exc:
         return _invalid("ruleset.html", exc, **_ruleset_ctx(city, ruleset_id))
     db_session().commit()
-    flash(f"Rule set version {rs.version} is published; new and moved requests use it now. "
-          "Run 'civicpin route' to re-route existing requests.")
+    flash(
+        f"Rule set version {rs.version} is published; new and moved requests use it now. "
+        "Run 'civicpin route' to re-route existing requests."
+    )
     return redirect(url_for("admin.rules"))
 
 
@@ -381,11 +391,15 @@ def whatif():
 
 
 def _users_ctx(city: Jurisdiction) -> dict[str, Any]:
-    users = db_session().scalars(
-        sa.select(User)
-        .where(sa.or_(User.jurisdiction_id == city.id, User.jurisdiction_id.is_(None)))
-        .order_by(User.email)
-    ).all()
+    users = (
+        db_session()
+        .scalars(
+            sa.select(User)
+            .where(sa.or_(User.jurisdiction_id == city.id, User.jurisdiction_id.is_(None)))
+            .order_by(User.email)
+        )
+        .all()
+    )
     return {"users": users, "roles": ROLES}
 
 
@@ -539,9 +553,7 @@ def _template_values(city: Jurisdiction, exclude_id: int | None = None) -> dict[
     if clash:
         raise InvalidInput(f"a template named {name!r} already exists", field="name")
     if not body or len(body) > MAX_TEMPLATE_CHARS:
-        raise InvalidInput(
-            f"the text must be 1-{MAX_TEMPLATE_CHARS} characters", field="body"
-        )
+        raise InvalidInput(f"the text must be 1-{MAX_TEMPLATE_CHARS} characters", field="body")
     code = (request.form.get("service_code") or "").strip()
     service_id = None
     if code:
@@ -605,4 +617,3 @@ def delete_template(template_id: int):
     db_session().commit()
     flash(f"Template {row.name!r} deleted.")
     return redirect(url_for("admin.templates"))
-

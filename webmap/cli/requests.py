@@ -1,6 +1,5 @@
 """``civicpin requests ...``: export and historical import register here."""
 
-
 from webmap.cli import cli
 
 

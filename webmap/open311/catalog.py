@@ -6,11 +6,12 @@ times a year. Here they are loaded once and handed to each request's session wit
 ``Session.merge(load=False)`` (no SQL), for as long as the *catalog stamp* is unchanged.
 
 The stamp is a digest of the id and row version (``xmin``) of every ``jurisdiction``,
-``service`` and ``service_attribute`` row, read at the start of each POST in the
-statement that also looks the API key up (:func:`stamp_and_key`). Any committed change
-to those tables, from any process (admin pages, the CLI, a migration, plain SQL), gives
-a new stamp, and the next POST reloads: the cache is never staler than the POST's own
-transaction. A lookup that misses (unknown city or category)
+``service`` and ``service_attribute`` row, and of the mail settings (``mail_config``,
+``mail_address``, ``message_template``: :func:`notify.links.mail_config` caches them
+under the same stamp), read at the start of each POST in the statement that also looks
+the API key up (:func:`stamp_and_key`). Any committed change to those tables, from any
+process (admin pages, the CLI, a migration, plain SQL), gives a new stamp, and the next
+POST reloads: the cache is never staler than the POST's own transaction. A lookup that misses (unknown city or category)
 goes the uncached way, so errors are those of :mod:`webmap.open311.views`.
 """
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
+from spatial.apikeys import KEY_COLUMNS
+from spatial.db import note_settings_stamp
 from spatial.models import ApiKey, Jurisdiction, Service
 
 STAMP_SQL = sa.text(
@@ -30,6 +33,9 @@ STAMP_SQL = sa.text(
         SELECT 'j' || id || ':' || xmin FROM jurisdiction
         UNION ALL SELECT 's' || id || ':' || xmin FROM service
         UNION ALL SELECT 'a' || id || ':' || xmin FROM service_attribute
+        UNION ALL SELECT 'm' || jurisdiction_id || ':' || xmin FROM mail_config
+        UNION ALL SELECT 'r' || id || ':' || xmin FROM mail_address
+        UNION ALL SELECT 't' || id || ':' || xmin FROM message_template
     ) AS rows(v)
     """
 )
@@ -48,17 +54,21 @@ _lock = threading.Lock()
 
 # Built once: building the statement on each POST cost more Python than running it.
 _STAMP_AND_KEY = (
-    sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), ApiKey)
+    sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), *KEY_COLUMNS)
     .select_from(sa.select(sa.literal(1).label("one")).subquery())
     .outerjoin(ApiKey, ApiKey.key_hash == sa.bindparam("digest", type_=sa.String))
 )
 
 
-def stamp_and_key(session: Session, digest: str | None) -> tuple[str, ApiKey | None]:
-    """The catalog stamp and the API key row with ``digest`` (None: no such key), in one
-    statement: a POST needs both before anything else."""
+def stamp_and_key(session: Session, digest: str | None) -> tuple[str, sa.Row]:
+    """The catalog stamp and the API key's row of :data:`spatial.apikeys.KEY_COLUMNS` with
+    ``digest`` (its ``id`` is None when there is no such key), in one statement: a POST
+    needs both before anything else. The stamp is noted for the session's transaction
+    (:func:`spatial.db.settings_stamp`)."""
     row = session.execute(_STAMP_AND_KEY, {"digest": digest}).one()
-    return row[0] or "", row[1]
+    stamp = row[0] or ""
+    note_settings_stamp(session, stamp)
+    return stamp, row
 
 
 def _entries(session: Session, current: str) -> _Entries:

@@ -359,7 +359,7 @@ def create_request(fmt: str):
         key = verify_key(session, api_key, city, found=(digest, key_row) if digest else None)
     except ApiKeyRejected as exc:
         raise Open311Error(403, f"{exc} -- can't proceed with create_request") from None
-    if session.dirty:
+    if key.touched:
         session.commit()  # keep last_used_at even if the request below is refused
     wait = _buckets().take(key.id)
     if wait > 0:
