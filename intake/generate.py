@@ -646,7 +646,9 @@ def generate_requests(
             public = _allocate_public_ids(sessions, city, chunk.year)
             external = [f"{GENERATED_PREFIX}{seed}-{i}" for i in range(done + 1, done + n + 1)]
             text = copy_text(model, chunk, public, external, _tokens(n))
-            with cursor.copy(f"COPY service_request ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            with cursor.copy(
+                f"COPY service_request ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+            ) as copy:
                 copy.write(text.encode("ascii"))
             del text
             done += n

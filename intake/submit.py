@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplicates
 from notify import messages
+from notify.outbox import DEFERRED_COLUMNS
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.db import attach_inserted, column_keys
@@ -358,7 +359,14 @@ def submit(
     ]
     if duplicates:
         events.append(_duplicate_event(request, duplicates))
-    _write_new(session, request, zones.values(), events)
+    # The acknowledgement and the dispatcher alert are rendered now and written by the
+    # request's own statement. They read only settings (mail, templates); nothing pending
+    # need be flushed before them.
+    outbox: list[dict] = []
+    with session.no_autoflush:
+        messages.acknowledge(session, request, public_base_url, outbox=outbox)
+        messages.on_new_request(session, request, public_base_url, outbox=outbox)
+    _write_new(session, request, zones.values(), events, outbox)
     for photo in processed:
         store_photo(media_dir, photo)
         session.add(
@@ -375,12 +383,7 @@ def submit(
                 thumb_key=photo.thumb_key,
             )
         )
-    # The messages read only settings (mail, templates) and write their own rows; nothing
-    # pending need be flushed before them. The flush at the end writes the photos.
-    with session.no_autoflush:
-        messages.acknowledge(session, request, public_base_url)
-        messages.on_new_request(session, request, public_base_url)
-    session.flush()
+    session.flush()  # the photos
     return SubmitResult(request, public_id, token, service.notice, photo_location_used)
 
 
@@ -416,6 +419,8 @@ def _placeholder(column: str) -> str:
     return f":{column}"
 
 
+_MESSAGE_FIELDS = ", ".join(f"{name} {kind}" for name, kind in DEFERRED_COLUMNS)
+_MESSAGE_NAMES = ", ".join(name for name, _ in DEFERRED_COLUMNS)
 _NEW_REQUEST_SQL = sa.text(
     f"""
     WITH new AS (
@@ -438,16 +443,34 @@ _NEW_REQUEST_SQL = sa.text(
                      department_id integer)
              ) WITH ORDINALITY AS e(actor_label, kind, to_value, note, public, department_id, n)
         ORDER BY e.n
+    ), messages AS (
+        INSERT INTO outbox_message (jurisdiction_id, request_id, kind, to_addr, subject,
+                                    body_text, body_html, headers, message_id, status,
+                                    attempts, next_attempt_at, created_at)
+        SELECT m.jurisdiction_id, new.id, m.kind, m.to_addr, m.subject, m.body_text,
+               m.body_html, m.headers, m.message_id, 'pending', 0, m.created_at, m.created_at
+        FROM new, ROWS FROM (
+                 jsonb_to_recordset(CAST(:messages AS jsonb)) AS ({_MESSAGE_FIELDS})
+             ) WITH ORDINALITY AS m({_MESSAGE_NAMES}, n)
+        -- a new request has no unsubscriptions of its own yet: only "no mail at all" counts
+        WHERE NOT EXISTS (
+            SELECT 1 FROM mail_unsubscribe u
+            WHERE lower(u.email) = m.unsub_email AND u.request_id IS NULL
+        )
+        ORDER BY m.n
     )
     SELECT id FROM new
     """  # noqa: S608 - the names are the model's own columns
 )
 
 
-def _write_new(session: Session, request: ServiceRequest, zones, events: list[dict]) -> None:
+def _write_new(
+    session: Session, request: ServiceRequest, zones, events: list[dict], outbox: list[dict]
+) -> None:
     """INSERT ``request`` (transient, decided), its ``request_zone`` rows (``zones``: the
-    routing's zone picks) and ``events`` (at its ``requested_at``), in one statement, and
-    make it persistent in ``session``."""
+    routing's zone picks), ``events`` (at its ``requested_at``) and its messages
+    (``outbox``: deferred by :func:`notify.outbox.enqueue`), in one statement, and make
+    it persistent in ``session``."""
     values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
     location = values["location"]
     values["location"] = bytes(location.data) if location is not None else None
@@ -458,6 +481,7 @@ def _write_new(session: Session, request: ServiceRequest, zones, events: list[di
     values["zone_layers"] = [z.layer_id for z in zones]
     values["zone_ids"] = [z.zone_id for z in zones]
     values["events"] = json.dumps(events)
+    values["messages"] = json.dumps(outbox)
     attach_inserted(session, request, session.execute(_NEW_REQUEST_SQL, values).scalar_one())
 
 

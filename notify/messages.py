@@ -135,7 +135,7 @@ def reply_to_address(session: Session, city_id: int) -> str | None:
 
 def _original_message_id(session: Session, request: ServiceRequest) -> str | None:
     """The Message-ID of the e-mail that created ``request``, to thread under it."""
-    if request.channel != "email":
+    if request.channel != "email" or request.id is None:
         return None  # only the e-mail intake creates requests from an e-mail
     return session.scalar(
         sa.select(InboundEmail.message_id)
@@ -158,8 +158,10 @@ def _send(
     unsubscribe_scope: int | None,
     headers: dict[str, str] | None = None,
     auto: str = "auto-generated",
+    outbox: list[dict] | None = None,
 ) -> OutboxMessage | None:
-    """Render ``template`` for ``to_addr`` and enqueue it, unless they unsubscribed."""
+    """Render ``template`` for ``to_addr`` and enqueue it, unless they unsubscribed
+    (``outbox``: see :func:`notify.outbox.enqueue`'s ``defer_to``)."""
     to_addr = _valid_email(to_addr)
     if to_addr is None:
         return None
@@ -196,6 +198,7 @@ def _send(
         jurisdiction_id=city_id,
         headers=hdrs,
         unless_unsubscribed=(to_addr, unsubscribe_scope),
+        defer_to=outbox,
     )
 
 
@@ -208,14 +211,17 @@ def acknowledge(
     in_reply_to: str | None = None,
     references: str | None = None,
     notes: list[str] | None = None,
+    outbox: list[dict] | None = None,
 ) -> OutboxMessage | None:
     """The acknowledgement of a new report (its Message-ID is the request's thread root).
 
     For a request without a location it carries the link where the pin can be dropped.
     ``in_reply_to``/``references`` thread it under the e-mail that created the request.
+    ``outbox``: for a request not written yet, the list its message goes to (see
+    :func:`notify.outbox.enqueue`'s ``defer_to``).
     """
     to_addr = to_addr or request.contact_email
-    if not to_addr or not _once(session, ("ack", request.id)):
+    if not to_addr or not _once(session, ("ack", request.public_id)):
         return None
     values = _common(session, request, public_base_url)
     if request.needs_location:
@@ -241,6 +247,7 @@ def acknowledge(
         unsubscribe_scope=request.id,
         headers=headers,
         auto="auto-replied" if in_reply_to else "auto-generated",
+        outbox=outbox,
     )
 
 
@@ -277,10 +284,16 @@ def note_received(
 
 
 def on_new_request(
-    session: Session, request: ServiceRequest, public_base_url: str
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    outbox: list[dict] | None = None,
 ) -> OutboxMessage | None:
-    """Alert the city's dispatch address (``civicpin mail config --dispatch-email``)."""
-    if request.channel in QUIET_CHANNELS or not _once(session, ("new", request.id)):
+    """Alert the city's dispatch address (``civicpin mail config --dispatch-email``).
+
+    ``outbox``: as for :func:`acknowledge`."""
+    if request.channel in QUIET_CHANNELS or not _once(session, ("new", request.public_id)):
         return None
     cfg = mail_config(session, request.jurisdiction_id)
     if not cfg.dispatch_email:
@@ -302,6 +315,7 @@ def on_new_request(
         public_base_url=public_base_url,
         unsubscribe_scope=None,
         headers={"X-Civicpin-Request": request.public_id},
+        outbox=outbox,
     )
 
 

@@ -49,6 +49,22 @@ _ENQUEUE_SQL = sa.text(
 )
 
 
+# A deferred message (``enqueue(defer_to=...)``): its row's columns, with their SQL types,
+# and the address whose unsubscription leaves it out.
+DEFERRED_COLUMNS = (
+    ("jurisdiction_id", "integer"),
+    ("kind", "text"),
+    ("to_addr", "text"),
+    ("subject", "text"),
+    ("body_text", "text"),
+    ("body_html", "text"),
+    ("headers", "jsonb"),
+    ("message_id", "text"),
+    ("created_at", "timestamptz"),
+    ("unsub_email", "text"),
+)
+
+
 def enqueue(
     session: Session,
     *,
@@ -62,11 +78,16 @@ def enqueue(
     body_html: str | None = None,
     headers: dict[str, str] | None = None,
     unless_unsubscribed: tuple[str, int | None] | None = None,
+    defer_to: list[dict] | None = None,
 ) -> OutboxMessage | None:
     """Add one outgoing message to the outbox (no commit; the caller's transaction).
 
     ``unless_unsubscribed`` = (address, request id or None): nothing is written (None is
     returned) if that address unsubscribed from all mail, or from that request's.
+
+    ``defer_to``: a list to append the message to, as a row of :data:`DEFERRED_COLUMNS`,
+    instead of writing it; for a new request that is not written yet, whose statement
+    then writes its messages too (``intake.submit``). Returns None.
     """
     domain = mail_domain(public_base_url)
     hdrs = dict(headers or {})
@@ -81,6 +102,23 @@ def enqueue(
     else:
         message_id = f"<{kind}-{secrets.token_hex(12)}@{domain}>"
     now = now_utc()
+    if defer_to is not None:
+        defer_to.append(
+            {
+                "jurisdiction_id": jurisdiction_id
+                or (request.jurisdiction_id if request else None),
+                "kind": kind,
+                "to_addr": to_addr,
+                "subject": subject,
+                "body_text": body_text,
+                "body_html": body_html,
+                "headers": hdrs,
+                "message_id": message_id,
+                "created_at": now.isoformat(),
+                "unsub_email": (unless_unsubscribed[0].lower() if unless_unsubscribed else None),
+            }
+        )
+        return None
     msg = OutboxMessage(
         jurisdiction_id=jurisdiction_id or (request.jurisdiction_id if request else None),
         request_id=request.id if request is not None else None,

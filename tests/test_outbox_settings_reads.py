@@ -8,7 +8,7 @@ import collections
 import sqlalchemy as sa
 
 from intake.submit import Draft, submit
-from notify import templates
+from notify import links, templates
 from spatial.models import Jurisdiction, OutboxMessage
 from spatial.models_mail import MailAddress, MailConfig
 from tests.support.city import INSIDE
@@ -44,7 +44,7 @@ def test_a_new_request_reads_each_setting_once(engine, sessions, settings):
             if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
                 tables[table] += 1
         if "INSERT INTO outbox_message" in statement and "FROM mail_unsubscribe" in statement:
-            tables["message written unless unsubscribed"] += 1
+            tables["statement writing messages unless unsubscribed"] += 1
 
     sa.event.listen(engine, "before_cursor_execute", count)
     try:
@@ -58,14 +58,30 @@ def test_a_new_request_reads_each_setting_once(engine, sessions, settings):
     assert sent["dispatcher_alert"].to_addr == DISPATCH
     assert sent["acknowledgement"].headers["Reply-To"] == INTAKE
     assert sent["dispatcher_alert"].headers["Reply-To"] == INTAKE
-    # two messages, but the settings once each; each recipient's unsubscriptions are
-    # checked by the statement that writes their message
+    # two messages, but the settings once each; both messages are written, each unless
+    # its recipient unsubscribed, by the statement that writes the request
     assert tables == {
         "mail_config": 1,
         "message_template": 1,
         "mail_address": 1,
-        "message written unless unsubscribed": 2,
+        "statement writing messages unless unsubscribed": 1,
     }
+
+
+def test_an_address_that_wants_no_mail_gets_no_acknowledgement(sessions, settings):
+    with sessions.begin() as s:
+        make_mail_city(s)
+        earlier = _submit(s, settings)
+    with sessions.begin() as s:
+        # unsubscribed from an older request only: new reports are still acknowledged
+        links.unsubscribe(s, RESIDENT.upper(), earlier.id)
+        kept = _submit(s, settings)
+    with sessions.begin() as s:
+        links.unsubscribe(s, RESIDENT, None)  # no mail at all
+        quiet = _submit(s, settings)
+    with sessions() as s:
+        assert set(_messages(s, kept.id)) == {"acknowledgement", "dispatcher_alert"}
+        assert set(_messages(s, quiet.id)) == {"dispatcher_alert"}
 
 
 def test_changes_made_elsewhere_apply_to_the_next_transaction(sessions, settings):

@@ -256,8 +256,15 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
 
     say("importing the Neighborhood Councils")
     nc = catalog.NC_LAYER
-    import_layer(s, city, NC_FILE, nc["name"], code_field=nc["code_field"],
-                 name_field=nc["name_field"], title=nc["title"])
+    import_layer(
+        s,
+        city,
+        NC_FILE,
+        nc["name"],
+        code_field=nc["code_field"],
+        name_field=nc["name_field"],
+        title=nc["title"],
+    )
 
     say("building the crew districts")
     districts = build_crew_districts(read_polygons(NC_FILE), city.metric_srid)
@@ -265,8 +272,15 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
         path = Path(tmp) / "crew-districts.geojson"
         districts.to_file(path, driver="GeoJSON")
         dl = catalog.DISTRICT_LAYER
-        import_layer(s, city, path, dl["name"], code_field=dl["code_field"],
-                     name_field=dl["name_field"], title=dl["title"])
+        import_layer(
+            s,
+            city,
+            path,
+            dl["name"],
+            code_field=dl["code_field"],
+            name_field=dl["name_field"],
+            title=dl["title"],
+        )
 
     say("adding departments, crews, categories and routing rules")
     departments = {}
@@ -277,8 +291,9 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
     s.flush()
     for dept in departments.values():
         for row in districts.itertuples(index=False):
-            s.add(Crew(department_id=dept.id, code=f"{dept.code}-{row.code}",
-                       name=f"{row.name} crew"))
+            s.add(
+                Crew(department_id=dept.id, code=f"{dept.code}-{row.code}", name=f"{row.name} crew")
+            )
 
     services: dict[str, Service] = {}
     for spec in catalog.SERVICES:
@@ -337,7 +352,9 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
     data, last_numbers = _records(city, {k: v.id for k, v in services.items()})
     cursor = s.connection().connection.cursor()
     try:
-        with cursor.copy(f"COPY service_request ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)") as copy:
+        with cursor.copy(
+            f"COPY service_request ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+        ) as copy:
             copy.write(data)
     finally:
         cursor.close()
@@ -360,4 +377,3 @@ def _build(s: Session, say: Progress) -> Jurisdiction:
     route_bulk(s, city)
     s.execute(sa.text("ANALYZE service_request"))
     return city
-
