@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from notify.outbox import enqueue
 from spatial.accounts import EMAIL_RE
+from spatial.db import driver_execute, driver_sql
 from spatial.errors import InvalidInput
 from spatial.models import (
     OPEN_STATUSES,
@@ -69,6 +70,7 @@ DUPLICATES_SQL = sa.text(
     LIMIT :limit
     """
 )
+_DUPLICATES_DRIVER_SQL = driver_sql(DUPLICATES_SQL)  # every new request runs it (spatial.db)
 _OPEN = sorted(s.value for s in OPEN_STATUSES)
 
 
@@ -135,8 +137,9 @@ def find_duplicates(
         return []
     since = (now or now_utc()) - timedelta(days=days)
     minlon, minlat, maxlon, maxlat = search_envelope(lon, lat, radius_m)
-    rows = session.execute(
-        DUPLICATES_SQL,
+    rows = driver_execute(
+        session,
+        _DUPLICATES_DRIVER_SQL,
         {
             "lon": lon,
             "lat": lat,
@@ -151,7 +154,7 @@ def find_duplicates(
             "radius": radius_m,
             "limit": limit,
         },
-    ).all()
+    ).fetchall()
     return [
         DuplicateCandidate(
             public_id=r.public_id,

@@ -30,7 +30,7 @@ from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
-from spatial.db import attach_inserted, column_keys
+from spatial.db import attach_inserted, column_keys, driver_execute, driver_sql
 from spatial.errors import InvalidInput, NotFound
 from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
@@ -463,6 +463,8 @@ _NEW_REQUEST_SQL = sa.text(
     """  # noqa: S608 - the names are the model's own columns
 )
 
+_NEW_REQUEST_DRIVER_SQL = driver_sql(_NEW_REQUEST_SQL)
+
 
 def _write_new(
     session: Session, request: ServiceRequest, zones, events: list[dict], outbox: list[dict]
@@ -482,7 +484,8 @@ def _write_new(
     values["zone_ids"] = [z.zone_id for z in zones]
     values["events"] = json.dumps(events)
     values["messages"] = json.dumps(outbox)
-    attach_inserted(session, request, session.execute(_NEW_REQUEST_SQL, values).scalar_one())
+    new_id = driver_execute(session, _NEW_REQUEST_DRIVER_SQL, values).fetchone()[0]
+    attach_inserted(session, request, new_id)
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -45,6 +45,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
 from routing.sla import business_intervals, due_at
+from spatial.db import driver_execute, driver_sql
 from spatial.models import (
     Crew,
     Department,
@@ -145,6 +146,7 @@ SELECT m.*, {IN_CITY_EXPR} AS in_city,
 FROM ({_META}) AS m
 """  # noqa: S608 - composed of this module's constant SQL
 )
+_SITE_DRIVER_SQL = driver_sql(SITE_SQL)  # every new request runs it (spatial.db)
 # The request's zone rows: the current layers' picks upserted (unchanged rows not
 # rewritten), rows of any other layer dropped; one statement.
 STORE_ZONES_SQL = sa.text(
@@ -439,12 +441,16 @@ class Site:
     zone_rows: list[Any]
 
 
-def site_of(session: Session, jurisdiction_id: int, service_id: int, lon: float, lat: float) -> Site:
+def site_of(
+    session: Session, jurisdiction_id: int, service_id: int, lon: float, lat: float
+) -> Site:
     """One statement: is (lon, lat) in the city, and the routing inputs of a new request
     of ``service_id`` there (for :func:`decide_new`)."""
-    row = session.execute(
-        SITE_SQL, {"jid": jurisdiction_id, "service_id": service_id, "lon": lon, "lat": lat}
-    ).one_or_none()
+    row = driver_execute(
+        session,
+        _SITE_DRIVER_SQL,
+        {"jid": jurisdiction_id, "service_id": service_id, "lon": lon, "lat": lat},
+    ).fetchone()
     if row is None:
         raise ValueError(f"service {service_id} does not exist")
     zone_rows = [SimpleNamespace(**z) for z in row.zones or ()]
@@ -475,9 +481,7 @@ def _decide(
             META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
         ).one_or_none()
         if meta is None:
-            raise ValueError(
-                f"service {request.service_id} of request {request.id} does not exist"
-            )
+            raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
         zones = _zones_at(session, request.jurisdiction_id, lon, lat)
     catalog = _catalog(session, request.jurisdiction_id, meta)
 
@@ -543,18 +547,22 @@ def _decide(
     request.reassigned_at = None  # routed again one by one: the rules decide once more
     request.due_at = due
     request.priority = priority
-    return old_routed_at is None, zones, RoutingDecision(
-        department_id=department_id,
-        crew_id=crew_id,
-        zone_id=zone_id,
-        rule_id=request.rule_id,
-        ruleset_version=request.ruleset_version,
-        priority=priority,
-        sla_hours=hours,
-        due_at=due,
-        explanation=text,
-        zones={name: z.zone_id for name, z in zones.items()},
-        changed=changed,
+    return (
+        old_routed_at is None,
+        zones,
+        RoutingDecision(
+            department_id=department_id,
+            crew_id=crew_id,
+            zone_id=zone_id,
+            rule_id=request.rule_id,
+            ruleset_version=request.ruleset_version,
+            priority=priority,
+            sla_hours=hours,
+            due_at=due,
+            explanation=text,
+            zones={name: z.zone_id for name, z in zones.items()},
+            changed=changed,
+        ),
     )
 
 

@@ -54,8 +54,7 @@ def validate_calendar(calendar: Any) -> dict[str, Any]:
     hours = calendar.get("hours")
     if not isinstance(hours, dict) or not hours:
         raise InvalidInput(
-            "business calendar: 'hours' must map at least one day (mon..sun) to "
-            "['HH:MM', 'HH:MM']",
+            "business calendar: 'hours' must map at least one day (mon..sun) to ['HH:MM', 'HH:MM']",
             field="business_calendar",
         )
     for day, span in hours.items():

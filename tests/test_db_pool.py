@@ -53,3 +53,27 @@ def test_a_busy_pool_is_not_pinged(db_url, monkeypatch):
             assert conn.execute(sa.text("SELECT 4")).scalar_one() == 4
     finally:
         engine.dispose()
+
+
+def test_driver_statements_raise_sqlalchemy_errors_and_drop_dead_connections(db_url):
+    engine = db.make_engine(db_url, pool_size=1, max_overflow=0)
+    sessions = db.make_sessionmaker(engine)
+    try:
+        with sessions() as s:
+            with pytest.raises(sa.exc.ProgrammingError):
+                db.driver_execute(s, "SELECT * FROM no_such_table WHERE id = %(i)s", {"i": 1})
+            s.rollback()
+            row = db.driver_execute(s, "SELECT %(i)s::int AS answer", {"i": 42}).fetchone()
+            assert row.answer == 42
+            admin = db.make_engine(db_url, poolclass=sa.pool.NullPool)
+            try:
+                assert _drop_other_backends(admin, engine.url.database) == 1
+            finally:
+                admin.dispose()
+            with pytest.raises(sa.exc.OperationalError):
+                db.driver_execute(s, "SELECT %(i)s::int AS answer", {"i": 1})
+        # the dead connection was dropped from the pool: the next session gets a live one
+        with sessions() as s:
+            assert db.driver_execute(s, "SELECT 7 AS n", {}).fetchone().n == 7
+    finally:
+        engine.dispose()

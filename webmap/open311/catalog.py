@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
-from spatial.apikeys import KEY_COLUMNS
-from spatial.db import note_settings_stamp
-from spatial.models import ApiKey, Jurisdiction, Service
+from spatial.db import driver_execute, driver_sql, note_settings_stamp
+from spatial.models import Jurisdiction, Service
 
 STAMP_SQL = sa.text(
     """
@@ -52,21 +52,27 @@ _cache: dict[sa.URL, _Entries] = {}
 _lock = threading.Lock()
 
 
-# Built once: building the statement on each POST cost more Python than running it.
-_STAMP_AND_KEY = (
-    sa.select(STAMP_SQL.columns(sa.column("stamp")).scalar_subquery(), *KEY_COLUMNS)
-    .select_from(sa.select(sa.literal(1).label("one")).subquery())
-    .outerjoin(ApiKey, ApiKey.key_hash == sa.bindparam("digest", type_=sa.String))
+# The stamp and the key's row (spatial.apikeys.KEY_COLUMNS; all None when there is no
+# such key), run on the session's psycopg connection (spatial.db.driver_execute).
+_STAMP_AND_KEY = driver_sql(
+    sa.text(
+        f"""
+        SELECT ({STAMP_SQL.text}) AS stamp,
+               k.id, k.jurisdiction_id, k.revoked_at, k.last_used_at
+        FROM (SELECT 1) AS one
+        LEFT JOIN api_key k ON k.key_hash = :digest
+        """  # noqa: S608 - constant SQL
+    )
 )
 
 
-def stamp_and_key(session: Session, digest: str | None) -> tuple[str, sa.Row]:
+def stamp_and_key(session: Session, digest: str | None) -> tuple[str, Any]:
     """The catalog stamp and the API key's row of :data:`spatial.apikeys.KEY_COLUMNS` with
     ``digest`` (its ``id`` is None when there is no such key), in one statement: a POST
     needs both before anything else. The stamp is noted for the session's transaction
     (:func:`spatial.db.settings_stamp`)."""
-    row = session.execute(_STAMP_AND_KEY, {"digest": digest}).one()
-    stamp = row[0] or ""
+    row = driver_execute(session, _STAMP_AND_KEY, {"digest": digest}).fetchone()
+    stamp = row.stamp or ""
     note_settings_stamp(session, stamp)
     return stamp, row
 
