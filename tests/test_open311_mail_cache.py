@@ -9,12 +9,17 @@ import collections
 import pytest
 import sqlalchemy as sa
 
-from notify import templates
 from spatial.apikeys import create_key
-from spatial.models import Jurisdiction, OutboxMessage, ServiceRequest
-from spatial.models_mail import MailAddress, MailConfig
+from spatial.models import OutboxMessage, ServiceRequest
 from tests.support.city import INSIDE
-from tests.support.mail import DISPATCH, INTAKE, make_mail_city
+from tests.support.mail import (
+    DISPATCH,
+    INTAKE,
+    NIGHT_DESK,
+    SENDER,
+    change_mail_settings,
+    make_mail_city,
+)
 from webmap.open311 import bp, catalog
 
 V2 = "/open311/v2"
@@ -85,29 +90,15 @@ def test_changes_committed_elsewhere_apply_to_the_next_post(api, sessions):
     first = _post(client, key, 0)
     second = _post(client, key, 1)
     with sessions.begin() as other:
-        city = other.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
-        cfg = other.get(MailConfig, city.id)
-        cfg.dispatch_email = "night-desk@testville.example"
-        cfg.from_address = "Testville 311 <noreply@testville.example>"
-        other.execute(
-            sa.update(MailAddress).where(MailAddress.address == INTAKE).values(active=False)
-        )
-        templates.save_override(
-            other,
-            city,
-            "dispatcher_alert",
-            "NEW $public_id",
-            "See $staff_url\n$unsubscribe_url\n",
-            "test",
-        )
+        change_mail_settings(other)
     third = _post(client, key, 2)
     before, after = _messages(sessions, second), _messages(sessions, third)
     assert _messages(sessions, first)["dispatcher_alert"].to_addr == DISPATCH
     assert before["dispatcher_alert"].to_addr == DISPATCH
     assert before["dispatcher_alert"].headers["Reply-To"] == INTAKE
-    assert after["dispatcher_alert"].to_addr == "night-desk@testville.example"
+    assert after["dispatcher_alert"].to_addr == NIGHT_DESK
     assert after["dispatcher_alert"].subject == f"NEW {third}"
-    assert after["dispatcher_alert"].headers["From"] == "Testville 311 <noreply@testville.example>"
+    assert after["dispatcher_alert"].headers["From"] == SENDER
     assert after["acknowledgement"].headers["Reply-To"] != INTAKE
     # and the template's removal, from plain SQL, too
     with sessions.begin() as other:

@@ -10,9 +10,15 @@ import sqlalchemy as sa
 from intake.submit import Draft, submit
 from notify import links, templates
 from spatial.models import Jurisdiction, OutboxMessage
-from spatial.models_mail import MailAddress, MailConfig
 from tests.support.city import INSIDE
-from tests.support.mail import DISPATCH, INTAKE, RESIDENT, make_mail_city
+from tests.support.mail import (
+    DISPATCH,
+    INTAKE,
+    NIGHT_DESK,
+    RESIDENT,
+    change_mail_settings,
+    make_mail_city,
+)
 
 BASE = "http://127.0.0.1:5000"
 
@@ -84,26 +90,14 @@ def test_changes_made_elsewhere_apply_to_the_next_transaction(sessions, settings
     first = _submit(long_lived, settings)
     long_lived.commit()
     with sessions.begin() as other:
-        city = other.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
-        other.get(MailConfig, city.id).dispatch_email = "night-desk@testville.example"
-        other.execute(
-            sa.update(MailAddress).where(MailAddress.address == INTAKE).values(active=False)
-        )
-        templates.save_override(
-            other,
-            city,
-            "dispatcher_alert",
-            "NEW $public_id",
-            "See $staff_url\n$unsubscribe_url\n",
-            "test",
-        )
+        change_mail_settings(other)
     second = _submit(long_lived, settings)
     long_lived.commit()
     with sessions() as s:
         before, after = _messages(s, first.id), _messages(s, second.id)
     long_lived.close()
     assert before["dispatcher_alert"].to_addr == DISPATCH
-    assert after["dispatcher_alert"].to_addr == "night-desk@testville.example"
+    assert after["dispatcher_alert"].to_addr == NIGHT_DESK
     assert after["dispatcher_alert"].subject == f"NEW {second.public_id}"
     assert before["dispatcher_alert"].headers["Reply-To"] == INTAKE
     assert after["dispatcher_alert"].headers["Reply-To"] != INTAKE

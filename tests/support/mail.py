@@ -13,11 +13,12 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 
-from spatial.models import AddressPoint, Department, Service
+from spatial.models import AddressPoint, Department, Jurisdiction, Service
 from spatial.models_mail import MailAddress, MailConfig
 from tests.support.city import make_small_city
 
@@ -213,3 +214,30 @@ def smtp_send(
                 return code, text.decode()
         code, text = smtp.data(raw)
         return code, text.decode()
+
+
+NIGHT_DESK = "night-desk@testville.example"
+SENDER = "Testville 311 <noreply@testville.example>"
+
+
+def change_mail_settings(session) -> None:
+    """What a city admin changes elsewhere: the dispatch address and the sender, the
+    intake address (retired, so no reply-to), and the dispatcher alert's template
+    (subject "NEW <public id>")."""
+    from notify import templates
+
+    city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
+    cfg = session.get(MailConfig, city.id)
+    cfg.dispatch_email = NIGHT_DESK
+    cfg.from_address = SENDER
+    session.execute(
+        sa.update(MailAddress).where(MailAddress.address == INTAKE).values(active=False)
+    )
+    templates.save_override(
+        session,
+        city,
+        "dispatcher_alert",
+        "NEW $public_id",
+        "See $staff_url\n$unsubscribe_url\n",
+        "test",
+    )
