@@ -551,6 +551,30 @@ class PublicIdCounter(Base):
     last_value: Mapped[int] = mapped_column(sa.Integer, default=0)
 
 
+# The tables whose rows the Open311 POST keeps in process memory between requests (the
+# catalog and the mail settings): any statement that writes to one of them raises
+# settings_stamp.version first, in its own transaction (migration 0420).
+STAMPED_TABLES = (
+    "jurisdiction",
+    "service",
+    "service_attribute",
+    "mail_config",
+    "mail_address",
+    "message_template",
+)
+
+
+class SettingsStamp(Base):
+    """One row: the version of :data:`STAMPED_TABLES`, raised by a statement trigger on
+    each of them (see ``webmap.open311.catalog``)."""
+
+    __tablename__ = "settings_stamp"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
 from spatial import map_cells, models_analytics, models_mail, models_ops, pieces  # noqa: E402,F401,I001

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from spatial.apikeys import create_key
-from spatial.models import Jurisdiction, Service, ServiceAttribute
+from spatial.models import STAMPED_TABLES, Jurisdiction, Service, ServiceAttribute
 from tests.support.city import make_small_city
 from tests.support.open311 import open311_errors
 from webmap.open311 import bp, catalog
@@ -117,3 +117,26 @@ def test_a_second_city_is_seen_and_a_renamed_one_too(api, sessions):
     resp = _post(client, other_key, jurisdiction_id="otherville")
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json()[0]["service_request_id"].startswith("OV-")
+
+
+def _stamp(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT version FROM settings_stamp")).scalar_one()
+
+
+@pytest.mark.parametrize("table", STAMPED_TABLES)
+def test_any_write_to_a_stamped_table_gives_a_new_stamp_once_committed(api, engine, table):
+    before = _stamp(engine)
+    with engine.connect() as conn:
+        # a no-op write through plain SQL still counts; a rolled-back one never shows
+        conn.execute(sa.text(f"UPDATE {table} SET {_column(table)} = {_column(table)}"))
+        assert _stamp(engine) == before
+        conn.rollback()
+    assert _stamp(engine) == before
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE false"))
+    assert _stamp(engine) > before
+
+
+def _column(table: str) -> str:
+    return "jurisdiction_id" if table == "mail_config" else "id"

@@ -5,18 +5,22 @@ and the ORM work of building the objects, on each request, for rows that change 
 times a year. Here they are loaded once and handed to each request's session with
 ``Session.merge(load=False)`` (no SQL), for as long as the *catalog stamp* is unchanged.
 
-The stamp is a digest of the id and row version (``xmin``) of every ``jurisdiction``,
-``service`` and ``service_attribute`` row, and of the mail settings (``mail_config``,
-``mail_address``, ``message_template``: :func:`notify.links.mail_config` caches them
-under the same stamp), read at the start of each POST in the statement that also looks
-the API key up (:func:`stamp_and_key`). Any committed change to those tables, from any
-process (admin pages, the CLI, a migration, plain SQL), gives a new stamp, and the next
-POST reloads: the cache is never staler than the POST's own transaction. A lookup that misses (unknown city or category)
-goes the uncached way, so errors are those of :mod:`webmap.open311.views`.
+The stamp is the version in ``settings_stamp``, which every statement that writes to
+the catalog (``jurisdiction``, ``service``, ``service_attribute``) or to the mail
+settings (``mail_config``, ``mail_address``, ``message_template``:
+:func:`notify.links.mail_config` caches them under the same stamp) raises, by a trigger,
+in its own transaction (``spatial.models.STAMPED_TABLES``, migration 0420). It is read at
+the start of each POST in the statement that also looks the API key up
+(:func:`stamp_and_key`). Any committed change to those tables, from any process (admin
+pages, the CLI, a migration, plain SQL), gives a new stamp, and the next POST reloads:
+the cache is never staler than the POST's own transaction. A lookup that misses (unknown
+city or category) goes the uncached way, so errors are those of
+:mod:`webmap.open311.views`.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,18 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from spatial.db import driver_execute, driver_sql, note_settings_stamp
 from spatial.models import Jurisdiction, Service
 
-STAMP_SQL = sa.text(
-    """
-    SELECT md5(string_agg(v, ',' ORDER BY v)) FROM (
-        SELECT 'j' || id || ':' || xmin FROM jurisdiction
-        UNION ALL SELECT 's' || id || ':' || xmin FROM service
-        UNION ALL SELECT 'a' || id || ':' || xmin FROM service_attribute
-        UNION ALL SELECT 'm' || jurisdiction_id || ':' || xmin FROM mail_config
-        UNION ALL SELECT 'r' || id || ':' || xmin FROM mail_address
-        UNION ALL SELECT 't' || id || ':' || xmin FROM message_template
-    ) AS rows(v)
-    """
-)
+STAMP_SQL = sa.text("SELECT version::text FROM settings_stamp WHERE id = 1")
 
 
 @dataclass
@@ -72,9 +65,10 @@ def stamp_and_key(session: Session, digest: str | None) -> tuple[str, Any]:
     needs both before anything else. The stamp is noted for the session's transaction
     (:func:`spatial.db.settings_stamp`)."""
     row = driver_execute(session, _STAMP_AND_KEY, {"digest": digest}).fetchone()
-    stamp = row.stamp or ""
-    note_settings_stamp(session, stamp)
-    return stamp, row
+    if row.stamp is None:  # the stamp row is gone: nothing can be cached safely
+        return f"unstamped-{secrets.token_hex(8)}", row
+    note_settings_stamp(session, row.stamp)
+    return row.stamp, row
 
 
 def _entries(session: Session, current: str) -> _Entries:
