@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from spatial.db import settings_stamp
+from spatial.db import database_key, settings_stamp
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
 from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubscribe
@@ -139,7 +139,7 @@ def _load_mail_settings(session: Session, city_id: int) -> MailConfig | None:
 # template overrides), kept in process memory under the settings stamp that the Open311
 # POST reads first (webmap.open311.catalog): for as long as that stamp is unchanged, none
 # of those rows changed. Other callers (no stamp in their transaction) read the database.
-_stamped: dict[tuple[sa.URL, str, int], tuple[dict[str, Any], str | None, dict]] = {}
+_stamped: dict[tuple[str, str, int], tuple[dict[str, Any], str | None, dict]] = {}
 _stamped_lock = threading.Lock()
 _CONFIG_COLUMNS = tuple(c.key for c in MailConfig.__table__.columns)
 
@@ -148,7 +148,7 @@ def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
     stamp = settings_stamp(session)
     if stamp is None:
         return None
-    entry = _stamped.get((session.get_bind().url, stamp, city_id))
+    entry = _stamped.get((database_key(session.get_bind()), stamp, city_id))
     if entry is None:
         return None
     values, reply_to, overrides = entry
@@ -175,7 +175,7 @@ def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
     with _stamped_lock:
         if len(_stamped) >= 64:
             _stamped.clear()  # old stamps: one live entry per city in production
-        _stamped[(session.get_bind().url, stamp, city_id)] = entry
+        _stamped[(database_key(session.get_bind()), stamp, city_id)] = entry
 
 
 @lru_cache(maxsize=256)

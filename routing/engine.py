@@ -45,7 +45,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
 from routing.sla import business_intervals, due_at
-from spatial.db import driver_execute, driver_sql
+from spatial.db import database_key, driver_execute, driver_sql
 from spatial.models import (
     Crew,
     Department,
@@ -290,9 +290,8 @@ def _load_catalog(session: Session, jid: int, ruleset_id: int, version: int) -> 
 def _catalog(session: Session, jid: int, meta: Any) -> _Catalog | None:
     if meta.ruleset_id is None:
         return None
-    bind = session.get_bind()
     key = (
-        bind.url.render_as_string(hide_password=True),
+        database_key(session.get_bind()),
         jid,
         meta.ruleset_id,
         meta.version,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -78,6 +79,19 @@ def driver_execute(session: Session, sql: str, params: Mapping[str, Any]) -> psy
             sql, params, exc, psycopg.Error, dialect=conn.dialect
         ) from exc
     return cursor
+
+
+_database_keys: weakref.WeakKeyDictionary[sa.Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_key(bind: sa.Engine | sa.Connection) -> str:
+    """A key for per-database caches in process memory: the engine's URL, rendered once
+    per engine (a ``URL`` renders itself to a string each time it is hashed)."""
+    engine = bind.engine
+    key = _database_keys.get(engine)
+    if key is None:
+        key = _database_keys[engine] = engine.url.render_as_string(hide_password=False)
+    return key
 
 
 # The settings stamp of the current transaction. A request that read the stamp (the

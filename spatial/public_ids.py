@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from spatial.db import database_key
 from spatial.models import Jurisdiction, PublicIdCounter
 
 
@@ -92,19 +93,20 @@ class _Reserver:
         return last
 
 
-_reservers: dict[sa.URL, _Reserver] = {}
+_reservers: dict[str, _Reserver] = {}
 _reservers_lock = threading.Lock()
 
 
 def _reserver(bind: sa.Engine) -> _Reserver:
+    key = database_key(bind)
     with _reservers_lock:
-        reserver = _reservers.get(bind.url)
+        reserver = _reservers.get(key)
         if reserver is None:
             if len(_reservers) >= 32:
                 _reservers.clear()  # one database per process in production; tests make many
             conninfo = bind.url.set(drivername="postgresql").render_as_string(hide_password=False)
             keep = not isinstance(bind.pool, sa.pool.NullPool)
-            reserver = _reservers[bind.url] = _Reserver(conninfo, keep)
+            reserver = _reservers[key] = _Reserver(conninfo, keep)
         return reserver
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
-from spatial.db import driver_execute, driver_sql, note_settings_stamp
+from spatial.db import database_key, driver_execute, driver_sql, note_settings_stamp
 from spatial.models import Jurisdiction, Service
 
 STAMP_SQL = sa.text("SELECT version::text FROM settings_stamp WHERE id = 1")
@@ -41,7 +41,7 @@ class _Entries:
     services: dict[tuple[int, str], Service] = field(default_factory=dict)
 
 
-_cache: dict[sa.URL, _Entries] = {}
+_cache: dict[str, _Entries] = {}
 _lock = threading.Lock()
 
 
@@ -72,7 +72,7 @@ def stamp_and_key(session: Session, digest: str | None) -> tuple[str, Any]:
 
 
 def _entries(session: Session, current: str) -> _Entries:
-    url = session.get_bind().url  # one database per engine
+    url = database_key(session.get_bind())
     with _lock:
         entries = _cache.get(url)
         if entries is None or entries.stamp != current:
