@@ -32,4 +32,4 @@ COPY --from=assets /src/webmap/static/vendor webmap/static/vendor
 RUN pip install -e . && civicpin --version
 USER civicpin
 EXPOSE 8000 2525
-CMD ["gunicorn", "-w", "4", "-b", "0.0.0.0:8000", "--access-logfile", "-", "webmap.wsgi:app"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "-b", "0.0.0.0:8000", "--access-logfile", "-", "webmap.wsgi:app"]

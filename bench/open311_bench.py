@@ -13,8 +13,9 @@ bench`` (the key is the last line it prints).
 
 Then, in the same run:
 
-1. Two servers the production way, with the same gunicorn settings (``gthread``,
-   ``--workers``/``--threads``, keep-alive): the real app ``webmap.wsgi:app``, and the
+1. Two servers the production way, with the same gunicorn settings (``gunicorn.conf.py``:
+   ``gthread``, two workers per core, two threads each, keep-alive; ``--workers`` and
+   ``--threads`` override them): the real app ``webmap.wsgi:app``, and the
    framework's floor ``bench/floor_app.py`` (a trivial Flask endpoint that reads the
    form and answers a small JSON object). The real app runs with
    ``OPEN311_RATE_LIMIT=100000/100000``: the default per-key limit (10/s, bursts of 60)
@@ -367,28 +368,27 @@ def post_bodies(services: list[dict], points, key: str, n: int, seed: int) -> li
 
 
 class Gunicorn:
-    """``gunicorn APP`` on a free loopback port, stopped on exit."""
+    """``gunicorn APP`` with the production settings (``gunicorn.conf.py``) on a free
+    loopback port, stopped on exit; ``--workers``/``--threads`` override them."""
 
     def __init__(self, app: str, args, env: dict, pythonpath: str | None = None):
         self.port = free_port()
         cmd = [
             str(Path(sys.executable).with_name("gunicorn")),
             app,
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{self.port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--keep-alive",
-            "30",
             "--backlog",
             "256",
             "--log-level",
             "warning",
         ]
+        if args.workers:
+            cmd += ["--workers", str(args.workers)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if pythonpath:
             cmd += ["--pythonpath", pythonpath]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
@@ -414,6 +414,13 @@ class Gunicorn:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def gunicorn_settings(args) -> tuple[int, int]:
+    """The workers and threads each server runs with (gunicorn.conf.py, or the options)."""
+    conf: dict = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), conf)  # noqa: S102 - our own settings file
+    return args.workers or conf["workers"], args.threads or conf["threads"]
 
 
 def cpu_seconds(roots: list[int]) -> float:
@@ -547,8 +554,12 @@ def get_window(engine, jid: int) -> tuple[datetime, datetime, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1_000_000, help="history size")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (both apps)")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn workers, both apps (default: gunicorn.conf.py's)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="threads per worker, both apps (default: gunicorn.conf.py's)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="client connections")
     parser.add_argument("--warmup", type=int, default=300, help="untimed POSTs first")
     parser.add_argument("--posts", type=int, default=6000, help="timed POSTs at most")
@@ -583,8 +594,9 @@ def main() -> int:
 
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["OPEN311_RATE_LIMIT"] = RATE_LIMIT
+    workers, threads = gunicorn_settings(args)
     setting = (
-        f"gunicorn gthread, {args.workers} workers x {args.threads} threads, keep-alive; "
+        f"gunicorn gthread, {workers} workers x {threads} threads, keep-alive; "
         f"{args.concurrency} client connections from a separate process"
     )
     print(
