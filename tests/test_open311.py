@@ -21,6 +21,7 @@ from spatial.apikeys import create_key
 from spatial.models import (
     AddressPoint,
     Jurisdiction,
+    OutboxMessage,
     Photo,
     RequestEvent,
     Service,
@@ -635,6 +636,38 @@ def test_extensions_are_off_by_default_and_on_when_asked(api):
     assert (
         get_xml(api, f"requests/{sid}", "service_requests")[0].find("extended_attributes") is None
     )
+
+
+def test_a_post_whose_photo_cannot_be_stored_leaves_nothing_behind(api, monkeypatch):
+    import intake.submit
+
+    def disk_full(media_dir, photo):
+        raise OSError(28, "No space left on device")
+
+    def counts():
+        with api.sessions() as s:
+            return (
+                s.scalar(sa.select(sa.func.count()).select_from(ServiceRequest)),
+                s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)),
+            )
+
+    before = counts()
+    monkeypatch.setattr(intake.submit, "store_photo", disk_full)
+    resp = api.client.post(
+        f"{V2}/requests.json",
+        data={
+            "api_key": api.key,
+            "service_code": "pothole",
+            "attribute[depth]": "7",
+            "email": "resident@example.org",
+            "media": (io.BytesIO(jpeg_bytes(lat=34.07, lon=-118.29)), "hole.jpg"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code >= 400 and resp.is_json and resp.get_json()[0]["description"]
+    # the request had been written before the photo failed: it is rolled back with its
+    # zones, events and messages
+    assert counts() == before
 
 
 def test_paging_bbox_and_updated_after(api):

@@ -36,7 +36,15 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
     if engine is None:
         engine = make_engine(resolve_database_url(settings))
     factory = make_sessionmaker(engine)
-    app.extensions["civicpin"] = {"settings": settings, "engine": engine, "sessions": factory}
+    app.extensions["civicpin"] = {
+        "settings": settings,
+        "engine": engine,
+        "sessions": factory,
+        # for requests whose only write is one statement (see db_session)
+        "autocommit_sessions": make_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        ),
+    }
 
     @app.teardown_appcontext
     def _close_session(exc):
@@ -83,10 +91,18 @@ def settings_of(app: Flask) -> Settings:
     return app.extensions["civicpin"]["settings"]
 
 
-def db_session():
-    """The request's database session (closed at the end of the request)."""
+def db_session(*, autocommit: bool = False):
+    """The request's database session (closed at the end of the request).
+
+    ``autocommit``: each statement commits on its own, with no BEGIN and COMMIT round
+    trips around them, for a request whose reads need not share a snapshot and whose
+    writes are each one statement (the Open311 POST without a photo: its request, zones,
+    events and messages are one statement). Ignored if the request has a session
+    already.
+    """
     from flask import current_app
 
     if "db_session" not in g:
-        g.db_session = current_app.extensions["civicpin"]["sessions"]()
+        kind = "autocommit_sessions" if autocommit else "sessions"
+        g.db_session = current_app.extensions["civicpin"][kind]()
     return g.db_session

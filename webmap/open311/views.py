@@ -350,7 +350,10 @@ def _location(session, city: Jurisdiction) -> tuple[float | None, float | None, 
 
 @bp.post(f"{PREFIX}/requests.{FMT}")
 def create_request(fmt: str):
-    session = db_session()
+    # Without a photo every write of a POST is one statement (the API key's last use; the
+    # request with its zones, events and messages), so it runs without a transaction
+    # around it. A photo's rows are written after the request's, in one transaction.
+    session = db_session(autocommit=not request.files)
     api_key = params.opt("api_key")
     digest = hash_key(api_key) if api_key else None
     current, key_row = catalog.stamp_and_key(session, digest)
