@@ -320,14 +320,23 @@ def catalog(engine, jid: int) -> list[dict]:
 
 
 def random_points(engine, jid: int, n: int, seed: int) -> list[tuple[float, float]]:
-    """``n`` random (lon, lat) points inside the city's boundary."""
+    """``n`` random (lon, lat) points inside the city's boundary, as sent (6 decimals):
+    a point a few centimetres inside the boundary can round to one outside it, which the
+    server rightly refuses, so those are left out."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT ST_X(d.geom), ST_Y(d.geom) FROM jurisdiction j, "
-                "LATERAL ST_Dump(ST_GeneratePoints(j.boundary, :n, :seed)) d WHERE j.id = :j"
+                """
+                SELECT x, y FROM jurisdiction j,
+                LATERAL ST_Dump(ST_GeneratePoints(j.boundary, :m, :seed)) d,
+                LATERAL (SELECT round(ST_X(d.geom)::numeric, 6)::float8 AS x,
+                                round(ST_Y(d.geom)::numeric, 6)::float8 AS y) r
+                WHERE j.id = :j
+                  AND ST_Covers(j.boundary, ST_SetSRID(ST_MakePoint(r.x, r.y), 4326))
+                LIMIT :n
+                """
             ),
-            {"n": n, "seed": seed, "j": jid},
+            {"m": n + n // 100 + 10, "n": n, "seed": seed, "j": jid},
         ).all()
     return [(float(x), float(y)) for x, y in rows]
 
