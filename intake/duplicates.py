@@ -20,6 +20,7 @@ from spatial.accounts import EMAIL_RE
 from spatial.db import driver_execute, driver_sql
 from spatial.errors import InvalidInput
 from spatial.models import (
+    OPEN_LOCATION_PREDICATE,
     OPEN_STATUSES,
     Follower,
     Jurisdiction,
@@ -35,21 +36,23 @@ DEFAULT_DAYS = 30
 MAX_CANDIDATES = 10
 METRES_PER_DEGREE = 111_320.0
 
-# The requests inside the search box come first, from the GiST index alone (a fence,
-# so that no plan, the server's generic plan of this prepared statement included,
-# combines it with the index of the category, which matches a tenth of the table); the
-# other conditions then filter those few rows. The box is a sub-select, so that every
-# plan estimates it alike: given as constants, the server planned each execution anew
-# (the generic plan's estimate stayed above the custom plans'), which took longer than
-# running it; now it settles on the generic plan of the prepared statement.
+# The open requests inside the search box come first, from their partial GiST index
+# alone (OPEN_LOCATION_PREDICATE, migration 0430), behind a fence, so that no plan, the
+# server's generic plan of this prepared statement included, combines it with the index
+# of the category, which matches a tenth of the table; the other conditions then filter
+# those few rows. The box is a sub-select, so that every plan estimates it alike: given
+# as constants, the server planned each execution anew (the generic plan's estimate
+# stayed above the custom plans'), which took longer than running it; now it settles on
+# the generic plan of the prepared statement.
 DUPLICATES_SQL = sa.text(
-    """
+    f"""
     WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
     boxed AS MATERIALIZED (
         SELECT r.id, r.public_id, r.status, r.requested_at, r.address, r.description,
                r.location, r.jurisdiction_id, r.service_id, r.duplicate_of_id
         FROM service_request r
         WHERE r.location && (SELECT ST_MakeEnvelope(:minlon, :minlat, :maxlon, :maxlat, 4326))
+          AND r.{OPEN_LOCATION_PREDICATE}
     )
     SELECT r.id, r.public_id, r.status, r.requested_at, r.address, r.description,
            ST_Distance(r.location::geography, pt.g::geography) AS distance_m,
@@ -68,7 +71,7 @@ DUPLICATES_SQL = sa.text(
       AND ST_DWithin(r.location::geography, pt.g::geography, :radius)
     ORDER BY distance_m, r.requested_at DESC
     LIMIT :limit
-    """
+    """  # noqa: S608 - constant SQL
 )
 _DUPLICATES_DRIVER_SQL = driver_sql(DUPLICATES_SQL)  # every new request runs it (spatial.db)
 _OPEN = sorted(s.value for s in OPEN_STATUSES)

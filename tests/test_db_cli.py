@@ -82,3 +82,10 @@ def test_unknown_city_is_one_line_error(cli):
     res = cli("users", "create", "--email", "c@city.example", "--role", "crew", "--city", "nowhere")
     assert res.returncode == 1
     assert res.stderr.strip() == "civicpin: error: no city with slug 'nowhere'"
+
+
+def test_the_open_requests_index_covers_exactly_the_open_statuses():
+    from spatial.models import OPEN_LOCATION_PREDICATE, OPEN_STATUSES
+
+    named = set(OPEN_LOCATION_PREDICATE.split("(", 1)[1].rstrip(")").replace("'", "").split(", "))
+    assert named == {s.value for s in OPEN_STATUSES}
