@@ -144,11 +144,14 @@ _stamped_lock = threading.Lock()
 _CONFIG_COLUMNS = tuple(c.key for c in MailConfig.__table__.columns)
 
 
-def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
+def _stamped_key(session: Session, city_id: int) -> tuple[str, str, int] | None:
     stamp = settings_stamp(session)
-    if stamp is None:
-        return None
-    entry = _stamped.get((database_key(session.get_bind()), stamp, city_id))
+    return None if stamp is None else (database_key(session.get_bind()), stamp, city_id)
+
+
+def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
+    key = _stamped_key(session, city_id)
+    entry = _stamped.get(key) if key is not None else None
     if entry is None:
         return None
     values, reply_to, overrides = entry
@@ -163,9 +166,9 @@ def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
 
 
 def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
-    stamp = settings_stamp(session)
+    key = _stamped_key(session, city_id)
     memo = transaction_memo(session)
-    if stamp is None or memo is None or ("templates", city_id) not in memo:
+    if key is None or memo is None or ("templates", city_id) not in memo:
         return
     entry = (
         {key: getattr(cfg, key) for key in _CONFIG_COLUMNS},
@@ -175,7 +178,7 @@ def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
     with _stamped_lock:
         if len(_stamped) >= 64:
             _stamped.clear()  # old stamps: one live entry per city in production
-        _stamped[(database_key(session.get_bind()), stamp, city_id)] = entry
+        _stamped[key] = entry
 
 
 @lru_cache(maxsize=256)

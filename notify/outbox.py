@@ -102,11 +102,13 @@ def enqueue(
     else:
         message_id = f"<{kind}-{secrets.token_hex(12)}@{domain}>"
     now = now_utc()
+    city_id = jurisdiction_id or (request.jurisdiction_id if request is not None else None)
+    unsub_email, unsub_request = unless_unsubscribed or (None, None)
+    unsub_email = unsub_email.lower() if unsub_email else None
     if defer_to is not None:
         defer_to.append(
             {
-                "jurisdiction_id": jurisdiction_id
-                or (request.jurisdiction_id if request else None),
+                "jurisdiction_id": city_id,
                 "kind": kind,
                 "to_addr": to_addr,
                 "subject": subject,
@@ -115,12 +117,12 @@ def enqueue(
                 "headers": hdrs,
                 "message_id": message_id,
                 "created_at": now.isoformat(),
-                "unsub_email": (unless_unsubscribed[0].lower() if unless_unsubscribed else None),
+                "unsub_email": unsub_email,
             }
         )
         return None
     msg = OutboxMessage(
-        jurisdiction_id=jurisdiction_id or (request.jurisdiction_id if request else None),
+        jurisdiction_id=city_id,
         request_id=request.id if request is not None else None,
         kind=kind,
         to_addr=to_addr,
@@ -134,7 +136,6 @@ def enqueue(
         next_attempt_at=now,
         created_at=now,
     )
-    unsub_email, unsub_request = unless_unsubscribed or (None, None)
     new_id = session.execute(
         _ENQUEUE_SQL,
         {
@@ -148,7 +149,7 @@ def enqueue(
             "headers": json.dumps(hdrs),
             "message_id": message_id,
             "now": now,
-            "unsub_email": unsub_email.lower() if unsub_email else None,
+            "unsub_email": unsub_email,
             "unsub_request": unsub_request,
         },
     ).scalar()
