@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,8 +45,7 @@ METRES_PER_DEGREE = 111_320.0
 # as constants, the server planned each execution anew (the generic plan's estimate
 # stayed above the custom plans'), which took longer than running it; now it settles on
 # the generic plan of the prepared statement.
-DUPLICATES_SQL = sa.text(
-    f"""
+_DUPLICATES_SELECT = f"""
     WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
     boxed AS MATERIALIZED (
         SELECT r.id, r.public_id, r.status, r.requested_at, r.address, r.description,
@@ -62,9 +62,8 @@ DUPLICATES_SQL = sa.text(
            (SELECT count(*) FROM follower f
              WHERE f.request_id = r.id) AS supporters
     FROM boxed r, pt
-    WHERE r.jurisdiction_id = :j
-      AND r.service_id = :s
-      AND r.status = ANY(:open)
+    WHERE r.jurisdiction_id = :jid
+      AND r.service_id = :service_id
       AND r.requested_at >= :since
       AND r.duplicate_of_id IS NULL
       -- ST_DWithin on geography keeps exactly the requests within the radius in metres
@@ -72,9 +71,16 @@ DUPLICATES_SQL = sa.text(
     ORDER BY distance_m, r.requested_at DESC
     LIMIT :limit
     """  # noqa: S608 - constant SQL
-)
-_DUPLICATES_DRIVER_SQL = driver_sql(DUPLICATES_SQL)  # every new request runs it (spatial.db)
-_OPEN = sorted(s.value for s in OPEN_STATUSES)
+DUPLICATES_SQL = sa.text(_DUPLICATES_SELECT)
+_DUPLICATES_DRIVER_SQL = driver_sql(DUPLICATES_SQL)
+# The same search as one more column of another statement (a JSON array, nearest first;
+# NULL when :search_duplicates is false or nothing was found): a new request reads it
+# with its routing inputs (intake.submit), in one round trip.
+DUPLICATES_COLUMN = f"""
+       CASE WHEN :search_duplicates THEN (
+           SELECT json_agg(d ORDER BY d.distance_m, d.requested_at DESC)
+           FROM ({_DUPLICATES_SELECT}) AS d
+       ) END AS duplicates"""  # noqa: S608 - constant SQL
 
 
 @dataclass(frozen=True)
@@ -134,44 +140,68 @@ def find_duplicates(
     Nearest first. A private category never lists anything: those reports are not
     public, so no one may see or follow them.
     """
+    params = search_params(
+        city, service, lon, lat, radius_m=radius_m, days=days, now=now, limit=limit
+    )
+    if not params["search_duplicates"]:
+        return []
+    rows = driver_execute(session, _DUPLICATES_DRIVER_SQL, params).fetchall()
+    return [_candidate(r, service) for r in rows]
+
+
+def search_params(
+    city: Jurisdiction,
+    service: Service,
+    lon: float,
+    lat: float,
+    *,
+    radius_m: float = DEFAULT_RADIUS_M,
+    days: int = DEFAULT_DAYS,
+    now: datetime | None = None,
+    limit: int = MAX_CANDIDATES,
+) -> dict:
+    """The parameters of the duplicate search (:data:`DUPLICATES_SQL`, or
+    :data:`DUPLICATES_COLUMN` with ``search_duplicates``: false for a private category
+    or one of another city, which are never searched)."""
     if not 0 < radius_m <= MAX_RADIUS_M:
         raise InvalidInput(f"the radius must be between 0 and {MAX_RADIUS_M:g} m", field="radius")
-    if service.private or service.jurisdiction_id != city.id:
-        return []
-    since = (now or now_utc()) - timedelta(days=days)
     minlon, minlat, maxlon, maxlat = search_envelope(lon, lat, radius_m)
-    rows = driver_execute(
-        session,
-        _DUPLICATES_DRIVER_SQL,
-        {
-            "lon": lon,
-            "lat": lat,
-            "j": city.id,
-            "s": service.id,
-            "open": _OPEN,
-            "since": since,
-            "minlon": minlon,
-            "minlat": minlat,
-            "maxlon": maxlon,
-            "maxlat": maxlat,
-            "radius": radius_m,
-            "limit": limit,
-        },
-    ).fetchall()
+    return {
+        "search_duplicates": not service.private and service.jurisdiction_id == city.id,
+        "lon": lon,
+        "lat": lat,
+        "jid": city.id,
+        "service_id": service.id,
+        "since": (now or now_utc()) - timedelta(days=days),
+        "minlon": minlon,
+        "minlat": minlat,
+        "maxlon": maxlon,
+        "maxlat": maxlat,
+        "radius": radius_m,
+        "limit": limit,
+    }
+
+
+def candidates_from_json(found: list[dict] | None, service: Service) -> list[DuplicateCandidate]:
+    """The candidates of a :data:`DUPLICATES_COLUMN` value."""
     return [
-        DuplicateCandidate(
-            public_id=r.public_id,
-            service=service.name,
-            status=r.status,
-            requested_at=r.requested_at,
-            distance_m=float(r.distance_m),
-            address=r.address,
-            description=r.description,
-            thumb_key=r.thumb_key,
-            supporters=int(r.supporters),
-        )
-        for r in rows
+        _candidate(SimpleNamespace(**d), service, datetime.fromisoformat(d["requested_at"]))
+        for d in found or ()
     ]
+
+
+def _candidate(r, service: Service, requested_at: datetime | None = None) -> DuplicateCandidate:
+    return DuplicateCandidate(
+        public_id=r.public_id,
+        service=service.name,
+        status=r.status,
+        requested_at=requested_at or r.requested_at,
+        distance_m=float(r.distance_m),
+        address=r.address,
+        description=r.description,
+        thumb_key=r.thumb_key,
+        supporters=int(r.supporters),
+    )
 
 
 def supporters(session: Session, request: ServiceRequest) -> int:

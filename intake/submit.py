@@ -22,12 +22,18 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from intake.duplicates import DEFAULT_RADIUS_M, DuplicateCandidate, find_duplicates
+from intake.duplicates import (
+    DEFAULT_RADIUS_M,
+    DUPLICATES_COLUMN,
+    DuplicateCandidate,
+    candidates_from_json,
+    search_params,
+)
 from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
+from routing.engine import decide_new, site_from_row, site_sql
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.db import attach_inserted, column_keys, driver_execute, driver_sql
@@ -282,12 +288,23 @@ def submit(
         if gps is not None:
             coords = (gps[1], gps[0])
             photo_location_used = True
+    now = now or now_utc()
     site = None
+    duplicates: list[DuplicateCandidate] = []
     if coords is not None and "location" not in errors:
-        from routing.engine import site_of
-
-        # The boundary check and the routing's reads in one statement.
-        site = site_of(session, city.id, service.id, coords[1], coords[0])
+        # The boundary check, the routing's reads and the duplicate search: one statement.
+        params = search_params(
+            city,
+            service,
+            coords[1],
+            coords[0],
+            radius_m=duplicate_radius_m or DEFAULT_RADIUS_M,
+            now=now,
+            limit=3,
+        )
+        row = driver_execute(session, _READS_DRIVER_SQL, params).fetchone()
+        site = site_from_row(row, service.id)
+        duplicates = candidates_from_json(row.duplicates, service)
         if not site.in_city:
             errors["location"] = (
                 f"This spot is outside {city.name}. Move the pin inside the city boundary."
@@ -298,7 +315,6 @@ def submit(
     if errors:
         raise ValidationFailed(errors)
 
-    now = now or now_utc()
     year = now.astimezone(ZoneInfo(city.timezone)).year
     public_id = public_ids.allocate_one(session, city, year)
     token = secrets.token_urlsafe(24)
@@ -330,22 +346,9 @@ def submit(
     # Decided before it is written: the request is inserted once, routed (an UPDATE
     # after the INSERT would write a second row version and entries in every index).
     zones: dict = {}
-    duplicates: list[DuplicateCandidate] = []
     if site is not None:
-        from routing.engine import decide_new
-
         with session.no_autoflush:
             zones, _decision = decide_new(session, request, site)
-            duplicates = find_duplicates(
-                session,
-                city,
-                service,
-                coords[1],
-                coords[0],
-                radius_m=duplicate_radius_m or DEFAULT_RADIUS_M,
-                now=now,
-                limit=3,
-            )
     events = [
         {
             "kind": "submitted",
@@ -405,40 +408,33 @@ def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -
 
 
 # A new request is written by one statement: its row (every column but the id), its zone
-# in each layer and its first events. The ORM's unit of work and one statement each
-# would cost more Python than the database spends on the rows.
-_COLUMNS = [c for c in column_keys(ServiceRequest) if c != "id"]
-_JSON_COLUMNS = [c.key for c in ServiceRequest.__table__.columns if isinstance(c.type, JSONB)]
-
-
-def _placeholder(column: str) -> str:
-    if column == "location":
-        return "ST_SetSRID(ST_GeomFromWKB(:location), 4326)"
-    if column in _JSON_COLUMNS:
-        return f"CAST(:{column} AS jsonb)"
-    return f":{column}"
-
-
+# in each layer, its first events and its messages. The ORM's unit of work and one
+# statement each would cost more Python than the database spends on the rows. All of it
+# is one JSON document: one parameter to adapt instead of one per column.
+_COLUMNS = [c for c in column_keys(ServiceRequest) if c not in ("id", "location")]
 _MESSAGE_FIELDS = ", ".join(f"{name} {kind}" for name, kind in DEFERRED_COLUMNS)
 _MESSAGE_NAMES = ", ".join(name for name, _ in DEFERRED_COLUMNS)
 _NEW_REQUEST_SQL = sa.text(
     f"""
-    WITH new AS (
-        INSERT INTO service_request ({", ".join(_COLUMNS)})
-        VALUES ({", ".join(_placeholder(c) for c in _COLUMNS)})
-        RETURNING id
+    WITH doc AS (
+        SELECT CAST(:doc AS jsonb) AS d
+    ), new AS (
+        INSERT INTO service_request ({", ".join(_COLUMNS)}, location)
+        SELECT {", ".join(f"r.{c}" for c in _COLUMNS)},
+               ST_SetSRID(ST_GeomFromWKB(decode(doc.d ->> 'location', 'hex')), 4326)
+        FROM doc, jsonb_populate_record(NULL::service_request, doc.d -> 'request') AS r
+        RETURNING id, requested_at
     ), zones AS (
         INSERT INTO request_zone (request_id, layer_id, zone_id)
         SELECT new.id, z.layer_id, z.zone_id
-        FROM new, unnest(CAST(:zone_layers AS integer[]), CAST(:zone_ids AS integer[]))
-             AS z(layer_id, zone_id)
+        FROM new, doc, jsonb_to_recordset(doc.d -> 'zones') AS z(layer_id integer, zone_id integer)
     ), events AS (
         INSERT INTO request_event (request_id, at, actor_label, kind, to_value, note, public,
                                    department_id)
-        SELECT new.id, CAST(:requested_at AS timestamptz), e.actor_label, e.kind, e.to_value,
-               e.note, e.public, e.department_id
-        FROM new, ROWS FROM (
-                 jsonb_to_recordset(CAST(:events AS jsonb))
+        SELECT new.id, new.requested_at, e.actor_label, e.kind, e.to_value, e.note, e.public,
+               e.department_id
+        FROM new, doc, ROWS FROM (
+                 jsonb_to_recordset(doc.d -> 'events')
                  AS (actor_label text, kind text, to_value text, note text, public boolean,
                      department_id integer)
              ) WITH ORDINALITY AS e(actor_label, kind, to_value, note, public, department_id, n)
@@ -449,8 +445,8 @@ _NEW_REQUEST_SQL = sa.text(
                                     attempts, next_attempt_at, created_at)
         SELECT m.jurisdiction_id, new.id, m.kind, m.to_addr, m.subject, m.body_text,
                m.body_html, m.headers, m.message_id, 'pending', 0, m.created_at, m.created_at
-        FROM new, ROWS FROM (
-                 jsonb_to_recordset(CAST(:messages AS jsonb)) AS ({_MESSAGE_FIELDS})
+        FROM new, doc, ROWS FROM (
+                 jsonb_to_recordset(doc.d -> 'messages') AS ({_MESSAGE_FIELDS})
              ) WITH ORDINALITY AS m({_MESSAGE_NAMES}, n)
         -- a new request has no unsubscriptions of its own yet: only "no mail at all" counts
         WHERE NOT EXISTS (
@@ -464,6 +460,9 @@ _NEW_REQUEST_SQL = sa.text(
 )
 
 _NEW_REQUEST_DRIVER_SQL = driver_sql(_NEW_REQUEST_SQL)
+# What a new request at a pin reads before it is decided, in one statement: whether the
+# pin is in the city, the routing's inputs (routing.engine) and the possible duplicates.
+_READS_DRIVER_SQL = driver_sql(site_sql(DUPLICATES_COLUMN))
 
 
 def _write_new(
@@ -473,19 +472,24 @@ def _write_new(
     routing's zone picks), ``events`` (at its ``requested_at``) and its messages
     (``outbox``: deferred by :func:`notify.outbox.enqueue`), in one statement, and make
     it persistent in ``session``."""
-    values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
-    location = values["location"]
-    values["location"] = bytes(location.data) if location is not None else None
-    for column in _JSON_COLUMNS:
-        if values[column] is not None:
-            values[column] = json.dumps(values[column])
-    zones = list(zones)
-    values["zone_layers"] = [z.layer_id for z in zones]
-    values["zone_ids"] = [z.zone_id for z in zones]
-    values["events"] = json.dumps(events)
-    values["messages"] = json.dumps(outbox)
+    state = request.__dict__
+    location = state.get("location")
+    doc = {
+        "request": {c: state.get(c) for c in _COLUMNS},
+        "location": location.data.hex() if location is not None else None,
+        "zones": [{"layer_id": z.layer_id, "zone_id": z.zone_id} for z in zones],
+        "events": events,
+        "messages": outbox,
+    }
+    values = {"doc": json.dumps(doc, default=_json_value)}
     new_id = driver_execute(session, _NEW_REQUEST_DRIVER_SQL, values).fetchone()[0]
     attach_inserted(session, request, new_id)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # with its offset: timestamptz reads it exactly
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:

@@ -45,7 +45,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
 from routing.sla import business_intervals, due_at
-from spatial.db import database_key, driver_execute, driver_sql
+from spatial.db import database_key
 from spatial.models import (
     Crew,
     Department,
@@ -124,9 +124,7 @@ _META = """
 SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
        s.group_name, s.default_department_id, s.sla_hours,
        j.timezone, j.business_calendar,
-       (SELECT count(*) || ':' || coalesce(max(c.id), 0) || ':' || coalesce(max(d.id), 0)
-        FROM department d LEFT JOIN crew c ON c.department_id = d.id
-        WHERE d.jurisdiction_id = j.id) AS stamp
+       (SELECT version FROM settings_stamp WHERE id = 1) AS stamp
 FROM service s
 JOIN jurisdiction j ON j.id = :jid
 LEFT JOIN routing_ruleset rs ON rs.id = (
@@ -137,16 +135,23 @@ LEFT JOIN routing_ruleset rs ON rs.id = (
 WHERE s.id = :service_id
 """
 META_SQL = sa.text(_META)
+
+
 # All a new request's routing reads, and whether its pin is in the city, in one
 # statement: the meta row, with the zones at the pin (JSON) and the boundary check.
-SITE_SQL = sa.text(
-    f"""
+# ``extra``: more columns that the caller reads at the same time (intake.submit adds the
+# duplicate search), with parameters of its own besides :jid, :service_id, :lon, :lat.
+def site_sql(extra: str = "") -> sa.TextClause:
+    more = f",{extra}" if extra else ""
+    return sa.text(
+        f"""
 SELECT m.*, {IN_CITY_EXPR} AS in_city,
-       (SELECT json_agg(z) FROM ({_ZONES_AT}) AS z) AS zones
+       (SELECT json_agg(z) FROM ({_ZONES_AT}) AS z) AS zones{more}
 FROM ({_META}) AS m
-"""  # noqa: S608 - composed of this module's constant SQL
-)
-_SITE_DRIVER_SQL = driver_sql(SITE_SQL)  # every new request runs it (spatial.db)
+"""  # noqa: S608 - composed of constant SQL
+    )
+
+
 # The request's zone rows: the current layers' picks upserted (unchanged rows not
 # rewritten), rows of any other layer dropped; one statement.
 STORE_ZONES_SQL = sa.text(
@@ -244,6 +249,9 @@ def explanation(
 
 # --------------------------------------------------------------------------- rule cache
 
+# A published rule set with the city's departments and crews, kept per process under the
+# rule set's version and the settings stamp (META's ``stamp``), which every committed
+# change to departments or crews raises (spatial.models.STAMPED_TABLES).
 _CACHE_MAX = 64
 _cache: OrderedDict[tuple[Any, ...], _Catalog] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -433,23 +441,15 @@ def route_request(session: Session, request: ServiceRequest) -> RoutingDecision:
 @dataclass(frozen=True)
 class Site:
     """What routing a new request at a pin reads, looked up before the request exists
-    (:func:`site_of`): whether the pin is in the city, and the routing inputs."""
+    (:func:`site_sql`): whether the pin is in the city, and the routing inputs."""
 
     in_city: bool
     meta: Any
     zone_rows: list[Any]
 
 
-def site_of(
-    session: Session, jurisdiction_id: int, service_id: int, lon: float, lat: float
-) -> Site:
-    """One statement: is (lon, lat) in the city, and the routing inputs of a new request
-    of ``service_id`` there (for :func:`decide_new`)."""
-    row = driver_execute(
-        session,
-        _SITE_DRIVER_SQL,
-        {"jid": jurisdiction_id, "service_id": service_id, "lon": lon, "lat": lat},
-    ).fetchone()
+def site_from_row(row, service_id: int) -> Site:
+    """The :class:`Site` of a row of :func:`site_sql` (None: the service does not exist)."""
     if row is None:
         raise ValueError(f"service {service_id} does not exist")
     zone_rows = [SimpleNamespace(**z) for z in row.zones or ()]

@@ -116,7 +116,7 @@ def settings_stamp(session: Session) -> str | None:
 IDLE_CHECK_S = 10.0
 
 
-def make_engine(url: str, **kw) -> sa.Engine:
+def make_engine(url: str | sa.URL, **kw) -> sa.Engine:
     """The app's engine. Pooled connections that sat idle for more than ``IDLE_CHECK_S``
     are pinged at checkout, and replaced if the server dropped them (a restart, an idle
     timeout). SQLAlchemy's ``pool_pre_ping`` would ping on every checkout: one more round
@@ -131,6 +131,20 @@ def make_engine(url: str, **kw) -> sa.Engine:
         sa.event.listen(engine, "checkin", _note_idle)
         sa.event.listen(engine, "checkout", _check_if_idle)
     return engine
+
+
+def autocommit_engine(engine: sa.Engine) -> sa.Engine:
+    """An engine to ``engine``'s database whose connections are in autocommit mode from
+    the start, with a pool of their own (none if ``engine`` pools none).
+
+    ``engine.execution_options(isolation_level="AUTOCOMMIT")`` would share the pool, and
+    switch each connection to autocommit at checkout and back at checkin: two event
+    dispatches and driver calls on every request that uses it.
+    """
+    kw: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+    if isinstance(engine.pool, sa.pool.NullPool):
+        kw["poolclass"] = sa.pool.NullPool
+    return make_engine(engine.url, **kw)
 
 
 _IDLE_SINCE = "civicpin_idle_since"

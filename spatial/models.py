@@ -562,9 +562,10 @@ class PublicIdCounter(Base):
     last_value: Mapped[int] = mapped_column(sa.Integer, default=0)
 
 
-# The tables whose rows the Open311 POST keeps in process memory between requests (the
-# catalog and the mail settings): any statement that writes to one of them raises
-# settings_stamp.version first, in its own transaction (migration 0420).
+# The tables whose rows are kept in process memory between requests (the Open311
+# catalog, the mail settings, and the departments and crews that routing keeps): any
+# statement that writes to one of them raises settings_stamp.version first, in its own
+# transaction (migrations 0420, 0440).
 STAMPED_TABLES = (
     "jurisdiction",
     "service",
@@ -572,6 +573,8 @@ STAMPED_TABLES = (
     "mail_config",
     "mail_address",
     "message_template",
+    "department",
+    "crew",
 )
 
 

@@ -327,6 +327,28 @@ def test_rule_by_group_with_crew_from_the_zone(sessions, city):
         assert g.due_at is None  # neither rule nor category has an SLA
 
 
+def test_routing_sees_a_committed_change_to_crews_at_once(sessions, city):
+    """Routing keeps rules, departments and crews in memory; any committed change to
+    departments or crews is seen by the next request, even one that keeps their number
+    and highest id (a renamed code, here)."""
+    with session_scope(sessions) as s:
+        r = new_request(s, city, "bulky", pin(1.5))
+        route_request(s, r)
+        assert names(s, r) == ("Sanitation", "B crew", "B")
+    with session_scope(sessions) as s:
+        s.scalar(sa.select(Crew).where(Crew.code == "SAN-B")).code = "SAN-OLD-B"
+    with session_scope(sessions) as s:
+        r = new_request(s, city, "bulky", pin(1.5))
+        route_request(s, r)
+        assert names(s, r) == ("Sanitation", None, "B")  # no crew named after zone B now
+    with session_scope(sessions) as s:
+        s.scalar(sa.select(Crew).where(Crew.code == "SAN-OLD-B")).code = "SAN-B"
+    with session_scope(sessions) as s:
+        r = new_request(s, city, "bulky", pin(1.5))
+        route_request(s, r)
+        assert names(s, r) == ("Sanitation", "B crew", "B")
+
+
 def test_zone_owner_crew_beats_the_naming_convention(sessions, city):
     with session_scope(sessions) as s:
         r = new_request(s, city, "bulky", pin(2.5))

@@ -6,18 +6,38 @@ import logging
 
 import sqlalchemy as sa
 from flask import Flask, g
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
-from spatial.db import make_engine, make_sessionmaker, resolve_database_url
+from spatial.db import autocommit_engine, make_engine, make_sessionmaker, resolve_database_url
 from spatial.settings import Settings, load_settings
 
 csrf = CSRFProtect()
+
+
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per secret
+    (Flask builds a new one for every request, API calls without a cookie included)."""
+
+    def __init__(self) -> None:
+        self._serializers: dict = {}
+
+    def get_signing_serializer(self, app: Flask):
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(key)
+        if serializer is None:
+            if len(self._serializers) > 4:
+                self._serializers.clear()
+            serializer = super().get_signing_serializer(app)
+            self._serializers[key] = serializer
+        return serializer
 
 
 def create_app(settings: Settings | None = None, engine: sa.Engine | None = None) -> Flask:
     """Build the app. ``settings`` default to the environment; ``engine`` to the settings'."""
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.session_interface = _CookieSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -41,9 +61,7 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         "engine": engine,
         "sessions": factory,
         # for requests whose only write is one statement (see db_session)
-        "autocommit_sessions": make_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-        ),
+        "autocommit_sessions": make_sessionmaker(autocommit_engine(engine)),
     }
 
     @app.teardown_appcontext
