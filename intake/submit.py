@@ -36,7 +36,7 @@ from notify.outbox import DEFERRED_COLUMNS
 from routing.engine import decide_new, site_from_row, site_sql
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
-from spatial.db import attach_inserted, column_keys, driver_execute, driver_sql
+from spatial.db import attach_inserted, column_keys, driver_execute, driver_sql, is_autocommit
 from spatial.errors import InvalidInput, NotFound
 from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
@@ -289,10 +289,14 @@ def submit(
             coords = (gps[1], gps[0])
             photo_location_used = True
     now = now or now_utc()
+    year = now.astimezone(ZoneInfo(city.timezone)).year
     site = None
+    public_number = None
     duplicates: list[DuplicateCandidate] = []
     if coords is not None and "location" not in errors:
-        # The boundary check, the routing's reads and the duplicate search: one statement.
+        # The boundary check, the routing's reads and the duplicate search: one statement,
+        # which also reserves the public id when it runs in a transaction of its own and
+        # the request is valid so far (the pin's check in the statement itself).
         params = search_params(
             city,
             service,
@@ -302,9 +306,12 @@ def submit(
             now=now,
             limit=3,
         )
+        params["year"] = year
+        params["reserve"] = not errors and is_autocommit(session)
         row = driver_execute(session, _READS_DRIVER_SQL, params).fetchone()
         site = site_from_row(row, service.id)
         duplicates = candidates_from_json(row.duplicates, service)
+        public_number = row.public_number
         if not site.in_city:
             errors["location"] = (
                 f"This spot is outside {city.name}. Move the pin inside the city boundary."
@@ -315,8 +322,10 @@ def submit(
     if errors:
         raise ValidationFailed(errors)
 
-    year = now.astimezone(ZoneInfo(city.timezone)).year
-    public_id = public_ids.allocate_one(session, city, year)
+    if public_number is not None:
+        public_id = public_ids.format_public_id(city.public_id_prefix, year, public_number)
+    else:
+        public_id = public_ids.allocate_one(session, city, year)
     token = secrets.token_urlsafe(24)
     request = ServiceRequest(
         jurisdiction_id=city.id,
@@ -461,8 +470,14 @@ _NEW_REQUEST_SQL = sa.text(
 
 _NEW_REQUEST_DRIVER_SQL = driver_sql(_NEW_REQUEST_SQL)
 # What a new request at a pin reads before it is decided, in one statement: whether the
-# pin is in the city, the routing's inputs (routing.engine) and the possible duplicates.
-_READS_DRIVER_SQL = driver_sql(site_sql(DUPLICATES_COLUMN))
+# pin is in the city, the routing's inputs (routing.engine), the possible duplicates, and
+# (with :reserve, see submit) its public id's number.
+_READS_DRIVER_SQL = driver_sql(
+    site_sql(
+        f"{DUPLICATES_COLUMN},\n       (SELECT last_value FROM reserved) AS public_number",  # noqa: S608
+        public_ids.reserve_cte(":reserve AND (SELECT in_city FROM place)"),
+    )
+)
 
 
 def _write_new(

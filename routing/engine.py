@@ -138,16 +138,20 @@ META_SQL = sa.text(_META)
 
 
 # All a new request's routing reads, and whether its pin is in the city, in one
-# statement: the meta row, with the zones at the pin (JSON) and the boundary check.
-# ``extra``: more columns that the caller reads at the same time (intake.submit adds the
-# duplicate search), with parameters of its own besides :jid, :service_id, :lon, :lat.
-def site_sql(extra: str = "") -> sa.TextClause:
+# statement: the meta row, with the zones at the pin (JSON) and the boundary check (the
+# CTE ``place``). ``ctes``: more CTEs after ``place``, and ``extra``: more columns, that
+# the caller needs at the same time (intake.submit adds the duplicate search and the
+# public id's reservation), with parameters of their own besides :jid, :service_id,
+# :lon, :lat.
+def site_sql(extra: str = "", ctes: str = "") -> sa.TextClause:
     more = f",{extra}" if extra else ""
+    more_ctes = f", {ctes}" if ctes else ""
     return sa.text(
         f"""
-SELECT m.*, {IN_CITY_EXPR} AS in_city,
+WITH place AS (SELECT {IN_CITY_EXPR} AS in_city){more_ctes}
+SELECT m.*, place.in_city,
        (SELECT json_agg(z) FROM ({_ZONES_AT}) AS z) AS zones{more}
-FROM ({_META}) AS m
+FROM ({_META}) AS m, place
 """  # noqa: S608 - composed of constant SQL
     )
 

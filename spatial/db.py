@@ -81,6 +81,12 @@ def driver_execute(session: Session, sql: str, params: Mapping[str, Any]) -> psy
     return cursor
 
 
+def is_autocommit(session: Session) -> bool:
+    """Does each statement of ``session`` run in a transaction of its own (its
+    connection is in autocommit mode: :func:`autocommit_engine`)?"""
+    return bool(session.connection().connection.driver_connection.autocommit)
+
+
 _database_keys: weakref.WeakKeyDictionary[sa.Engine, str] = weakref.WeakKeyDictionary()
 
 
