@@ -14,7 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Serializer, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
@@ -181,10 +182,30 @@ def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
         _stamped[key] = entry
 
 
+class _LinkSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer, cheaper for the links written on every new
+    request: its signer is built once, and the payload is not compressed. A link's payload
+    (a city id, an address, a request id) is too short for zlib to shorten it, which
+    itsdangerous finds out by compressing it each time; reading still takes both forms,
+    so links already sent keep working."""
+
+    def __init__(self, key: str, salt: str):
+        super().__init__(key, salt=salt)
+        self._signer = super().make_signer(salt)
+
+    def make_signer(self, salt=None):
+        if salt is None or salt == self.salt:
+            return self._signer  # stateless: signing derives its key on each call
+        return super().make_signer(salt)
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 @lru_cache(maxsize=256)
 def _serializer(key: str, salt: str) -> URLSafeTimedSerializer:
     # Stateless once built; building one per link was a measurable part of each POST.
-    return URLSafeTimedSerializer(key, salt=salt)
+    return _LinkSerializer(key, salt)
 
 
 def sign(session: Session, city_id: int, salt: str, payload: dict[str, Any]) -> str:
