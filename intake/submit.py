@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from geoalchemy2.shape import from_shape
-from shapely.geometry import Point
+from geoalchemy2.elements import WKBElement
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -335,7 +335,7 @@ def submit(
         service_id=service.id,
         status=Status.NEW.value,
         priority="normal",
-        location=from_shape(Point(coords[1], coords[0]), srid=4326) if coords else None,
+        location=_point(coords[1], coords[0]) if coords else None,
         address=_clean(draft.address),
         description=description,
         channel=draft.channel,
@@ -398,6 +398,15 @@ def submit(
         )
     session.flush()  # the photos
     return SubmitResult(request, public_id, token, service.notice, photo_location_used)
+
+
+def _point(lon: float, lat: float) -> WKBElement:
+    """The pin as a WKB point (little-endian, type 1, x y), in WGS 84: the bytes Shapely
+    writes for ``Point(lon, lat)``, without building a geometry to write them."""
+    return WKBElement(_WKB_POINT.pack(1, 1, lon, lat), srid=4326)
+
+
+_WKB_POINT = struct.Struct("<BIdd")
 
 
 def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -> dict[str, Any]:

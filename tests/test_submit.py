@@ -70,6 +70,22 @@ def test_a_good_report_is_stored_routed_and_acknowledged(sessions, city, tmp_pat
         assert kinds[0] == "submitted"
 
 
+def test_the_pin_is_stored_exactly_as_given(sessions, city, tmp_path):
+    lat, lon = INSIDE[0] + 0.000123456789, INSIDE[1] - 0.000987654321
+    with sessions.begin() as s:
+        res = submit(s, _draft(lat=lat, lon=lon), media_dir=tmp_path, public_base_url=BASE)
+        request_id = res.request.id
+    with sessions() as s:
+        x, y, srid = s.execute(
+            sa.text(
+                "SELECT ST_X(location), ST_Y(location), ST_SRID(location) "
+                "FROM service_request WHERE id = :id"
+            ),
+            {"id": request_id},
+        ).one()
+    assert (x, y, srid) == (lon, lat, 4326)
+
+
 def test_every_error_is_reported_and_nothing_is_written(sessions, city, tmp_path):
     bad = _draft(
         lat=OUTSIDE[0],
