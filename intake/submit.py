@@ -37,7 +37,14 @@ from notify.outbox import DEFERRED_COLUMNS
 from routing.engine import decide_new, site_from_row, site_sql
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
-from spatial.db import attach_inserted, column_keys, driver_execute, driver_sql, is_autocommit
+from spatial.db import (
+    attach_inserted,
+    column_keys,
+    driver_execute,
+    driver_sql,
+    is_autocommit,
+    new_object,
+)
 from spatial.errors import InvalidInput, NotFound
 from spatial.media import PhotoUpload, ProcessedPhoto, process_photos, store_photo
 from spatial.models import (
@@ -328,7 +335,8 @@ def submit(
     else:
         public_id = public_ids.allocate_one(session, city, year)
     token = secrets.token_urlsafe(24)
-    request = ServiceRequest(
+    request = new_object(
+        ServiceRequest,
         jurisdiction_id=city.id,
         public_id=public_id,
         token=token,

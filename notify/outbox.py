@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -18,7 +19,9 @@ from spatial.db import attach_inserted
 from spatial.models import OutboxMessage, ServiceRequest, now_utc
 
 
+@lru_cache(maxsize=16)
 def mail_domain(public_base_url: str) -> str:
+    """The host of the public address, the domain of the Message-IDs (every message asks)."""
     return urlsplit(public_base_url).hostname or "localhost"
 
 

@@ -274,6 +274,23 @@ def attach_inserted(session: Session, obj, new_id: int) -> None:
     session.add(obj)
 
 
+def new_object(model: type, **values: Any):
+    """A new (transient) ``model`` object with ``values`` and every other column None, as
+    :func:`attach_inserted` leaves them, built without the ORM's attribute events.
+
+    For an object its caller INSERTs itself: the constructor records each value set as a
+    change, for a flush that never comes (about 40 calls per column of a new request).
+    Relationships and later changes work as on any object.
+    """
+    keys = column_keys(model)
+    unknown = values.keys() - set(keys)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
+    obj = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(dict.fromkeys(keys), **values)
+    return obj
+
+
 @cache
 def column_keys(model: type) -> tuple[str, ...]:
     """The names of ``model``'s column attributes (the primary key included)."""

@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 import spatial.db as db
+from spatial.models import ServiceRequest
 
 
 def _drop_other_backends(admin: sa.Engine, db_name: str) -> int:
@@ -77,3 +78,18 @@ def test_driver_statements_raise_sqlalchemy_errors_and_drop_dead_connections(db_
             assert db.driver_execute(s, "SELECT 7 AS n", {}).fetchone().n == 7
     finally:
         engine.dispose()
+
+
+def test_new_object_has_its_values_every_other_column_none_and_no_pending_changes():
+    obj = db.new_object(ServiceRequest, public_id="TV-2026-000001", status="new")
+    assert (obj.public_id, obj.status, obj.contact_email, obj.id) == (
+        "TV-2026-000001",
+        "new",
+        None,
+        None,
+    )
+    assert sa.inspect(obj).transient
+    obj.status = "closed"  # later changes are tracked as on any object
+    assert sa.inspect(obj).attrs.status.history.added == ["closed"]
+    with pytest.raises(TypeError, match="no column 'publicid'"):
+        db.new_object(ServiceRequest, publicid="x")
