@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from spatial.db import database_key, settings_stamp
+from spatial.db import database_key, new_object, settings_stamp
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
 from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubscribe
@@ -156,7 +156,7 @@ def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
     if entry is None:
         return None
     values, reply_to, overrides = entry
-    cfg = MailConfig(**values)
+    cfg = new_object(MailConfig, **values)  # without attribute events: committed at once
     make_transient_to_detached(cfg)
     session.add(cfg)  # as if loaded: clean, persistent
     memo = transaction_memo(session)
