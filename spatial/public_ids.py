@@ -1,8 +1,10 @@
 """Public request ids such as ``LA-2026-000123``: per city, per year, gap-free enough.
 
-New requests reserve theirs in a transaction of their own (:func:`allocate_one`), so a
-submission that fails afterwards leaves a gap, as a sequence would; bulk loads reserve
-ranges in their own transaction (:func:`allocate`)."""
+New requests reserve theirs in a transaction of their own: on a second connection
+(:func:`allocate_one`), or, when the request's own statements each run in a transaction
+of their own (the Open311 POST without a photo), in the statement that reads the pin's
+routing (:func:`reserve_cte`). A submission that fails afterwards leaves a gap, as a
+sequence would; bulk loads reserve ranges in their own transaction (:func:`allocate`)."""
 
 from __future__ import annotations
 
