@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -129,20 +130,15 @@ def find_duplicates(
     service: Service,
     lon: float,
     lat: float,
-    *,
-    radius_m: float = DEFAULT_RADIUS_M,
-    days: int = DEFAULT_DAYS,
-    now: datetime | None = None,
-    limit: int = MAX_CANDIDATES,
+    **search: Any,
 ) -> list[DuplicateCandidate]:
-    """Open requests of ``service`` within ``radius_m`` of the point from the last ``days``.
+    """Open requests of ``service`` within ``radius_m`` of the point from the last ``days``
+    (``search``: the options of :func:`search_params`: ``radius_m``, ``days``, ``now``, ``limit``).
 
     Nearest first. A private category never lists anything: those reports are not
     public, so no one may see or follow them.
     """
-    params = search_params(
-        city, service, lon, lat, radius_m=radius_m, days=days, now=now, limit=limit
-    )
+    params = search_params(city, service, lon, lat, **search)
     if not params["search_duplicates"]:
         return []
     rows = driver_execute(session, _DUPLICATES_DRIVER_SQL, params).fetchall()
