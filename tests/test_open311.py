@@ -591,18 +591,23 @@ def _photo_upload():
     return PhotoUpload("hole.jpg", jpeg_bytes(lat=34.07, lon=-118.29))
 
 
-def test_extensions_are_off_by_default_and_on_when_asked(api):
-    media = (io.BytesIO(jpeg_bytes(lat=34.07, lon=-118.29)), "hole.jpg")
-    resp = api.client.post(
+def _post_with_photo(api, **fields):
+    """A POST of a pothole with a JPEG (GPS 34.07, -118.29) as a multipart ``media`` file."""
+    return api.client.post(
         f"{V2}/requests.json",
         data={
             "api_key": api.key,
             "service_code": "pothole",
             "attribute[depth]": "7",
-            "media": media,
+            "media": (io.BytesIO(jpeg_bytes(lat=34.07, lon=-118.29)), "hole.jpg"),
+            **fields,
         },
         content_type="multipart/form-data",
     )
+
+
+def test_extensions_are_off_by_default_and_on_when_asked(api):
+    resp = _post_with_photo(api)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     sid = resp.get_json()[0]["service_request_id"]
 
@@ -653,17 +658,7 @@ def test_a_post_whose_photo_cannot_be_stored_leaves_nothing_behind(api, monkeypa
 
     before = counts()
     monkeypatch.setattr(intake.submit, "store_photo", disk_full)
-    resp = api.client.post(
-        f"{V2}/requests.json",
-        data={
-            "api_key": api.key,
-            "service_code": "pothole",
-            "attribute[depth]": "7",
-            "email": "resident@example.org",
-            "media": (io.BytesIO(jpeg_bytes(lat=34.07, lon=-118.29)), "hole.jpg"),
-        },
-        content_type="multipart/form-data",
-    )
+    resp = _post_with_photo(api, email="resident@example.org")
     assert resp.status_code >= 400 and resp.is_json and resp.get_json()[0]["description"]
     # the request had been written before the photo failed: it is rolled back with its
     # zones, events and messages
