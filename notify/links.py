@@ -9,7 +9,6 @@ payload fails the check.
 from __future__ import annotations
 
 import secrets
-import threading
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from spatial.db import database_key, new_object, settings_stamp
+from spatial.db import StampedCache, new_object, settings_stamp
 from spatial.errors import CivicpinError
 from spatial.models import Follower, now_utc
 from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubscribe
@@ -140,19 +139,18 @@ def _load_mail_settings(session: Session, city_id: int) -> MailConfig | None:
 # template overrides), kept in process memory under the settings stamp that the Open311
 # POST reads first (webmap.open311.catalog): for as long as that stamp is unchanged, none
 # of those rows changed. Other callers (no stamp in their transaction) read the database.
-_stamped: dict[tuple[str, str, int], tuple[dict[str, Any], str | None, dict]] = {}
-_stamped_lock = threading.Lock()
+_stamped = StampedCache()  # city id -> (the row's values, reply-to address, overrides)
 _CONFIG_COLUMNS = tuple(c.key for c in MailConfig.__table__.columns)
 
 
-def _stamped_key(session: Session, city_id: int) -> tuple[str, str, int] | None:
+def _stamped_entries(session: Session) -> dict | None:
     stamp = settings_stamp(session)
-    return None if stamp is None else (database_key(session.get_bind()), stamp, city_id)
+    return None if stamp is None else _stamped.entries(session, stamp)
 
 
 def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
-    key = _stamped_key(session, city_id)
-    entry = _stamped.get(key) if key is not None else None
+    entries = _stamped_entries(session)
+    entry = entries.get(city_id) if entries is not None else None
     if entry is None:
         return None
     values, reply_to, overrides = entry
@@ -167,19 +165,17 @@ def _from_stamped_cache(session: Session, city_id: int) -> MailConfig | None:
 
 
 def _remember_stamped(session: Session, city_id: int, cfg: MailConfig) -> None:
-    key = _stamped_key(session, city_id)
+    entries = _stamped_entries(session)
     memo = transaction_memo(session)
-    if key is None or memo is None or ("templates", city_id) not in memo:
+    if entries is None or memo is None or ("templates", city_id) not in memo:
         return
     entry = (
         {key: getattr(cfg, key) for key in _CONFIG_COLUMNS},
         memo.get(("reply_to", city_id)),
         memo[("templates", city_id)],
     )
-    with _stamped_lock:
-        if len(_stamped) >= 64:
-            _stamped.clear()  # old stamps: one live entry per city in production
-        _stamped[key] = entry
+    with _stamped.lock:
+        entries[city_id] = entry
 
 
 class _LinkSerializer(URLSafeTimedSerializer):

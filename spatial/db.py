@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
@@ -116,6 +117,38 @@ def settings_stamp(session: Session) -> str | None:
     if noted is None or noted[0] is not session.get_transaction():
         return None
     return noted[1]
+
+
+class StampedCache:
+    """Values kept in process memory per database, for as long as its settings stamp is
+    unchanged (:func:`settings_stamp`): a new stamp starts the database's entries afresh,
+    so nothing read under an older one is ever handed out. Thread-safe; one database per
+    process in production, and at most ``max_databases`` kept (tests make many)."""
+
+    def __init__(self, max_databases: int = 16):
+        self._by_database: dict[str, tuple[str, dict]] = {}
+        self._lock = threading.Lock()
+        self._max = max_databases
+
+    def entries(self, session: Session, stamp: str) -> dict:
+        """The dict of entries of ``session``'s database under ``stamp`` (fill it under
+        :attr:`lock` if other threads may read it meanwhile)."""
+        key = database_key(session.get_bind())
+        with self._lock:
+            held = self._by_database.get(key)
+            if held is None or held[0] != stamp:
+                if held is None and len(self._by_database) >= self._max:
+                    self._by_database.clear()
+                held = self._by_database[key] = (stamp, {})
+            return held[1]
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_database.clear()
 
 
 # A pooled connection idle for longer than this is checked before it is handed out.

@@ -21,28 +21,19 @@ city or category) goes the uncached way, so errors are those of
 from __future__ import annotations
 
 import secrets
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
-from spatial.db import database_key, driver_execute, driver_sql, note_settings_stamp
+from spatial.db import StampedCache, driver_execute, driver_sql, note_settings_stamp
 from spatial.models import Jurisdiction, Service
 
 STAMP_SQL = sa.text("SELECT version::text FROM settings_stamp WHERE id = 1")
 
 
-@dataclass
-class _Entries:
-    stamp: str
-    cities: dict[str | None, Jurisdiction] = field(default_factory=dict)
-    services: dict[tuple[int, str], Service] = field(default_factory=dict)
-
-
-_cache: dict[str, _Entries] = {}
-_lock = threading.Lock()
+# Under the stamp: ("city", slug) -> Jurisdiction, ("service", city id, code) -> Service.
+_cache = StampedCache()
 
 
 # The stamp and the key's row (spatial.apikeys.KEY_COLUMNS; all None when there is no
@@ -71,49 +62,37 @@ def stamp_and_key(session: Session, digest: str | None) -> tuple[str, Any]:
     return row.stamp, row
 
 
-def _entries(session: Session, current: str) -> _Entries:
-    url = database_key(session.get_bind())
-    with _lock:
-        entries = _cache.get(url)
-        if entries is None or entries.stamp != current:
-            if entries is None and len(_cache) >= 16:
-                _cache.clear()  # one database per process in production; tests make many
-            entries = _cache[url] = _Entries(current)
-        return entries
-
-
 def city(session: Session, current: str, slug: str | None, load) -> Jurisdiction:
     """The city ``slug`` (None: the only one) in ``session``; ``load(session)`` finds it
     when it is not cached (and raises what it raises when there is none)."""
-    entries = _entries(session, current)
-    cached = entries.cities.get(slug)
+    entries = _cache.entries(session, current)
+    cached = entries.get(("city", slug))
     if cached is None:
         found = load(session)
         cached = _detached_copy(session, Jurisdiction, found.id)
-        with _lock:
-            entries.cities[slug] = cached
+        with _cache.lock:
+            entries[("city", slug)] = cached
     return session.merge(cached, load=False)
 
 
 def public_service(session: Session, current: str, city_id: int, code: str, load) -> Service | None:
     """The public, active category ``code`` with its questions, in ``session``;
     ``load(session)`` finds it when it is not cached (None: there is none)."""
-    entries = _entries(session, current)
-    cached = entries.services.get((city_id, code))
+    entries = _cache.entries(session, current)
+    cached = entries.get(("service", city_id, code))
     if cached is None:
         found = load(session)
         if found is None:
             return None
         cached = _detached_copy(session, Service, found.id)
-        with _lock:
-            entries.services[(city_id, code)] = cached
+        with _cache.lock:
+            entries[("service", city_id, code)] = cached
     return session.merge(cached, load=False)
 
 
 def forget() -> None:
     """Drop everything (tests; the stamp makes this unnecessary otherwise)."""
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def _detached_copy(session: Session, model, ident: int):
