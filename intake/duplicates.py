@@ -181,17 +181,20 @@ def search_params(
 def candidates_from_json(found: list[dict] | None, service: Service) -> list[DuplicateCandidate]:
     """The candidates of a :data:`DUPLICATES_COLUMN` value."""
     return [
-        _candidate(SimpleNamespace(**d), service, datetime.fromisoformat(d["requested_at"]))
+        _candidate(
+            SimpleNamespace(**{**d, "requested_at": datetime.fromisoformat(d["requested_at"])}),
+            service,
+        )
         for d in found or ()
     ]
 
 
-def _candidate(r, service: Service, requested_at: datetime | None = None) -> DuplicateCandidate:
+def _candidate(r, service: Service) -> DuplicateCandidate:
     return DuplicateCandidate(
         public_id=r.public_id,
         service=service.name,
         status=r.status,
-        requested_at=requested_at or r.requested_at,
+        requested_at=r.requested_at,
         distance_m=float(r.distance_m),
         address=r.address,
         description=r.description,
