@@ -407,6 +407,8 @@ class Follower(Base):
     )
     email: Mapped[str | None] = mapped_column(sa.String(254))
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # Only a confirmed follower (they opened the link mailed to the address) gets updates.
+    confirmed_at: Mapped[datetime | None] = mapped_column(TS)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
 
 
