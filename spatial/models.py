@@ -369,6 +369,8 @@ class Photo(Base):
     public_key: Mapped[str] = mapped_column(sa.String(200))
     thumb_key: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # False for a photo mailed by an unverified sender: staff see it, the public never.
+    public: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
 
     request: Mapped[ServiceRequest] = relationship(back_populates="photos")
 
@@ -482,7 +484,17 @@ class OutboxMessage(Base):
 
 
 class InboundEmail(Base):
+    """One received message; ``raw`` is kept for staff, ``sender_auth`` is the verdict of
+    the city's mail gateway, ``sender_standing`` who the sender is to the request named."""
+
     __tablename__ = "inbound_email"
+    __table_args__ = (
+        sa.CheckConstraint("sender_auth IN ('pass','fail','none')", name="sender_auth"),
+        sa.CheckConstraint(
+            "sender_standing IN ('reporter','follower','staff','stranger')",
+            name="sender_standing",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     message_id: Mapped[str] = mapped_column(sa.String(998), unique=True)
@@ -499,6 +511,13 @@ class InboundEmail(Base):
     request_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
+    sender_auth: Mapped[str | None] = mapped_column(sa.String(8))
+    sender_standing: Mapped[str | None] = mapped_column(sa.String(16))
+    raw: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
+    mail_address_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("mail_address.id", ondelete="SET NULL")
+    )
+    answered: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
 class SurveyResponse(Base):

@@ -17,6 +17,12 @@ sa.Index(
     InboundEmail.__table__.c.mail_from,
     InboundEmail.__table__.c.received_at,
 )
+# So does the per-intake-address limit on auto-replies.
+sa.Index(
+    "ix_inbound_email_address_received",
+    InboundEmail.__table__.c.mail_address_id,
+    InboundEmail.__table__.c.received_at,
+)
 
 
 class MailAddress(Base):
@@ -60,6 +66,13 @@ class MailConfig(Base):
     from_address: Mapped[str | None] = mapped_column(sa.String(254))
     reply_limit_per_hour: Mapped[int] = mapped_column(sa.Integer, default=5)
     accept_limit_per_hour: Mapped[int] = mapped_column(sa.Integer, default=30)
+    # Auto-replies per hour from each intake address, whoever the senders (forged ones
+    # included): a flood of mail still becomes requests, but stops being answered.
+    address_reply_limit_per_hour: Mapped[int] = mapped_column(
+        sa.Integer, default=200, server_default=sa.text("200")
+    )
+    # The authserv-id of the city's mail gateway: only its Authentication-Results count.
+    trusted_authserv_id: Mapped[str | None] = mapped_column(sa.String(255))
     link_secret: Mapped[str | None] = mapped_column(sa.String(64))
 
 
