@@ -369,6 +369,8 @@ class Photo(Base):
     public_key: Mapped[str] = mapped_column(sa.String(200))
     thumb_key: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # Set when the private original was removed (retention or erasure); the public copies stay.
+    original_removed_at: Mapped[datetime | None] = mapped_column(TS)
     # False for a photo mailed by an unverified sender: staff see it, the public never.
     public: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
 

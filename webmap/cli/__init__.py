@@ -101,3 +101,4 @@ from webmap.cli import (  # noqa: E402,F401,I001
     route,
     zones,
 )
+    privacy,
