@@ -38,6 +38,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import authres
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,11 +54,13 @@ from intake.submit import (
 )
 from notify import messages
 from notify.links import mail_config
+from routing.actions import may
 from spatial.accounts import EMAIL_RE
 from spatial.errors import CivicpinError
 from spatial.media import MAX_BYTES as MAX_PHOTO_BYTES
 from spatial.media import MAX_PHOTOS, PhotoUpload, ProcessedPhoto, process_photo, store_photo
 from spatial.models import (
+    Follower,
     InboundEmail,
     Jurisdiction,
     OutboxMessage,
@@ -65,6 +68,7 @@ from spatial.models import (
     RequestEvent,
     Service,
     ServiceRequest,
+    User,
     now_utc,
 )
 from spatial.models_mail import MailAddress, MailConfig
@@ -75,10 +79,36 @@ PUBLIC_ID_IN_SUBJECT = re.compile(r"\[([A-Z][A-Z0-9]{0,7}-\d{4}-\d{3,})\]")
 THREAD_ROOT_RE = re.compile(r"^<request-([A-Z][A-Z0-9]{0,7}-\d{4}-\d{3,})@", re.I)
 MSGID_RE = re.compile(r"<[^<>\s]{1,990}>")
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+# Where the quoted part of a reply begins: the attribution line of most clients ("On ...
+# wrote:", in a few languages, wrapped over two lines at most), Outlook's "Original
+# Message" rule, or its header block ("From: ..." followed by "Sent:"/"Date:" lines).
 QUOTE_HEADER_RE = re.compile(
-    r"^(On .{0,200}wrote:|-{2,}\s*Original Message\s*-{2,}|From: .+|Le .{0,200}a écrit ?:)\s*$",
+    r"^(?:"
+    r"(?:On|Le|Am|El|Il|Op|Em)\s[^\n]{0,200}(?:\n[^\n]{0,200})?"
+    r"(?:wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu)\s?:"
+    r"|-{2,}\s*(?:Original Message|Message d'origine|Ursprüngliche Nachricht|Mensaje original)"
+    r"\s*-{2,}"
+    r"|_{10,}\s*\n\s*\*?(?:From|De|Von)\s?:\*?\s"
+    r"|\*?(?:From|De|Von)\s?:\*?[ \t][^\n]+\n(?:[^\n]*\n){0,3}?\s*\*?"
+    r"(?:Sent|Date|Envoyé|Gesendet|Enviado|Datum)\s?:"
+    r")",
     re.I | re.M,
 )
+# Where a signature begins: the "-- " delimiter (RFC 3676; many clients drop its space)
+# and the lines phones and mail apps add.
+SIGNATURE_RE = re.compile(
+    r"^(?:-- ?"
+    r"|Sent from my [^\n]{1,60}"
+    r"|Sent from (?:Mail|Outlook|Yahoo Mail|Gmail|AOL)\b[^\n]{0,60}"
+    r"|Get Outlook for [^\n]{1,30}"
+    r"|Envoyé (?:de|depuis) mon [^\n]{1,40}"
+    r"|Von meinem [^\n]{1,40} gesendet"
+    r"|Enviado desde mi [^\n]{1,40}"
+    r"|Inviato da [^\n]{1,40}"
+    r")[ \t]*$",
+    re.I | re.M,
+)
+STANDINGS = ("reporter", "follower", "staff", "stranger")
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,7 @@ class ParsedMail:
     precedence: str | None
     is_report: bool
     header_recipients: list[str]
+    auth_results: list[str] = field(default_factory=list)
     images: list[PhotoUpload] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
@@ -127,6 +158,48 @@ class IntakeOutcome:
 
 class MalformedMail(CivicpinError):
     """Nothing usable could be read from the message."""
+
+
+# pg_advisory_xact_lock(ANSWER_LOCK, intake address id): one auto-reply decision at a time
+# per intake address.
+ANSWER_LOCK = 460
+
+
+@dataclass
+class _Answer:
+    """Whether the message being handled may be answered: the loop rules (decided first)
+    and the hourly cap of its intake address (checked when the answer is written)."""
+
+    inbound: InboundEmail
+    address: MailAddress
+    cfg: MailConfig
+    now: datetime
+    may_reply: bool
+    why_not: str
+    auth_why: str
+
+    def allowed(self, session: Session) -> tuple[bool, str]:
+        """(may answer, why not); counts this message as answered when it may."""
+        if not self.may_reply:
+            return False, self.why_not
+        # Held to the commit, so that mail arriving in parallel cannot pass the cap together.
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(ANSWER_LOCK, self.address.id)))
+        answered = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(InboundEmail)
+            .where(
+                InboundEmail.mail_address_id == self.address.id,
+                InboundEmail.answered.is_(True),
+                InboundEmail.received_at > self.now - timedelta(hours=1),
+            )
+        )
+        limit = self.cfg.address_reply_limit_per_hour
+        if answered >= limit:
+            self.may_reply = False
+            self.why_not = f"over {limit} auto-replies from {self.address.address} in an hour"
+            return False, self.why_not
+        self.inbound.answered = True
+        return True, ""
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -225,13 +298,90 @@ def plain_safe(text: str) -> str:
 
 
 def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted lines, the quote header and signature dropped."""
-    m = QUOTE_HEADER_RE.search(text)
-    if m:
-        text = text[: m.start()]
-    text = text.split("\n-- \n")[0]
+    """The sender's own words: quoted mail, its header and the signature dropped.
+
+    The full message stays in ``inbound_email.raw`` for staff.
+    """
+    text = (text or "").replace("\r\n", "\n").replace("\r", "\n")
+    for pattern in (QUOTE_HEADER_RE, SIGNATURE_RE):
+        m = pattern.search(text)
+        if m:
+            text = text[: m.start()]
     lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
     return "\n".join(lines).strip()
+
+
+# --- who sent it -----------------------------------------------------------------------
+
+_COMMENT_RE = re.compile(r"\([^()]*\)")
+
+
+def _authserv_id(value: str) -> str:
+    """The authserv-id of an Authentication-Results value (RFC 8601 section 2.2)."""
+    head = _COMMENT_RE.sub(" ", value).split(";", 1)[0].split()
+    return head[0].lower() if head else ""
+
+
+def _aligned(domain: str | None, from_domain: str) -> bool:
+    """True if ``domain`` vouches for the From domain: the same, or its parent.
+
+    Stricter than DMARC's relaxed alignment (which needs the public-suffix list): a
+    domain that passed SPF or DKIM speaks for itself and its subdomains only.
+    """
+    domain = (domain or "").strip().lower().rstrip(".")
+    if "@" in domain:
+        domain = domain.rsplit("@", 1)[1]
+    return bool(domain) and (from_domain == domain or from_domain.endswith("." + domain))
+
+
+def gateway_verdict(
+    header_values: list[str], from_addr: str | None, trusted_id: str | None
+) -> tuple[str, str]:
+    """``('pass' | 'fail' | 'none', why)``: what the city's mail gateway says of the sender.
+
+    Only the topmost ``Authentication-Results`` header whose authserv-id is
+    ``trusted_id`` counts (the gateway adds its own above what the sender wrote; it
+    should also remove any that claim its id, RFC 8601 section 5). ``pass``: DMARC
+    passed, or SPF or DKIM passed for the From domain. ``fail``: DMARC failed, or SPF
+    or DKIM failed and none passed for the From domain. ``none``: no trusted gateway is
+    set, it said nothing usable, or the message has no From address.
+    """
+    if not trusted_id:
+        return "none", "no trusted mail gateway is set"
+    if not from_addr or "@" not in from_addr:
+        return "none", "no From address"
+    from_domain = from_addr.rsplit("@", 1)[1].lower().rstrip(".")
+    trusted_id = trusted_id.strip().lower()
+    value = next((v for v in header_values if _authserv_id(v) == trusted_id), None)
+    if value is None:
+        return "none", f"no Authentication-Results from {trusted_id}"
+    try:
+        results = authres.AuthenticationResultsHeader.parse_value(value).results
+    except Exception:  # noqa: BLE001 - authres raises its own errors for bad syntax
+        return "none", f"the Authentication-Results of {trusted_id} could not be read"
+    failed: list[str] = []
+    for r in results:
+        method, result = (r.method or "").lower(), (r.result or "").lower()
+        props = {f"{p.type}.{p.name}".lower(): p.value for p in r.properties}
+        if method == "dmarc" and result == "pass":
+            return "pass", "dmarc=pass"
+        if method == "dmarc" and result == "fail":
+            return "fail", "dmarc=fail"
+        if (
+            method == "spf"
+            and result == "pass"
+            and _aligned(props.get("smtp.mailfrom"), from_domain)
+        ):
+            return "pass", f"spf=pass for {from_domain}"
+        if method == "dkim" and result == "pass":
+            signer = props.get("header.d") or props.get("header.i")
+            if _aligned(signer, from_domain):
+                return "pass", f"dkim=pass for {from_domain}"
+        if method in ("spf", "dkim") and result in ("fail", "softfail", "permerror", "policy"):
+            failed.append(f"{method}={result}")
+    if failed:
+        return "fail", ", ".join(failed)
+    return "none", f"{trusted_id} did not vouch for {from_domain}"
 
 
 def _header(msg: EmailMessage, name: str) -> str | None:
@@ -398,6 +548,7 @@ def parse_message(raw: bytes, limits: IntakeLimits | None = None) -> ParsedMail:
         precedence=(_header(msg, "Precedence") or "").lower() or None,
         is_report=ctype == "multipart/report",
         header_recipients=recipients,
+        auth_results=_all_headers(msg, "Authentication-Results"),
         images=images,
         notes=notes,
         defects=defects,
@@ -560,6 +711,8 @@ class MailIntake:
                     subject=mail.subject[:2000] or None,
                     size=len(raw),
                     outcome="processing",
+                    raw=raw,
+                    mail_address_id=address.id if address else None,
                 )
                 .on_conflict_do_nothing(index_elements=["message_id"])
                 .returning(InboundEmail.id)
@@ -738,44 +891,109 @@ class MailIntake:
         may_reply, why_not = self._may_reply(session, mail, sender, env_from, address, now)
         if not may_reply:
             log.info("mail intake: no auto-reply to %s: %s", sender, why_not)
+        auth, auth_why = gateway_verdict(mail.auth_results, mail.from_addr, cfg.trusted_authserv_id)
+        inbound.sender_auth = auth
+        answer = _Answer(inbound, address, cfg, now, may_reply, why_not, auth_why)
 
-        target = self._replied_request(session, mail, city)
+        target, claimed = self._replied_request(session, mail, city)
         if target is not None:
-            return self._add_note(session, done, target, mail, sender, may_reply, why_not)
-        return self._new_request(session, done, mail, sender, address, city, may_reply, why_not)
+            standing = self._standing(session, target, sender)
+            inbound.sender_standing = standing
+            if auth == "pass" and standing != "stranger":
+                return self._add_note(session, done, target, mail, sender, answer, standing)
+            why = f"sender not verified: {auth_why}" if auth != "pass" else "not a party to it"
+            return self._add_unverified_note(session, done, target, mail, sender, answer, why)
+        if claimed:
+            # A reference that names no request of this city gets the stranger's answer:
+            # whether it exists is not for the sender to learn.
+            inbound.sender_standing = "stranger"
+        return self._new_request(
+            session, done, mail, sender, address, city, answer, stranger=claimed
+        )
 
-    def _replied_request(self, session, mail: ParsedMail, city) -> ServiceRequest | None:
+    def _replied_request(
+        self, session, mail: ParsedMail, city
+    ) -> tuple[ServiceRequest | None, bool]:
+        """(the city's request a reply names, whether the mail names one at all).
+
+        Threading headers name one by our thread root (``<request-ID@...>``) or the
+        Message-ID of a message we sent or received about it; the subject by
+        ``[ID]``. Either is as easy to forge as a From: line, so naming a request
+        proves nothing about the sender: see :meth:`_standing`.
+        """
         ids = [*mail.in_reply_to, *reversed(mail.references)]
+        claimed = False
+        in_city = ServiceRequest.jurisdiction_id == city.id
         for mid in ids:
             m = THREAD_ROOT_RE.match(mid)
             if m:
+                claimed = True
                 req = session.scalar(
-                    sa.select(ServiceRequest).where(ServiceRequest.public_id == m.group(1).upper())
+                    sa.select(ServiceRequest).where(
+                        ServiceRequest.public_id == m.group(1).upper(), in_city
+                    )
                 )
                 if req is not None:
-                    return req
+                    return req, True
         if ids:
             rid = session.scalar(
                 sa.select(OutboxMessage.request_id)
-                .where(OutboxMessage.message_id.in_(ids), OutboxMessage.request_id.is_not(None))
+                .where(
+                    OutboxMessage.message_id.in_(ids),
+                    OutboxMessage.request_id.is_not(None),
+                    OutboxMessage.jurisdiction_id == city.id,
+                )
                 .limit(1)
             ) or session.scalar(
                 sa.select(InboundEmail.request_id)
-                .where(InboundEmail.message_id.in_(ids), InboundEmail.request_id.is_not(None))
+                .where(
+                    InboundEmail.message_id.in_(ids),
+                    InboundEmail.request_id.is_not(None),
+                    InboundEmail.jurisdiction_id == city.id,
+                )
                 .limit(1)
             )
             if rid is not None:
-                return session.get(ServiceRequest, rid)
+                return session.get(ServiceRequest, rid), True
         for public_id in PUBLIC_ID_IN_SUBJECT.findall(mail.subject or ""):
+            claimed = True
             req = session.scalar(
-                sa.select(ServiceRequest).where(
-                    ServiceRequest.public_id == public_id,
-                    ServiceRequest.jurisdiction_id == city.id,
-                )
+                sa.select(ServiceRequest).where(ServiceRequest.public_id == public_id, in_city)
             )
             if req is not None:
-                return req
-        return None
+                return req, True
+        return None, claimed
+
+    def _standing(self, session, request: ServiceRequest, sender: str | None) -> str:
+        """Who ``sender`` is to ``request``: its reporter, a confirmed follower, staff who
+        may see it, or a stranger (by address alone: :func:`gateway_verdict` says
+        whether the address is the sender's)."""
+        sender = (sender or "").strip().lower()
+        if not sender:
+            return "stranger"
+        if (request.contact_email or "").strip().lower() == sender:
+            return "reporter"
+        follows = session.scalar(
+            sa.select(Follower.id)
+            .where(
+                Follower.request_id == request.id,
+                sa.func.lower(Follower.email) == sender,
+                Follower.confirmed_at.is_not(None),
+                Follower.unsubscribed_at.is_(None),
+            )
+            .limit(1)
+        )
+        if follows is not None:
+            return "follower"
+        if self._staff_user(session, request, sender) is not None:
+            return "staff"
+        return "stranger"
+
+    def _staff_user(self, session, request: ServiceRequest, sender: str) -> User | None:
+        user = session.scalar(
+            sa.select(User).where(sa.func.lower(User.email) == sender, User.active.is_(True))
+        )
+        return user if user is not None and may(user, "view", request) else None
 
     def _usable_photos(self, mail: ParsedMail) -> tuple[list[ProcessedPhoto], list[str]]:
         good: list[ProcessedPhoto] = []
@@ -787,10 +1005,8 @@ class MailIntake:
                 notes.append(f"a photo was not kept: {exc}")
         return good, notes
 
-    def _add_note(self, session, done, request, mail, sender, may_reply, why_not):
-        text = plain_safe(strip_quoted(mail.text)) or "(no text)"
-        if len(text) > MAX_DESCRIPTION:
-            text = text[: MAX_DESCRIPTION - 1] + "\u2026"
+    def _add_photos(self, session, request, mail: ParsedMail, *, public: bool):
+        """Store the mail's usable photos on ``request``; (how many were added, notes)."""
         photos, photo_notes = self._usable_photos(mail)
         added = 0
         for photo in photos:
@@ -814,24 +1030,38 @@ class MailIntake:
                     original_key=photo.original_key,
                     public_key=photo.public_key,
                     thumb_key=photo.thumb_key,
+                    public=public,
                 )
             )
             added += 1
-        note = f"E-mail from {sender or 'an unknown sender'}: {mail.subject}\n\n{text}"
+        return added, photo_notes
+
+    def _add_note(self, session, done, request, mail, sender, answer: _Answer, standing: str):
+        """A verified reply from the reporter, a confirmed follower or staff: an internal
+        note (staff's under their own name), its photos with the request's."""
+        text = plain_safe(strip_quoted(mail.text)) or "(no text)"
+        if len(text) > MAX_DESCRIPTION:
+            text = text[: MAX_DESCRIPTION - 1] + "\u2026"
+        added, photo_notes = self._add_photos(session, request, mail, public=True)
+        note = f"E-mail from {sender or 'an unknown sender'} ({standing}): {mail.subject}\n\n{text}"
         if added:
             note += f"\n\n({added} photo{'s' if added > 1 else ''} added)"
+        staff = self._staff_user(session, request, sender) if standing == "staff" else None
         session.add(
             RequestEvent(
                 request_id=request.id,
                 kind="note",
                 note=note[: MAX_DESCRIPTION + 400],
                 public=False,
+                actor_id=staff.id if staff is not None else None,
                 actor_label=f"e-mail {sender}" if sender else "e-mail",
             )
         )
         request.updated_at = now_utc()
         notes = mail.notes + photo_notes
+        may_reply, why_not = answer.allowed(session)
         if may_reply:
+            # The reporter's copy carries their private link; anyone else's the public page.
             messages.note_received(
                 session,
                 request,
@@ -841,7 +1071,7 @@ class MailIntake:
                 references=" ".join(mail.references) or None,
                 notes=notes,
             )
-        detail = f"note added to {request.public_id}"
+        detail = f"note added to {request.public_id} ({standing}, {answer.auth_why})"
         if not may_reply:
             detail += f"; no auto-reply ({why_not})"
         session.flush()
@@ -852,6 +1082,55 @@ class MailIntake:
             public_id=request.public_id,
             request_id=request.id,
         )
+
+    def _add_unverified_note(self, session, done, request, mail, sender, answer, why: str):
+        """A reply naming ``request`` from someone who may not be who they say: an internal
+        note marked so, its photos kept from the public, and an answer that tells nothing
+        about the request (the same as for a reference that names no request)."""
+        text = plain_safe(strip_quoted(mail.text)) or "(no text)"
+        if len(text) > MAX_DESCRIPTION:
+            text = text[: MAX_DESCRIPTION - 1] + "\u2026"
+        added, photo_notes = self._add_photos(session, request, mail, public=False)
+        note = (
+            f"E-mail from {sender or 'an unknown sender'} (unverified sender: {why}): "
+            f"{mail.subject}\n\n{text}"
+        )
+        if added:
+            note += (
+                f"\n\n({added} photo{'s' if added > 1 else ''} added for staff only: "
+                "not shown to the public)"
+            )
+        if photo_notes:
+            note += "\n\n" + "; ".join(photo_notes)
+        session.add(
+            RequestEvent(
+                request_id=request.id,
+                kind="note",
+                note=note[: MAX_DESCRIPTION + 600],
+                public=False,
+                actor_label=(f"e-mail {sender}" if sender else "e-mail") + " (unverified sender)",
+            )
+        )
+        request.updated_at = now_utc()
+        may_reply, why_not = self._answer_unverified(session, mail, sender, answer)
+        detail = f"unverified note added to {request.public_id} ({why})"
+        if not may_reply:
+            detail += f"; no auto-reply ({why_not})"
+        session.flush()
+        return done("note_unverified", detail, "250 2.0.0 Received", request_id=request.id)
+
+    def _answer_unverified(self, session, mail, sender, answer: _Answer) -> tuple[bool, str]:
+        may_reply, why_not = answer.allowed(session)
+        if may_reply:
+            messages.reply_unverified(
+                session,
+                answer.address.jurisdiction_id,
+                self.public_base_url,
+                to_addr=sender,
+                original_subject=mail.subject,
+                in_reply_to=None if mail.synthesized_id else mail.message_id,
+            )
+        return may_reply, why_not
 
     def _locate(self, session, city, mail: ParsedMail, photos: list[ProcessedPhoto]):
         """(lat, lon, address, use_photo, notes) for a new request."""
@@ -888,19 +1167,31 @@ class MailIntake:
                 )
         return None, None, None, False, notes
 
-    def _new_request(self, session, done, mail, sender, address, city, may_reply, why_not):
+    def _new_request(
+        self, session, done, mail, sender, address, city, answer: _Answer, stranger=False
+    ):
+        """A new request from the mail; ``stranger``: the mail named a request this city
+        does not have, so it is answered as a stranger's reply would be."""
         service = session.get(Service, address.service_id)
-        body = plain_safe(mail.text)
+        body = plain_safe(strip_quoted(mail.text))
         subject = plain_safe(mail.subject)
         description = "\n\n".join(p for p in (subject, body) if p) or "(empty e-mail)"
         notes = list(mail.notes)
+        stripped = body != plain_safe(mail.text)
         if len(description) > MAX_DESCRIPTION:
             description = description[: MAX_DESCRIPTION - 1] + "\u2026"
             notes.append(f"the text was cut to {MAX_DESCRIPTION} characters")
+        internal = []
         if mail.defects:
-            notes_internal = f"MIME defects: {', '.join(sorted(set(mail.defects)))}"
-        else:
-            notes_internal = ""
+            internal.append(f"MIME defects: {', '.join(sorted(set(mail.defects)))}")
+        if stripped:
+            internal.append(
+                "quoted mail and signature left out of the description (the whole e-mail "
+                f"is kept as inbound mail #{answer.inbound.id})"
+            )
+        if stranger:
+            internal.append("the e-mail names a reference this city does not have")
+        notes_internal = "; ".join(internal)
         photos, photo_notes = self._usable_photos(mail)
         notes += photo_notes
         lat, lon, found_address, use_photo, loc_notes = self._locate(session, city, mail, photos)
@@ -964,16 +1255,20 @@ class MailIntake:
                     actor_label="e-mail intake",
                 )
             )
-        if may_reply:
-            messages.acknowledge(
-                session,
-                request,
-                self.public_base_url,
-                to_addr=sender,
-                in_reply_to=None if mail.synthesized_id else mail.message_id,
-                references=" ".join(mail.references) or None,
-                notes=notes,
-            )
+        if stranger:
+            may_reply, why_not = self._answer_unverified(session, mail, sender, answer)
+        else:
+            may_reply, why_not = answer.allowed(session)
+            if may_reply:
+                messages.acknowledge(
+                    session,
+                    request,
+                    self.public_base_url,
+                    to_addr=sender,
+                    in_reply_to=None if mail.synthesized_id else mail.message_id,
+                    references=" ".join(mail.references) or None,
+                    notes=notes,
+                )
         messages.on_new_request(session, request, self.public_base_url)
         detail = f"created {request.public_id}"
         if location_note:
@@ -986,7 +1281,7 @@ class MailIntake:
         return done(
             "created",
             detail,
-            f"250 2.0.0 Received as {request.public_id}",
+            "250 2.0.0 Received" if stranger else f"250 2.0.0 Received as {request.public_id}",
             public_id=request.public_id,
             request_id=request.id,
         )

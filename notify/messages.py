@@ -513,3 +513,40 @@ def intake_refused(
         headers=headers,
         auto="auto-replied",
     )
+
+def reply_unverified(
+    session: Session,
+    city_id: int,
+    public_base_url: str,
+    *,
+    to_addr: str,
+    original_subject: str,
+    in_reply_to: str | None,
+) -> OutboxMessage | None:
+    """Answer an e-mail that names a report but could not be added to it (the sender is
+    not verified, or no such report): "passed to staff", and nothing about the report.
+
+    The text is the same whether the report exists or not, so that it tells a stranger
+    nothing; it is about no request, so it carries no request's link or thread.
+    """
+    city = session.get(Jurisdiction, city_id)
+    headers = {}
+    if in_reply_to:
+        headers = {"In-Reply-To": in_reply_to, "References": in_reply_to}
+    return _send(
+        session,
+        None,
+        city_id=city_id,
+        kind="reply_unverified",
+        template="reply_unverified",
+        to_addr=to_addr,
+        values={
+            "city_name": city.name if city else "",
+            "original_subject": original_subject or "(no subject)",
+            "report_url": f"{public_base_url}/?city={city.slug}" if city else public_base_url,
+        },
+        public_base_url=public_base_url,
+        unsubscribe_scope=None,
+        headers=headers,
+        auto="auto-replied",
+    )

@@ -131,6 +131,17 @@ DEFAULTS: dict[str, TemplateDefault] = {
                 "report_url",
             ),
         ),
+        TemplateDefault(
+            "reply_unverified",
+            "Reply to an e-mail about a report that could not be added to it",
+            "Re: $original_subject",
+            "Thank you. We received your e-mail and passed it to the staff of $city_name.\n\n"
+            "We add an e-mail to a report only when we can tell it comes from the person who "
+            "made the report or follows it, so we cannot send you anything about it by "
+            "e-mail. If you made the report, use the link in our first e-mail to you.\n\n"
+            "You can see reports and make a new one here: $report_url\n" + _FOOTER,
+            ("city_name", "unsubscribe_url", "original_subject", "report_url"),
+        ),
     )
 }
 

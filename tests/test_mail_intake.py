@@ -13,6 +13,7 @@ from geoalchemy2.shape import to_shape
 from intake.email_intake import MailIntake, start_smtp_server
 from notify.worker import run_once
 from spatial.models import InboundEmail, OutboxMessage, Photo, RequestEvent, ServiceRequest
+from spatial.models_mail import MailConfig
 from tests.support.images import jpeg_bytes
 from tests.support.mail import (
     DISPATCH,
@@ -28,10 +29,17 @@ from tests.support.mail import (
 )
 
 
+# The city's mail gateway: its Authentication-Results are the only ones believed.
+GATEWAY = "mx.testville.example"
+DMARC_PASS = {"Authentication-Results": f"{GATEWAY}; dmarc=pass header.from=example.org"}
+
+
 @pytest.fixture
 def city(sessions):
     with sessions.begin() as s:
-        return make_mail_city(s)
+        info = make_mail_city(s)
+        s.get(MailConfig, info["city"].id).trusted_authserv_id = GATEWAY
+        return info
 
 
 @pytest.fixture
@@ -215,7 +223,11 @@ def test_reply_to_the_auto_reply_becomes_a_note_not_a_request(server, sessions, 
         "Re: " + ack_msg["Subject"],
         "It got worse, a car lost a tyre.\n\nOn Monday, civicpin wrote:\n> Thank you. Your report",
         message_id="<r1@example.org>",
-        headers={"In-Reply-To": ack_msg["Message-ID"], "References": ack_msg["Message-ID"]},
+        headers={
+            "In-Reply-To": ack_msg["Message-ID"],
+            "References": ack_msg["Message-ID"],
+            **DMARC_PASS,
+        },
         attachments=[("tyre.jpg", "image/jpeg", jpeg_bytes(color=(10, 10, 10)))],
     )
     code, text = smtp_send(server, reply)
@@ -225,12 +237,16 @@ def test_reply_to_the_auto_reply_becomes_a_note_not_a_request(server, sessions, 
     assert "It got worse, a car lost a tyre." in note.note
     assert "Thank you. Your report" not in note.note and not note.public
     with sessions() as s:
-        assert s.scalar(sa.select(sa.func.count()).where(Photo.request_id == req.id)) == 1
-    assert [r.outcome for r in inbound(sessions)] == ["created", "note"]
+        (photo,) = s.scalars(sa.select(Photo).where(Photo.request_id == req.id))
+    assert photo.public
+    rows = inbound(sessions)
+    assert [r.outcome for r in rows] == ["created", "note"]
+    assert (rows[1].sender_auth, rows[1].sender_standing) == ("pass", "reporter")
     deliver(sessions, settings, sink)
-    confirmation = sink.to(RESIDENT)[-1].message
-    assert f"added your message to report {req.public_id}" in confirmation.get_body().get_content()
-    assert confirmation["In-Reply-To"] == "<r1@example.org>"
+    confirmation = sink.to(RESIDENT)[-1]
+    assert f"added your message to report {req.public_id}" in confirmation.text
+    assert f"/requests/{req.public_id}?token={req.token}" in confirmation.text
+    assert confirmation.message["In-Reply-To"] == "<r1@example.org>"
 
 
 def test_public_id_in_the_subject_also_finds_the_request(server, sessions):
@@ -239,7 +255,10 @@ def test_public_id_in_the_subject_also_finds_the_request(server, sessions):
     code, _ = smtp_send(
         server,
         mime(
-            f"About [{req.public_id}]", "One more detail: it is 2 m wide.", message_id="<s2@x.org>"
+            f"About [{req.public_id}]",
+            "One more detail: it is 2 m wide.",
+            message_id="<s2@x.org>",
+            headers=DMARC_PASS,
         ),
     )
     assert code == 250
@@ -312,7 +331,7 @@ def test_a_naive_autoresponder_cannot_start_a_mail_loop(server, sessions, settin
                 "Re: " + m["Subject"],
                 "Thank you for your message, I will read it soon.",
                 message_id=f"<loop{rounds}-{answered}@example.org>",
-                headers={"In-Reply-To": m["Message-ID"]},
+                headers={"In-Reply-To": m["Message-ID"], **DMARC_PASS},
             )
             assert smtp_send(server, answer, rcpt=m["Reply-To"])[0] == 250
             answered += 1
