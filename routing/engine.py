@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from routing.sla import business_intervals, due_at
 from spatial.db import database_key
 from spatial.models import (
+    OPEN_STATUSES,
     Crew,
     Department,
     Jurisdiction,
@@ -69,6 +70,17 @@ ROUTED_COLUMNS = frozenset(
      "routing_explanation", "routed_at", "due_at", "priority"}
 )  # fmt: skip
 ROUTER_LABEL = "routing"
+# The internal event a bulk re-route writes for each request it moves to another
+# department, crew or zone (one by one, routing writes a public "routed" event).
+REROUTED = "rerouted"
+BULK_LABEL = "bulk re-route"
+# Closed requests keep the decision they were closed with, unless asked: a re-route
+# then touches only open requests, and closed ones never routed yet.
+OPEN_OR_UNROUTED = (
+    "(r.status IN ("
+    + ", ".join(f"'{s.value}'" for s in sorted(OPEN_STATUSES))
+    + ") OR r.routed_at IS NULL)"
+)
 
 # The zone of every current layer that holds each request of ``src`` (id, location), with
 # the overlap winner and the losers' labels. Points are matched against the zones' small
@@ -731,11 +743,12 @@ BULK_UPDATE_SQL = (
 ), ev AS (
     INSERT INTO request_event
         (request_id, at, actor_label, kind, from_value, to_value, public, department_id)
-    SELECT id, now(), :actor, 'routed', old_expl, expl, true, new_dept FROM upd
+    SELECT id, now(), :actor, :event_kind, old_expl, expl, false, new_dept FROM upd
     WHERE old_routed IS NOT NULL
       AND (old_dept, old_crew, old_zone) IS DISTINCT FROM (new_dept, new_crew, new_zone)
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM upd) AS written
+SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM ev) AS moved
 """
 )
 
@@ -870,10 +883,12 @@ def _route_chunks(
     params: dict[str, Any],
     progress: Callable[[int, int], None] | None,
     staged: tuple[str, tuple[str, ...]] | None = None,
-) -> int:
+    actor: str = BULK_LABEL,
+) -> Rerouted:
     """Route the requests of ``scope`` chunk by chunk: in service_request (UPDATE of the
-    decisions that change), or ``staged = (table, columns)``: rows of a staging table of
-    service_request's shape, INSERTed into service_request with their decision."""
+    decisions that change, with a :data:`REROUTED` event by ``actor`` for each request
+    moved), or ``staged = (table, columns)``: rows of a staging table of service_request's
+    shape, INSERTed into service_request with their decision."""
     session.flush()  # raw SQL below does not autoflush
     table = staged[0] if staged else "service_request"
     stats = session.execute(sa.text(STATS_SQL.format(table=table, scope=scope)), params).one()
@@ -881,7 +896,7 @@ def _route_chunks(
     if total == 0:
         if progress:
             progress(0, 0)
-        return 0
+        return Rerouted(0, 0)
     ruleset, due_sql, calendar_join = _setup(session, city, stats)
     parts = {"table": table, "scope": scope, "due": due_sql, "calendar_join": calendar_join}
     pick_sql = sa.text(BULK_PICK_SQL.format(**parts))
@@ -900,7 +915,7 @@ def _route_chunks(
         apply_sql = sa.text(BULK_UPDATE_SQL.format(**parts))
     session.execute(pick_sql, params)
     session.execute(sa.text("ANALYZE _route_pick"))
-    done = 0
+    done = moved = 0
     lo = int(stats.lo)
     while lo <= int(stats.hi):
         hi = lo + CHUNK_SIZE - 1
@@ -914,17 +929,28 @@ def _route_chunks(
                 **chunk,
                 "version": ruleset.version if ruleset else None,
                 "no_rule": NO_RULE,
-                "actor": ROUTER_LABEL,
+                "actor": actor,
+                "event_kind": REROUTED,
             },
         ).one()
         if staged:  # the requests exist now: their zones can refer to them
             session.execute(insert_sql, chunk)
         done += int(counts.routed)
+        moved += int(counts._mapping.get("moved", 0))
         if progress:
             progress(done, total)
         lo = hi + 1
     session.execute(sa.text(f"DROP TABLE IF EXISTS {TEMP_TABLES}"))
-    return done
+    return Rerouted(done, moved)
+
+
+@dataclass(frozen=True)
+class Rerouted:
+    """What a bulk re-route did: requests routed, and how many of them moved to another
+    department, crew or zone (one :data:`REROUTED` event each)."""
+
+    routed: int
+    moved: int
 
 
 def route_bulk(
@@ -933,27 +959,47 @@ def route_bulk(
     since: date | datetime | None = None,
     only_unrouted: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    include_closed: bool = False,
+    by: str | None = None,
 ) -> int:
+    """:func:`reroute`, returning the number of requests routed."""
+    return reroute(session, city, since, only_unrouted, progress, include_closed, by).routed
+
+
+def reroute(
+    session: Session,
+    city: Jurisdiction,
+    since: date | datetime | None = None,
+    only_unrouted: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    include_closed: bool = False,
+    by: str | None = None,
+) -> Rerouted:
     """Re-route the city's requests (those made ``since``, or not yet routed) in SQL.
 
     Works in id-range chunks of :data:`CHUNK_SIZE`, calling ``progress(done, total)``
     after each; the result per request equals :func:`route_request`'s, except that a
     request whose decision did not change keeps its ``routed_at`` and is not rewritten,
     and a request a dispatcher reassigned by hand keeps that assignment (its zones in
-    every layer are still brought up to date). Runs in the caller's transaction; returns
-    the number of requests routed.
+    every layer are still brought up to date). Closed requests already routed are left
+    as they are unless ``include_closed``. Each request moved to another department,
+    crew or zone gets an internal :data:`REROUTED` event, written by the same statement,
+    whose actor is "bulk re-route by ``by``". Runs in the caller's transaction.
     """
     scope = "r.jurisdiction_id = :jid"
     params: dict[str, Any] = {"jid": city.id}
+    if not include_closed:
+        scope += " AND " + OPEN_OR_UNROUTED
     if since is not None:
         scope += " AND r.requested_at >= :since"
         params["since"] = _start_of(since, city.timezone)
     if only_unrouted:
         scope += " AND r.routed_at IS NULL"
-    n = _route_chunks(session, city, scope, params, progress)
+    actor = f"{BULK_LABEL} by {by}" if by else BULK_LABEL
+    result = _route_chunks(session, city, scope, params, progress, actor=actor)
     # ORM objects loaded before hold the previous routing.
     session.expire_all()
-    return n
+    return result
 
 
 def route_staged(
@@ -971,4 +1017,4 @@ def route_staged(
     if not table.isidentifier() or not all(c.isidentifier() for c in columns):
         raise ValueError("table and column names must be plain identifiers")
     scope = "r.jurisdiction_id = :jid"
-    return _route_chunks(session, city, scope, {"jid": city.id}, progress, (table, columns))
+    return _route_chunks(session, city, scope, {"jid": city.id}, progress, (table, columns)).routed

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from intake.demo import NC_FILE, RECORDS_FILE, load_demo
 from routing.engine import route_request
 from spatial.db import make_sessionmaker
-from spatial.models import Jurisdiction, ServiceRequest
+from spatial.models import OPEN_LOCATION_PREDICATE, Jurisdiction, ServiceRequest
 from spatial.public_ids import allocate
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -232,7 +232,7 @@ def test_loading_again_changes_nothing(demo_engine, demo_sessions):
     assert again["requests"] == scalar(demo_engine, "SELECT count(*) FROM service_request")
 
 
-def test_cli_demo_load_twice_then_route(cli):
+def test_cli_demo_load_twice_then_route(cli, engine):
     first = cli("demo", "load")
     assert first.returncode == 0, first.stderr
     assert "demo city los-angeles: loaded" in first.stdout
@@ -242,14 +242,24 @@ def test_cli_demo_load_twice_then_route(cli):
     assert "already loaded" in second.stdout
     assert second.stdout.splitlines()[1:] == first.stdout.splitlines()[1:]
 
-    routed = cli("route", "--city", "los-angeles")
+    routed = cli("route", "--city", "los-angeles", "--include-closed")
     assert routed.returncode == 0, routed.stderr
-    assert routed.stdout.strip() == "routed 10000 requests"
+    assert routed.stdout.strip() == "routed 10000 requests; 0 moved to another team or zone"
     assert "routing: 10,000/10,000" in routed.stderr
-    recent = cli("route", "--city", "los-angeles", "--since", "2020-01-03")
+    recent = cli("route", "--city", "los-angeles", "--since", "2020-01-03", "--include-closed")
     assert recent.returncode == 0, recent.stderr
     n = int(recent.stdout.split()[1])
     assert 0 < n < 10000
+    # without --include-closed only the open requests are looked at
+    open_now = scalar(
+        engine, f"SELECT count(*) FROM service_request WHERE {OPEN_LOCATION_PREDICATE}"
+    )
+    only_open = cli("route", "--city", "los-angeles")
+    assert only_open.stdout.strip() == (
+        f"routed {open_now} requests (closed requests left as they were); "
+        "0 moved to another team or zone"
+    )
+    assert 0 < open_now < 100
     status = cli("db", "status")
     assert "requests: 10000" in status.stdout
 

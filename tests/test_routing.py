@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point, box
 
-from routing.engine import NO_RULE, route_bulk, route_request
+from routing.engine import NO_RULE, REROUTED, reroute, route_bulk, route_request
 from routing.sla import business_intervals, due_at, validate_calendar
 from spatial.db import session_scope
 from spatial.errors import InvalidInput
@@ -494,12 +494,107 @@ def test_route_bulk_writes_events_for_changes_and_honours_since(sessions, city):
         s.flush()
         assert route_bulk(s, c, since=date(2026, 6, 1)) == 1
         events = s.scalars(sa.select(RequestEvent)).all()
-        assert [(e.request_id, e.kind, e.public) for e in events] == [(new.id, "routed", True)]
+        assert [(e.request_id, e.kind, e.public) for e in events] == [(new.id, REROUTED, False)]
         assert "Yard crew" in events[0].to_value and "B crew" in events[0].from_value
+        assert events[0].actor_label == "bulk re-route"
         assert route_bulk(s, c, only_unrouted=True) == 0
         s.refresh(old)
         s.refresh(new)
         assert (old.crew_id, new.crew_id) == (city["crews"]["SAN-B"], city["crews"]["YARD"])
+
+
+def decisions(s, city_id: int) -> dict[int, tuple]:
+    return {
+        r.id: (r.department_id, r.crew_id, r.zone_id)
+        for r in s.scalars(
+            sa.select(ServiceRequest).where(ServiceRequest.jurisdiction_id == city_id)
+        )
+    }
+
+
+def rerouted_events(s) -> list[RequestEvent]:
+    return s.scalars(
+        sa.select(RequestEvent).where(RequestEvent.kind == REROUTED).order_by(RequestEvent.id)
+    ).all()
+
+
+def test_bulk_re_route_leaves_closed_requests_and_writes_one_event_per_move(sessions, city):
+    with session_scope(sessions) as s:
+        c = s.get(Jurisdiction, city["id"])
+        open_b = [new_request(s, city, "bulky", pin(1.5)) for _ in range(3)]
+        open_a = new_request(s, city, "bulky", pin(0.5))
+        closed_b = new_request(s, city, "bulky", pin(1.5))
+        closed_b.status = "resolved"
+        closed_b.closed_at = datetime(2026, 6, 6, 9, 0, tzinfo=LA)
+        # never routed yet: a first routing is no rewrite, closed or not
+        assert reroute(s, c).routed == 5
+        assert rerouted_events(s) == []
+        zone_b = s.scalar(sa.select(Zone).where(Zone.code == "B"))
+        zone_b.crew_id = city["crews"]["YARD"]
+        s.flush()
+        before = decisions(s, c.id)
+        result = reroute(s, c, by="cli:tester")
+        after = decisions(s, c.id)
+        moved = {rid for rid in before if before[rid] != after[rid]}
+        assert moved == {r.id for r in open_b}
+        assert (result.routed, result.moved) == (4, 3)
+        events = rerouted_events(s)
+        assert sorted(e.request_id for e in events) == sorted(moved)
+        assert {(e.public, e.actor_label) for e in events} == {
+            (False, "bulk re-route by cli:tester")
+        }
+        assert all("B crew" in e.from_value and "Yard crew" in e.to_value for e in events)
+        s.refresh(closed_b)
+        assert closed_b.crew_id == city["crews"]["SAN-B"]  # closed with B crew, kept
+        assert after[open_a.id] == before[open_a.id]
+        # asked for, closed requests are re-routed too, each with its event
+        result = reroute(s, c, include_closed=True, by="cli:tester")
+        assert (result.routed, result.moved) == (5, 1)
+        s.refresh(closed_b)
+        assert closed_b.crew_id == city["crews"]["YARD"]
+        assert [e.request_id for e in rerouted_events(s)][3:] == [closed_b.id]
+        # nothing changes on a second run: no event
+        assert reroute(s, c, include_closed=True).moved == 0
+        assert len(rerouted_events(s)) == 4
+
+
+def test_cli_route_leaves_closed_requests_unless_include_closed(sessions, city, cli):
+    from spatial.models_ops import AdminEvent
+
+    with session_scope(sessions) as s:
+        c = s.get(Jurisdiction, city["id"])
+        opened = new_request(s, city, "bulky", pin(1.5))
+        closed = new_request(s, city, "bulky", pin(1.5))
+        closed.status = "closed"
+        route_bulk(s, c)
+        s.scalar(sa.select(Zone).where(Zone.code == "B")).crew_id = city["crews"]["YARD"]
+        ids = opened.id, closed.id
+    opened_id, closed_id = ids
+    res = cli("route", "--city", "squares")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == (
+        "routed 1 requests (closed requests left as they were); 1 moved to another team or zone"
+    )
+    with session_scope(sessions) as s:
+        assert s.get(ServiceRequest, opened_id).crew_id == city["crews"]["YARD"]
+        assert s.get(ServiceRequest, closed_id).crew_id == city["crews"]["SAN-B"]
+        (event,) = rerouted_events(s)
+        assert event.actor_label.startswith("bulk re-route by cli:")
+    res = cli("route", "--city", "squares", "--include-closed")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "routed 2 requests; 1 moved to another team or zone"
+    with session_scope(sessions) as s:
+        assert s.get(ServiceRequest, closed_id).crew_id == city["crews"]["YARD"]
+        assert [e.request_id for e in rerouted_events(s)] == [opened_id, closed_id]
+        runs = s.scalars(sa.select(AdminEvent).order_by(AdminEvent.id)).all()
+        assert [(a.action, a.jurisdiction_id) for a in runs] == [
+            ("requests.reroute", city["id"])
+        ] * 2
+        assert [(a.what["include_closed"], a.what["moved"]) for a in runs] == [
+            (False, 1),
+            (True, 1),
+        ]
+        assert runs[0].actor_label.startswith("cli:")
 
 
 # --------------------------------------------------------------------------- zone pieces

@@ -8,6 +8,7 @@ commands validate everything before they write anything.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -63,6 +64,17 @@ def cli(ctx: click.Context) -> None:
 
 
 USER_ERRORS = (CivicpinError, SettingsError, DatabaseError, EmbeddedDatabaseError)
+
+
+def audit(
+    session: Session, action: str, object_type: str, object_id: Any, jurisdiction: Any, **what: Any
+) -> None:
+    """Log an admin change made from the command line in the command's transaction (see
+    :mod:`spatial.admin_audit`): the actor is ``cli:<OS user>``, ``jurisdiction`` the city
+    or its id (None: install-wide)."""
+    from spatial.admin_audit import cli_actor, record
+
+    record(session, action, object_type, object_id, city=jurisdiction, actor=cli_actor(), what=what)
 
 
 def fail(message: str, code: int = 1) -> None:
