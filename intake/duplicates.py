@@ -2,7 +2,8 @@
 
 Before submitting, a resident sees the open requests of the same category near the pin
 from the last 30 days (:func:`find_duplicates`). They can follow one of them
-(:func:`follow`): their e-mail is subscribed to its updates, the request gets a public
+(:func:`follow`): a link to confirm is mailed to their address, and once it is opened
+(:func:`confirm_follow`) they get the request's updates, the request gets a public
 "followed" event, and its support count grows. No request is created.
 """
 
@@ -17,7 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from notify.outbox import enqueue
+from notify.links import BadLink, resubscribe, verify_follow
+from notify.messages import follow_confirmation
+from records.moderation import TEXT_REMOVED
 from spatial.accounts import EMAIL_RE
 from spatial.db import driver_execute, driver_sql
 from spatial.errors import InvalidInput
@@ -49,8 +52,12 @@ METRES_PER_DEGREE = 111_320.0
 _DUPLICATES_SELECT = f"""
     WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
     boxed AS MATERIALIZED (
-        SELECT r.id, r.public_id, r.status, r.requested_at, r.address, r.description,
-               r.location, r.jurisdiction_id, r.service_id, r.duplicate_of_id
+        SELECT r.id, r.public_id, r.status, r.requested_at, r.address,
+               CASE r.description_moderation
+                   WHEN 'hidden' THEN :text_removed
+                   WHEN 'redacted' THEN r.public_description
+                   ELSE r.description END AS description,
+               r.location, r.jurisdiction_id, r.service_id, r.duplicate_of_id, r.held_at
         FROM service_request r
         WHERE r.location && (SELECT ST_MakeEnvelope(:minlon, :minlat, :maxlon, :maxlat, 4326))
           AND r.{OPEN_LOCATION_PREDICATE}
@@ -58,15 +65,18 @@ _DUPLICATES_SELECT = f"""
     SELECT r.id, r.public_id, r.status, r.requested_at, r.address, r.description,
            ST_Distance(r.location::geography, pt.g::geography) AS distance_m,
            (SELECT p.thumb_key FROM photo p
-             WHERE p.request_id = r.id AND p.stage = 'report'
+             WHERE p.request_id = r.id AND p.stage = 'report' AND p.hidden_at IS NULL
+               AND p.public
              ORDER BY p.id LIMIT 1) AS thumb_key,
            (SELECT count(*) FROM follower f
-             WHERE f.request_id = r.id) AS supporters
+             WHERE f.request_id = r.id AND f.confirmed_at IS NOT NULL) AS supporters
     FROM boxed r, pt
     WHERE r.jurisdiction_id = :jid
       AND r.service_id = :service_id
       AND r.requested_at >= :since
       AND r.duplicate_of_id IS NULL
+      -- a held report (records.moderation) is offered to no one but staff
+      AND (r.held_at IS NULL OR NOT CAST(:public_only AS boolean))
       -- ST_DWithin on geography keeps exactly the requests within the radius in metres
       AND ST_DWithin(r.location::geography, pt.g::geography, :radius)
     ORDER BY distance_m, r.requested_at DESC
@@ -106,6 +116,7 @@ class DuplicateCandidate:
 class FollowResult:
     follower: Follower
     created: bool  # False when this e-mail already followed the request
+    mailed: bool = False  # a confirmation link was put in the outbox
 
 
 def search_envelope(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, float]:
@@ -155,10 +166,12 @@ def search_params(
     days: int = DEFAULT_DAYS,
     now: datetime | None = None,
     limit: int = MAX_CANDIDATES,
+    public_only: bool = True,
 ) -> dict:
     """The parameters of the duplicate search (:data:`DUPLICATES_SQL`, or
     :data:`DUPLICATES_COLUMN` with ``search_duplicates``: false for a private category
-    or one of another city, which are never searched)."""
+    or one of another city, which are never searched). ``public_only``: leave out the
+    held requests (for residents; staff's duplicate flags include them)."""
     if not 0 < radius_m <= MAX_RADIUS_M:
         raise InvalidInput(f"the radius must be between 0 and {MAX_RADIUS_M:g} m", field="radius")
     minlon, minlat, maxlon, maxlat = search_envelope(lon, lat, radius_m)
@@ -175,6 +188,8 @@ def search_params(
         "maxlat": maxlat,
         "radius": radius_m,
         "limit": limit,
+        "public_only": public_only,
+        "text_removed": TEXT_REMOVED,
     }
 
 
@@ -204,15 +219,43 @@ def _candidate(r, service: Service) -> DuplicateCandidate:
 
 
 def supporters(session: Session, request: ServiceRequest) -> int:
-    """How many residents follow ``request`` (each follow counts as support)."""
+    """How many residents follow ``request`` (each confirmed follow counts as support)."""
     return int(
         session.scalar(
             sa.select(sa.func.count())
             .select_from(Follower)
-            .where(Follower.request_id == request.id)
+            .where(Follower.request_id == request.id, Follower.confirmed_at.is_not(None))
         )
         or 0
     )
+
+
+# A confirmation link is mailed again to an unconfirmed follower at most this often, and
+# one address gets at most CONFIRMATIONS_PER_DAY of them (for any requests of the city):
+# typing a stranger's address in again and again cannot fill their mailbox.
+CONFIRMATION_RESEND = timedelta(hours=1)
+CONFIRMATIONS_PER_DAY = 5
+
+
+def _may_mail_confirmation(
+    session: Session, follower: Follower, city_id: int, now: datetime
+) -> bool:
+    if (
+        follower.confirm_sent_at is not None
+        and follower.confirm_sent_at > now - CONFIRMATION_RESEND
+    ):
+        return False
+    recent = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Follower)
+        .join(ServiceRequest, ServiceRequest.id == Follower.request_id)
+        .where(
+            sa.func.lower(Follower.email) == follower.email.lower(),
+            ServiceRequest.jurisdiction_id == city_id,
+            Follower.confirm_sent_at > now - timedelta(days=1),
+        )
+    )
+    return (recent or 0) < CONFIRMATIONS_PER_DAY
 
 
 def follow(
@@ -223,12 +266,18 @@ def follow(
     public_base_url: str | None = None,
     now: datetime | None = None,
 ) -> FollowResult:
-    """Subscribe ``email`` to ``request``'s updates and count it as support.
+    """Ask to follow ``request``: an unconfirmed follower, and a confirmation link mailed.
 
-    Writes a :class:`Follower` row and a public "followed" event (which never names the
-    follower) in the caller's transaction; with ``public_base_url`` a confirmation goes to
-    the outbox. Following again with the same e-mail changes nothing (and re-subscribes
-    an address that had unsubscribed). Open, public requests only.
+    Nothing but that link is sent to the address until it is opened
+    (:func:`confirm_follow`); the support and the public "followed" event come then too.
+    Following again before confirming mails the link again, at most once per
+    :data:`CONFIRMATION_RESEND` (and :data:`CONFIRMATIONS_PER_DAY` per address). An
+    address that stopped mail about the request gets no link either: the undo on its
+    unsubscribe page turns the updates back on. Whoever asks learns
+    nothing of the address (the page is the same whatever it is), and the reporter's own
+    address is treated like any other: the reporter keeps their own messages, and gets
+    one message per change. Open, public requests only. Without ``public_base_url``
+    nothing is mailed.
     """
     address = (email or "").strip() or None
     if address is None:
@@ -243,44 +292,78 @@ def follow(
             f"{request.public_id} is already closed; it can no longer be followed",
             field="request",
         )
-    existing = session.scalar(
-        sa.select(Follower).where(
-            Follower.request_id == request.id, sa.func.lower(Follower.email) == address.lower()
-        )
-    )
-    if existing is not None:
-        if existing.unsubscribed_at is not None:
-            existing.unsubscribed_at = None
-            session.flush()
-        return FollowResult(existing, created=False)
     when = now or now_utc()
-    follower = Follower(request_id=request.id, email=address, created_at=when)
-    session.add(follower)
-    session.add(
-        RequestEvent(
-            request_id=request.id,
-            at=when,
-            kind="followed",
-            note="Another resident reported this too and is following it",
-            public=True,
-            actor_label="resident",
-        )
+    follower = session.scalar(
+        sa.select(Follower)
+        .where(Follower.request_id == request.id, sa.func.lower(Follower.email) == address.lower())
+        .with_for_update()
     )
-    if public_base_url:
-        city = session.get(Jurisdiction, request.jurisdiction_id)
-        enqueue(
-            session,
-            kind="follow_confirmation",
-            to_addr=address,
-            subject=f"[{request.public_id}] You are following: {service.name}",
-            body_text=(
-                f"You are now following report {request.public_id} ({service.name}) "
-                f"in {city.name}.\n"
-                "We will e-mail you when its status changes.\n\n"
-                f"See it here: {public_base_url}/requests/{request.public_id}\n"
-            ),
-            public_base_url=public_base_url,
-            request=request,
+    created = follower is None
+    if follower is None:
+        follower = Follower(request_id=request.id, email=address, created_at=when)
+        session.add(follower)
+        session.flush()
+    elif follower.confirmed_at is not None and follower.unsubscribed_at is None:
+        return FollowResult(follower, created=False)  # already following: nothing to send
+    mailed = False
+    if public_base_url and _may_mail_confirmation(session, follower, request.jurisdiction_id, when):
+        follower.confirm_sent_at = when
+        mailed = (
+            follow_confirmation(session, request, public_base_url, to_addr=follower.email)
+            is not None
         )
     session.flush()
-    return FollowResult(follower, created=True)
+    return FollowResult(follower, created=created, mailed=mailed)
+
+
+def follow_link_address(session: Session, request: ServiceRequest, token: str) -> str:
+    """The address a follow confirmation link for ``request`` was mailed to.
+
+    ``BadLink`` if it was altered or made for another request (except one merged into
+    ``request``), ``ExpiredLink`` after :data:`notify.links.FOLLOW_CONFIRM_DAYS`."""
+    email, request_id = verify_follow(session, token)
+    if request_id != request.id:
+        child = session.get(ServiceRequest, request_id)
+        if child is None or child.duplicate_of_id != request.id:
+            raise BadLink("This link is not valid for this report.")
+    return email
+
+
+def confirm_follow(
+    session: Session, request: ServiceRequest, token: str, *, now: datetime | None = None
+) -> Follower:
+    """Open a follow confirmation link: from now on its address gets ``request``'s updates.
+
+    The link names one address and one request; it is refused (``BadLink``) for any other
+    request, except the one it was merged into, and when its follower is gone.
+    ``ExpiredLink`` after :data:`notify.links.FOLLOW_CONFIRM_DAYS`. Opening it twice
+    changes nothing.
+    """
+    email = follow_link_address(session, request, token)
+    follower = session.scalar(
+        sa.select(Follower)
+        .where(Follower.request_id == request.id, sa.func.lower(Follower.email) == email)
+        .with_for_update()
+    )
+    if follower is None:
+        raise BadLink("This link is no longer valid: ask to follow the report again.")
+    when = now or now_utc()
+    if follower.confirmed_at is not None and follower.unsubscribed_at is None:
+        return follower
+    first = follower.confirmed_at is None
+    follower.confirmed_at = follower.confirmed_at or when
+    follower.unsubscribed_at = None
+    resubscribe(session, email, request.id, None, request.jurisdiction_id)
+    if first:
+        session.add(
+            RequestEvent(
+                request_id=request.id,
+                at=when,
+                kind="followed",
+                note="Another resident reported this too and is following it",
+                public=True,
+                actor_label="resident",
+            )
+        )
+    session.flush()
+    return follower

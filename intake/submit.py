@@ -34,6 +34,7 @@ from intake.duplicates import (
 )
 from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
+from records.moderation import holds
 from routing.engine import decide_new, site_from_row, site_sql
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
@@ -313,6 +314,7 @@ def submit(
             radius_m=duplicate_radius_m or DEFAULT_RADIUS_M,
             now=now,
             limit=3,
+            public_only=False,
         )
         params["year"] = year
         params["reserve"] = not errors and is_autocommit(session)
@@ -359,6 +361,7 @@ def submit(
         account_id=_clean(draft.account_id),
         requested_at=now,
         updated_at=now,
+        held_at=now if holds(city, draft.channel) else None,
     )
     request.service = service
     # Decided before it is written: the request is inserted once, routed (an UPDATE
@@ -483,10 +486,13 @@ _NEW_REQUEST_SQL = sa.text(
         FROM new, ROWS FROM (
                  jsonb_to_recordset(CAST(:messages AS jsonb)) AS ({_MESSAGE_FIELDS})
              ) WITH ORDINALITY AS m({_MESSAGE_NAMES}, n)
-        -- a new request has no unsubscriptions of its own yet: only "no mail at all" counts
+        -- a new request has no unsubscriptions of its own yet: only "no mail at all" (of
+        -- the city) or "none of this kind" counts
         WHERE NOT EXISTS (
             SELECT 1 FROM mail_unsubscribe u
             WHERE lower(u.email) = m.unsub_email AND u.request_id IS NULL
+              AND (u.kind IS NULL OR u.kind = m.kind)
+              AND (u.jurisdiction_id IS NULL OR u.jurisdiction_id = m.jurisdiction_id)
         )
         ORDER BY m.n
     )

@@ -71,6 +71,8 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "status": frozenset({"crew"}),
     "close": frozenset({"dispatcher"}),
     "follow": frozenset({"agent"}),
+    # Hide or redact what the public sees, confirm held reports (records.moderation).
+    "moderate": frozenset({"dispatcher"}),
 }
 
 # Crew members act on their own crew's work only; these actions check it.
@@ -535,6 +537,8 @@ def merge(
         sa.select(Follower).where(Follower.request_id == child.id).order_by(Follower.id)
     ).all():
         if follower.email is not None and follower.email.lower() in parent_emails:
+            if follower.confirmed_at is not None:
+                _confirm_follower(session, parent, follower.email, follower.confirmed_at)
             session.delete(follower)
             continue
         follower.request_id = parent.id
@@ -548,8 +552,15 @@ def merge(
         and not child.anonymous
         and reporter.lower() not in parent_emails
     ):
-        session.add(Follower(request_id=parent.id, email=reporter, created_at=now))
+        # The reporter asked for their report's updates: they follow the parent without
+        # confirming again, as a follower (its public page; the parent's own reporter
+        # alone gets the parent's private link).
+        session.add(
+            Follower(request_id=parent.id, email=reporter, created_at=now, confirmed_at=now)
+        )
         moved += 1
+    elif reporter and child.notify_updates and not child.anonymous:
+        _confirm_follower(session, parent, reporter, now)
     # Earlier duplicates of the child now point at the parent: no chains.
     session.execute(
         sa.update(ServiceRequest)
@@ -840,7 +851,17 @@ def follow(
         if taken or (request.contact_email or "").lower() == email.lower():
             raise InvalidInput(f"{email} already follows {request.public_id}", field="email")
     now = now or now_utc()
-    session.add(Follower(request_id=request.id, email=email, created_at=now))
+    # Without an address there is nothing to confirm: the caller told the agent. An
+    # address gets nothing until its owner confirms it (the agent page mails the link,
+    # intake.duplicates.follow).
+    session.add(
+        Follower(
+            request_id=request.id,
+            email=email,
+            created_at=now,
+            confirmed_at=now if email is None else None,
+        )
+    )
     via = {"in_person": "in person"}.get(channel, channel)
     _event(
         session,
@@ -879,12 +900,32 @@ def record_follow(
 
 
 def support_count(session: Session, request: ServiceRequest) -> int:
-    """How many people follow the request (each follow counts as support)."""
+    """How many people follow the request (each confirmed follow counts as support)."""
     return (
         session.scalar(
             sa.select(sa.func.count())
             .select_from(Follower)
-            .where(Follower.request_id == request.id, Follower.unsubscribed_at.is_(None))
+            .where(
+                Follower.request_id == request.id,
+                Follower.confirmed_at.is_not(None),
+                Follower.unsubscribed_at.is_(None),
+            )
         )
         or 0
+    )
+
+
+def _confirm_follower(
+    session: Session, request: ServiceRequest, email: str, when: datetime
+) -> None:
+    """A follower of ``request`` with ``email`` who is still unconfirmed counts as confirmed
+    (a merge brings the same address, already confirmed or the reporter's, onto it)."""
+    session.execute(
+        sa.update(Follower)
+        .where(
+            Follower.request_id == request.id,
+            sa.func.lower(Follower.email) == email.lower(),
+            Follower.confirmed_at.is_(None),
+        )
+        .values(confirmed_at=when)
     )

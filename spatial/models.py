@@ -59,12 +59,17 @@ CLOSED_STATUSES = frozenset(set(Status) - OPEN_STATUSES)
 CHANNELS = ("web", "mobile", "api", "email", "phone", "in_person", "mail", "import")
 # The internal event intake writes when a new request may repeat open ones nearby.
 POSSIBLE_DUPLICATE = "possible_duplicate"
-ROLES = ("agent", "dispatcher", "crew", "planner", "admin")
+# An install_admin administers the installation (every city, and the city admins); every
+# other role works in its one city (``User.jurisdiction_id``).
+ROLES = ("agent", "dispatcher", "crew", "planner", "admin", "install_admin")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 class Jurisdiction(Base):
     __tablename__ = "jurisdiction"
+    __table_args__ = (
+        sa.CheckConstraint("moderation_hold IN ('none', 'email', 'all')", name="moderation_hold"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -76,7 +81,16 @@ class Jurisdiction(Base):
     # hot paths (every Open311 POST looks its city up) only need it inside SQL.
     boundary = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), deferred=True)
     business_calendar: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Open311 jurisdiction ids that name this city besides its slug ("lacity.org").
+    open311_ids: Mapped[list[str]] = mapped_column(
+        sa.ARRAY(sa.Text), default=list, server_default="{}"
+    )
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # Which new reports wait for a dispatcher before the public sees them: none, those
+    # from e-mail, or all (records.moderation.HOLD_MODES).
+    moderation_hold: Mapped[str] = mapped_column(
+        sa.String(8), default="none", server_default="none"
+    )
 
     departments: Mapped[list[Department]] = relationship(back_populates="jurisdiction")
 
@@ -265,6 +279,9 @@ class ServiceRequest(Base):
     __table_args__ = (
         sa.Index("ix_service_request_juris_requested", "jurisdiction_id", "requested_at"),
         sa.Index("ix_service_request_juris_status", "jurisdiction_id", "status"),
+        sa.CheckConstraint(
+            "description_moderation IN ('hidden', 'redacted')", name="description_moderation"
+        ),
         sa.UniqueConstraint("jurisdiction_id", "external_id"),
         # The open requests only (migration 0430): the duplicate search looks among them,
         # and they are a small part of a city's history.
@@ -323,6 +340,12 @@ class ServiceRequest(Base):
     media_url: Mapped[str | None] = mapped_column(sa.String(2000))
     device_id: Mapped[str | None] = mapped_column(sa.String(200))
     account_id: Mapped[str | None] = mapped_column(sa.String(200))
+    # Moderation (records.moderation): while held_at is set, no public view shows the
+    # request. The public sees public_description instead of description when it is
+    # 'redacted', and a notice that the text was removed when it is 'hidden'.
+    held_at: Mapped[datetime | None] = mapped_column(TS)
+    description_moderation: Mapped[str | None] = mapped_column(sa.String(16))
+    public_description: Mapped[str | None] = mapped_column(sa.Text)
 
     service: Mapped[Service] = relationship()
     department: Mapped[Department | None] = relationship()
@@ -369,6 +392,8 @@ class Photo(Base):
     public_key: Mapped[str] = mapped_column(sa.String(200))
     thumb_key: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # Hidden by staff (records.moderation): kept for staff, never served to the public.
+    hidden_at: Mapped[datetime | None] = mapped_column(TS)
     # Set when the private original was removed (retention or erasure); the public copies stay.
     original_removed_at: Mapped[datetime | None] = mapped_column(TS)
     # False for a photo mailed by an unverified sender: staff see it, the public never.
@@ -413,13 +438,20 @@ class Follower(Base):
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     # Only a confirmed follower (they opened the link mailed to the address) gets updates.
     confirmed_at: Mapped[datetime | None] = mapped_column(TS)
+    # When the last confirmation link was mailed (following again resends it only later).
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(TS)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
 
 
 class User(Base):
     __tablename__ = "app_user"
     __table_args__ = (
-        sa.CheckConstraint("role IN ('agent','dispatcher','crew','planner','admin')", name="role"),
+        sa.CheckConstraint(
+            "role IN ('agent','dispatcher','crew','planner','admin','install_admin')", name="role"
+        ),
+        sa.CheckConstraint(
+            "role <> 'install_admin' OR jurisdiction_id IS NULL", name="install_admin_no_city"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -436,6 +468,28 @@ class User(Base):
     crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    # Copied into the session cookie at sign-in; logout raises it, and a trigger raises it
+    # when the password, role, active flag or two-factor secret changes (migration 0480).
+    session_generation: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class SigninAttempt(Base):
+    """Failed sign-ins of one account or one client address, and the lock-out they earned.
+
+    ``key`` is a digest of the e-mail typed or of the client address (``spatial.signin``).
+    """
+
+    __tablename__ = "signin_attempt"
+    __table_args__ = (sa.CheckConstraint("kind IN ('account','client')", name="kind"),)
+
+    kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer)
+    window_start: Mapped[datetime] = mapped_column(TS)
+    lockouts: Mapped[int] = mapped_column(sa.Integer)
+    locked_until: Mapped[datetime | None] = mapped_column(TS)
 
 
 class ApiKey(Base):

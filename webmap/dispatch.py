@@ -25,7 +25,9 @@ from flask import (
     url_for,
 )
 
+from records import moderation
 from routing import actions, queue
+from spatial.city_time import label_items
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import (
     Department,
@@ -47,6 +49,7 @@ from webmap.staffkit import (
     json_error,
     staff_city,
     wants_json,
+    works_in,
 )
 
 bp = Blueprint("dispatch", __name__)
@@ -54,7 +57,19 @@ install_headers(bp)
 install_errors(bp)
 
 POLL_MS = 3000
-ACTIONS = ("triage", "reassign", "recategorise", "move", "merge", "reply", "note", "close")
+ACTIONS = (
+    "triage",
+    "reassign",
+    "recategorise",
+    "move",
+    "merge",
+    "reply",
+    "note",
+    "close",
+    "publish",
+    "moderate_text",
+    "hide_photo",
+)
 
 
 def city_bounds(city: Jurisdiction) -> list[float] | None:
@@ -107,7 +122,7 @@ def console():
     except InvalidInput as exc:
         flash(str(exc))
         filters = queue.QueueFilters()
-    items = queue.queue(session, city, filters)
+    items = label_items(queue.queue(session, city, filters), city)
     settings = settings_of(current_app)
     return render_template(
         "dispatch/console.html",
@@ -139,7 +154,7 @@ def api_queue():
         {
             "city": city.slug,
             "total": queue.count(session, city, filters),
-            "items": queue.queue(session, city, filters),
+            "items": label_items(queue.queue(session, city, filters), city),
             "cursor": {"after_id": queue.latest_id(session, city), "since": _db_now().isoformat()},
         }
     )
@@ -159,7 +174,7 @@ def api_updates():
         raise InvalidInput("after_id must be a whole number", field="after_id") from None
     since = _parse_since(request.args.get("since"))
     now = _db_now()
-    new = queue.arrivals(session, city, filters, after_id=after_id, since=since)
+    new = label_items(queue.arrivals(session, city, filters, after_id=after_id, since=since), city)
     changed = since is not None and queue.changed_since(session, city, since)
     return jsonify(
         {
@@ -319,6 +334,25 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
     if action == "close":
         actions.close(session, user, req, reason=data.get("reason") or "", public_base_url=base)
         return f"{req.public_id} closed"
+    if action == "publish":
+        moderation.publish(session, user, req)
+        return f"{req.public_id} confirmed: the public sees it now"
+    if action == "moderate_text":
+        moderation.moderate_description(
+            session,
+            user,
+            req,
+            mode=str(data.get("mode") or ""),
+            text=data.get("text"),
+            reason=data.get("reason") or "",
+        )
+        return {
+            "hidden": "Description hidden from the public",
+            "redacted": "Description redacted for the public",
+        }.get(req.description_moderation or "", "The public sees the reporter's text again")
+    if action == "hide_photo":
+        moderation.hide_photo(session, user, req, data.get("photo_id"), reason=data.get("reason"))
+        return "Photo hidden from the public"
     abort(404)
 
 
@@ -356,6 +390,7 @@ def act(public_id: str, action: str):
                 "priority": req.priority,
                 "department_id": req.department_id,
                 "crew_id": req.crew_id,
+                "held": req.held_at is not None,
             }
         )
     flash(message)
@@ -375,6 +410,6 @@ def staff_media(rest: str):
         .where(sa.or_(Photo.public_key == key, Photo.thumb_key == key))
         .limit(1)
     )
-    if req is None or not actions.may(user, "view", req):
+    if req is None or not works_in(user, req.jurisdiction_id) or not actions.may(user, "view", req):
         abort(404)
     return send_from_directory(settings_of(current_app).media_dir, key, mimetype="image/jpeg")

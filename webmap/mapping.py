@@ -186,6 +186,7 @@ def city_overview(session: Session, city: Jurisdiction) -> CityOverview:
         .where(
             cell.jurisdiction_id == city.id,
             cell.level == map_cells.LEVELS[0],
+            cell.status != map_cells.HELD_STATUS,
             Service.private.is_(False),
         )
     ).one()
@@ -405,6 +406,7 @@ def _request_conditions(
     conditions = [
         ServiceRequest.jurisdiction_id == city.id,
         ServiceRequest.service_id.in_(list(services)),
+        ServiceRequest.held_at.is_(None),
         ServiceRequest.location.op("&&")(envelope),
     ]
     if filters.statuses is not None:
@@ -497,6 +499,7 @@ STORED_CLUSTERS_SQL = sa.text(
     WHERE jurisdiction_id = :j AND level = :level
       AND gx BETWEEN :gx0 AND :gx1 AND gy BETWEEN :gy0 AND :gy1
       AND service_id IN :services
+      AND status <> 'held'
       AND (CAST(:any_status AS boolean) OR status IN :statuses)
     GROUP BY 1, 2, 3
     HAVING sum(n) > 0

@@ -43,8 +43,10 @@ from intake.duplicates import (
     DEFAULT_DAYS,
     DEFAULT_RADIUS_M,
     DuplicateCandidate,
+    confirm_follow,
     find_duplicates,
     follow,
+    follow_link_address,
     supporters,
 )
 from intake.locate import (
@@ -55,9 +57,10 @@ from intake.locate import (
     token_matches,
 )
 from intake.submit import Draft, ValidationFailed, find_service, point_in_city, submit
+from notify.links import BadLink, ExpiredLink
+from records import moderation
 from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.apikeys import parse_rate_limit
-from spatial.cities import get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.media import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from spatial.models import (
@@ -71,7 +74,12 @@ from spatial.models import (
 )
 from webmap.app import db_session, settings_of
 from webmap.mapping import LEAFLET_CSS, LEAFLET_JS, city_boundary
-from webmap.public import STATUS_LABELS, content_security_policy, grouped_categories
+from webmap.public import (
+    STATUS_LABELS,
+    content_security_policy,
+    current_city,
+    grouped_categories,
+)
 
 bp = Blueprint("resident", __name__)
 
@@ -197,11 +205,8 @@ def _json_error(exc: CivicpinError):
 
 
 def _city() -> Jurisdiction:
-    """The city named by ``?city=``, else the configured default, else the only one."""
-    slug = request.args.get("city") or settings_of(current_app).default_city
-    if slug:
-        validate_slug(slug, "city")
-    return get_city(db_session(), slug or None)
+    """The page's city: its address's, else ``?city=``, else the install's default."""
+    return current_city()
 
 
 def _settings():
@@ -672,9 +677,15 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
             sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
         ).where(ServiceRequest.id == req.id)
     ).one()
+    # Photos staff hid are never shown; a held request's photos are not served to anyone
+    # (records.moderation), so its reporter's page lists none until it is published.
     photos = s.scalars(
-        sa.select(Photo).where(Photo.request_id == req.id).order_by(Photo.stage.desc(), Photo.id)
+        sa.select(Photo)
+        .where(Photo.request_id == req.id, moderation.PHOTO_SHOWN)
+        .order_by(Photo.stage.desc(), Photo.id)
     ).all()
+    if moderation.is_held(req):
+        photos = []
     events = s.scalars(
         sa.select(RequestEvent)
         .where(RequestEvent.request_id == req.id, RequestEvent.public.is_(True))
@@ -718,7 +729,9 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
         "reported": local_time(city, req.requested_at),
         "age": age_text(req.requested_at),
         "address": req.address,
-        "description": req.description,
+        "description": moderation.shown_description(req),
+        "text_removed": moderation.text_removed(req),
+        "held": moderation.is_held(req),
         "lat": lat,
         "lon": lon,
         "department": req.department.name if req.department else None,
@@ -841,8 +854,9 @@ def track(public_id: str):
     req = _find_request(s, public_id)
     token = request.args.get("token")
     owner = req is not None and _owner(req, token)
-    # A private category's report does not exist for anyone without its token.
-    if req is None or (req.service.private and not owner):
+    # A private category's report, or one held for review, does not exist for anyone
+    # without its token.
+    if req is None or ((req.service.private or moderation.is_held(req)) and not owner):
         return _message("Report not found", f"There is no public report {public_id}.", 404)
     locate = None
     if owner and needs_resident_location(req):
@@ -944,10 +958,13 @@ def locate_submit(public_id: str):
 
 @bp.route("/requests/<public_id>/follow", methods=["GET", "POST"])
 def follow_request(public_id: str):
-    """Follow an open public report instead of sending the same one again."""
+    """Follow an open public report instead of sending the same one again.
+
+    The answer is the same whatever the address (new, already following, the reporter's):
+    a stranger learns nothing of who follows. Follows share the reports' rate limit."""
     s = db_session()
     req = _find_request(s, public_id)
-    if req is None or req.service.private:
+    if req is None or req.service.private or moderation.is_held(req):
         return _message("Report not found", f"There is no public report {public_id}.", 404)
     city = s.get(Jurisdiction, req.jurisdiction_id)
     email = ""
@@ -961,18 +978,17 @@ def follow_request(public_id: str):
             error = "Too many requests from your connection. Please wait a few minutes."
         else:
             try:
-                result = follow(s, req, email, public_base_url=_settings().public_base_url)
+                follow(s, req, email, public_base_url=_settings().public_base_url)
                 s.commit()
             except InvalidInput as exc:
                 s.rollback()
                 error = str(exc)
             else:
                 return render_template(
-                    "resident/followed.html",
+                    "resident/follow_check_mail.html",
                     city=city,
                     req=req,
                     email=email,
-                    created=result.created,
                     view=public_view(s, city, req),
                 )
     return (
@@ -985,6 +1001,40 @@ def follow_request(public_id: str):
             view=public_view(s, city, req),
         ),
         422 if error else 200,
+    )
+
+
+@bp.route("/requests/<public_id>/follow/confirm/<token>", methods=["GET", "POST"])
+def follow_confirm(public_id: str, token: str):
+    """The link in the confirmation e-mail: a button (so that a mail scanner opening the
+    link confirms nothing), and its POST starts the updates."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    if req is None or req.service.private:
+        return _message("Report not found", f"There is no public report {public_id}.", 404)
+    city = s.get(Jurisdiction, req.jurisdiction_id)
+    try:
+        if request.method == "POST":
+            confirm_follow(s, req, token)
+            s.commit()
+            return render_template(
+                "resident/followed.html", city=city, req=req, view=public_view(s, city, req)
+            )
+        email = follow_link_address(s, req, token)
+    except ExpiredLink:
+        s.rollback()
+        return _message(
+            "Link expired", "This link has expired. Ask to follow the report again.", 410
+        )
+    except BadLink as exc:
+        s.rollback()
+        return _message("Link not valid", str(exc), 404)
+    return render_template(
+        "resident/follow_confirm.html",
+        city=city,
+        req=req,
+        email=email,
+        view=public_view(s, city, req),
     )
 
 
@@ -1061,7 +1111,7 @@ def request_json(public_id: str):
     """Public details of one request (the map's popups); 404 for private categories."""
     s = db_session()
     req = _find_request(s, public_id)
-    if req is None or req.service.private:
+    if req is None or req.service.private or moderation.is_held(req):
         return jsonify({"error": f"no public request {public_id!r}"}), 404
     city = s.get(Jurisdiction, req.jurisdiction_id)
     view = public_view(s, city, req)

@@ -3,7 +3,8 @@
 Each function takes a session and a jurisdiction and returns the dicts the renderer turns
 into JSON or XML, fields in the spec's order. Privacy lives here, in the queries: no
 function selects reporter contact, device or account columns, and every request query
-excludes private categories, so no GET can leak them whatever the parameters.
+excludes private categories and held requests and shows the description as moderated
+(records.moderation), so no GET can leak them whatever the parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased, joinedload
 
+from records import moderation
 from spatial.models import (
     OPEN_STATUSES,
     AddressPoint,
@@ -77,6 +79,11 @@ def media_path(key: str) -> str:
 # --- discovery ---------------------------------------------------------------------
 
 
+def _jurisdiction_ids(city: Jurisdiction) -> str:
+    ids = " or ".join([city.slug, *(city.open311_ids or [])])
+    return f"{city.name} (jurisdiction_id {ids})"
+
+
 def discovery(session: Session, cities: list[Jurisdiction], base_url: str) -> dict[str, Any]:
     """The service discovery document for this endpoint."""
     ids = [c.id for c in cities]
@@ -95,7 +102,7 @@ def discovery(session: Session, cities: list[Jurisdiction], base_url: str) -> di
     changeset = (
         latest.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ") if latest else "none"
     )
-    names = ", ".join(f"{c.name} (jurisdiction_id {c.slug})" for c in cities) or "no city yet"
+    names = ", ".join(_jurisdiction_ids(c) for c in cities) or "no city yet"
     return {
         "changeset": changeset,
         "contact": f"311 service requests for {names}. Web: {base_url}/",
@@ -245,7 +252,7 @@ def requests(
         _latest_public_note().label("note"),
         Service.name.label("service_name"),
         Service.code.label("service_code"),
-        ServiceRequest.description,
+        moderation.shown_description_sql().label("description"),
         Department.name.label("department"),
         Service.notice,
         ServiceRequest.requested_at,
@@ -268,7 +275,11 @@ def requests(
         sa.select(*cols)
         .join(Service, Service.id == ServiceRequest.service_id)
         .outerjoin(Department, Department.id == ServiceRequest.department_id)
-        .where(ServiceRequest.jurisdiction_id == city.id, Service.private.is_(False))
+        .where(
+            ServiceRequest.jurisdiction_id == city.id,
+            Service.private.is_(False),
+            moderation.PUBLISHED,
+        )
     )
     if q.extended:
         query = query.outerjoin(Zone, Zone.id == ServiceRequest.zone_id).outerjoin(
@@ -340,7 +351,7 @@ def _photos(session: Session, request_ids: list[int], base_url: str) -> dict[int
         return {}
     rows = session.scalars(
         sa.select(Photo)
-        .where(Photo.request_id.in_(request_ids))
+        .where(Photo.request_id.in_(request_ids), moderation.PHOTO_SHOWN)
         .order_by(Photo.request_id, Photo.created_at, Photo.id)
     ).all()
     out: dict[int, list[dict]] = {}
@@ -367,6 +378,7 @@ def request_by_token(session: Session, city: Jurisdiction, token: str) -> str | 
             ServiceRequest.jurisdiction_id == city.id,
             ServiceRequest.token == token,
             Service.private.is_(False),
+            moderation.PUBLISHED,
         )
     )
 
@@ -415,6 +427,7 @@ def updates(
         .where(
             ServiceRequest.jurisdiction_id == city.id,
             Service.private.is_(False),
+            moderation.PUBLISHED,
             RequestEvent.public.is_(True),
             # An update says something: a note, or a status change.
             sa.or_(

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
 from intake.submit import Draft, ValidationFailed, submit
+from records import moderation
 from spatial.apikeys import (
     ApiKeyRejected,
     TokenBuckets,
@@ -35,12 +36,12 @@ from spatial.apikeys import (
     parse_rate_limit,
     verify_key,
 )
-from spatial.cities import SLUG_RE, get_city
-from spatial.errors import CivicpinError, InvalidInput
+from spatial.cities import city_base_url, city_by_open311_id, default_city
+from spatial.errors import CivicpinError
 from spatial.errors import NotFound as DomainNotFound
 from spatial.media import PhotoUpload
 from spatial.models import Jurisdiction, Photo, Service, ServiceRequest, now_utc
-from webmap.app import db_session, settings_of
+from webmap.app import db_session, path_city, settings_of
 from webmap.open311 import catalog, params, resources
 from webmap.open311.errors import (
     RATE_LIMITED_CODE,
@@ -153,30 +154,51 @@ def _buckets() -> TokenBuckets:
 
 
 def _base_url() -> str:
-    return settings_of(current_app).public_base_url
+    """The endpoint's address: the city's own (``/c/<slug>``) when called through it."""
+    settings = settings_of(current_app)
+    slug = path_city()
+    return city_base_url(settings, slug) if slug else settings.public_base_url
 
 
-def _city(session) -> Jurisdiction:
-    """The jurisdiction named by ``jurisdiction_id``, or the only one served."""
-    slug = params.opt("jurisdiction_id")
-    if slug is None:
-        try:
-            return get_city(session, None)
-        except DomainNotFound:
-            raise not_found("no jurisdiction is served here yet") from None
-        except InvalidInput:
-            slugs = session.scalars(
-                sa.select(Jurisdiction.slug).order_by(Jurisdiction.slug).limit(20)
-            ).all()
-            raise bad_request(
-                "jurisdiction_id was not provided: this endpoint serves several jurisdictions "
-                f"({', '.join(slugs)})"
-            ) from None
-    if SLUG_RE.match(slug):
-        city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == slug))
+def _city(session, key_city_id: int | None = None) -> Jurisdiction:
+    """The jurisdiction a call is about.
+
+    Called at a city's address (``/c/<slug>/open311/v2``): that city. Else
+    ``jurisdiction_id``, a city's slug or one of its alias ids (``lacity.org``); an
+    install serving one city ignores an id it does not know (the spec needs the id only
+    where an endpoint serves several), with several cities it is 404. Without one: the
+    city of the POST's API key, else the install's default (``CIVICPIN_CITY``, else the
+    oldest city), so adding a city changes nothing for the clients of the first.
+    """
+    given = params.opt("jurisdiction_id")
+    prefixed = path_city()
+    if prefixed is not None:
+        city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == prefixed))
+        if city is None:
+            raise not_found(f"no jurisdiction {params.shown(prefixed)} is served here")
+        if given is not None:
+            named = city_by_open311_id(session, given)
+            if named is not None and named.id != city.id:
+                raise not_found(f"jurisdiction_id {params.shown(given)} is not served here")
+        return city
+    if given is not None:
+        city = city_by_open311_id(session, given) if len(given) <= 100 else None
         if city is not None:
             return city
-    raise not_found(f"jurisdiction_id {params.shown(slug)} was not found")
+        cities = session.scalars(sa.select(Jurisdiction).limit(2)).all()
+        if len(cities) == 1:
+            return cities[0]
+        if not cities:
+            raise not_found("no jurisdiction is served here yet")
+        raise not_found(f"jurisdiction_id {params.shown(given)} was not found")
+    if key_city_id is not None:
+        city = session.get(Jurisdiction, key_city_id)
+        if city is not None:
+            return city
+    try:
+        return default_city(session, settings_of(current_app).default_city)
+    except DomainNotFound:
+        raise not_found("no jurisdiction is served here yet") from None
 
 
 def _tz(city: Jurisdiction):
@@ -189,7 +211,7 @@ def _tz(city: Jurisdiction):
 @bp.get(f"{PREFIX}/discovery.{FMT}")
 def discovery(fmt: str):
     session = db_session()
-    if params.opt("jurisdiction_id") is not None:
+    if params.opt("jurisdiction_id") is not None or path_city() is not None:
         cities = [_city(session)]
     else:
         cities = list(session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.slug)))
@@ -357,7 +379,18 @@ def create_request(fmt: str):
     api_key = params.opt("api_key")
     digest = hash_key(api_key) if api_key else None
     current, key_row = catalog.stamp_and_key(session, digest)
-    city = catalog.city(session, current, params.opt("jurisdiction_id"), _city)
+    key_city_id = key_row.jurisdiction_id if digest else None
+    city = catalog.city(
+        session,
+        current,
+        (
+            path_city(),
+            params.opt("jurisdiction_id"),
+            key_city_id,
+            settings_of(current_app).default_city,
+        ),
+        lambda s: _city(s, key_city_id),
+    )
     try:
         key = verify_key(session, api_key, city, found=(digest, key_row) if digest else None)
     except ApiKeyRejected as exc:
@@ -459,7 +492,8 @@ def docs():
 
 @bp.get("/media/public/<path:rest>")
 def public_media(rest: str):
-    """A public (EXIF-free) photo copy, only if it belongs to a non-private request."""
+    """A public (EXIF-free) photo copy, only if it belongs to a non-private request that
+    is published, and staff have not hidden it (records.moderation)."""
     key = f"public/{rest}"
     if not _PUBLIC_MEDIA.match(key):
         raise NotFound()
@@ -468,7 +502,12 @@ def public_media(rest: str):
         sa.select(Photo.id)
         .join(ServiceRequest, ServiceRequest.id == Photo.request_id)
         .join(Service, Service.id == ServiceRequest.service_id)
-        .where(sa.or_(Photo.public_key == key, Photo.thumb_key == key), Service.private.is_(False))
+        .where(
+            sa.or_(Photo.public_key == key, Photo.thumb_key == key),
+            Service.private.is_(False),
+            moderation.PHOTO_SHOWN,
+            moderation.PUBLISHED,
+        )
         .limit(1)
     )
     if allowed is None:
