@@ -19,12 +19,18 @@ from werkzeug.utils import secure_filename
 
 from routing import rules as rulesmod
 from routing.whatif import what_if
-from spatial import apikeys
-from spatial.accounts import create_user
+from spatial import admin_audit, apikeys
+from spatial.accounts import (
+    INSTALL_ADMIN,
+    ROLE_IMPLIES,
+    create_user,
+    is_install_admin,
+    may_manage_user,
+    roles_granted_by,
+)
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
     PRIORITIES,
-    ROLES,
     ApiKey,
     Crew,
     Department,
@@ -63,6 +69,13 @@ def _invalid(template: str, exc: InvalidInput, **ctx: Any):
 
 def _city() -> Jurisdiction:
     return staff_city(current_user())
+
+
+def _audit(action: str, object_type: str, object_id: Any = None, **what: Any) -> None:
+    """Log the change the view is about to commit (see :mod:`spatial.admin_audit`)."""
+    admin_audit.record(
+        db_session(), action, object_type, object_id, city=_city(), actor=current_user(), what=what
+    )
 
 
 @bp.get("/")
@@ -127,6 +140,16 @@ def upload_layer():
             rulesmod.hold_as_draft(session, city, result.layer)
     except InvalidInput as exc:
         return _invalid("layers.html", exc, **_layers_ctx(city))
+    _audit(
+        "layer.import",
+        "zone_layer",
+        result.layer.id,
+        name=result.layer.name,
+        version=result.layer.version,
+        file=filename,
+        zones=result.report.get("zones"),
+        draft=bool(request.form.get("draft")),
+    )
     session.commit()
     flash(f"Imported layer {result.layer.name} version {result.layer.version}.")
     return redirect(url_for("admin.layer", layer_id=result.layer.id))
@@ -200,6 +223,7 @@ def layer(layer_id: int):
 def publish_layer(layer_id: int):
     city = _city()
     lay = rulesmod.publish_layer(db_session(), city, layer_id)
+    _audit("layer.publish", "zone_layer", lay.id, name=lay.name, version=lay.version)
     db_session().commit()
     flash(
         f"Layer {lay.name} version {lay.version} is now current. "
@@ -223,6 +247,7 @@ def rules():
 def new_draft():
     city = _city()
     draft = rulesmod.create_draft(db_session(), city, request.form.get("note"))
+    _audit("rules.draft", "ruleset", draft.id, version=draft.version, note=draft.note)
     db_session().commit()
     flash(f"Draft version {draft.version} created from the published rules.")
     return redirect(url_for("admin.ruleset", ruleset_id=draft.id))
@@ -272,12 +297,13 @@ def ruleset(ruleset_id: int):
     return _page("ruleset.html", **_ruleset_ctx(_city(), ruleset_id))
 
 
-def _rule_action(ruleset_id: int, action) -> Any:
+def _rule_action(ruleset_id: int, action, audit: str) -> Any:
+    """Run ``action`` on the draft; log it as ``audit`` with the dict it returns."""
     city = _city()
     session = db_session()
     try:
         draft = rulesmod.get_draft(session, city, ruleset_id)
-        action(session, city, draft)
+        what = action(session, city, draft) or {}
     except InvalidInput as exc:
         db_session().rollback()
         return _page(
@@ -287,6 +313,7 @@ def _rule_action(ruleset_id: int, action) -> Any:
             form=request.form,
             **_ruleset_ctx(city, ruleset_id),
         )
+    _audit(audit, "ruleset", ruleset_id, version=draft.version, **what)
     session.commit()
     return redirect(url_for("admin.ruleset", ruleset_id=ruleset_id))
 
@@ -305,9 +332,11 @@ def _position() -> int | None:
 def add_rule(ruleset_id: int):
     def act(session, city, draft):
         values = rulesmod.parse_rule(session, city, request.form)
-        rulesmod.add_rule(session, draft, values, _position())
+        rule = rulesmod.add_rule(session, draft, values, _position())
+        session.flush()
+        return {"rule_id": rule.id, "position": rule.position, **values.as_dict()}
 
-    return _rule_action(ruleset_id, act)
+    return _rule_action(ruleset_id, act, "rule.add")
 
 
 @bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>")
@@ -315,17 +344,22 @@ def add_rule(ruleset_id: int):
 def edit_rule(ruleset_id: int, rule_id: int):
     def act(session, city, draft):
         values = rulesmod.parse_rule(session, city, request.form)
+        before = rulesmod.rule_values(session, draft, rule_id)
         rulesmod.update_rule(session, draft, rule_id, values)
+        return {"rule_id": rule_id, **admin_audit.changes(before, values.as_dict())}
 
-    return _rule_action(ruleset_id, act)
+    return _rule_action(ruleset_id, act, "rule.edit")
 
 
 @bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>/delete")
 @roles_required("admin")
 def delete_rule(ruleset_id: int, rule_id: int):
-    return _rule_action(
-        ruleset_id, lambda session, city, draft: rulesmod.remove_rule(session, draft, rule_id)
-    )
+    def act(session, city, draft):
+        before = rulesmod.rule_values(session, draft, rule_id)
+        rulesmod.remove_rule(session, draft, rule_id)
+        return {"rule_id": rule_id, **before}
+
+    return _rule_action(ruleset_id, act, "rule.delete")
 
 
 @bp.post("/rules/<int:ruleset_id>/rules/<int:rule_id>/move")
@@ -336,8 +370,9 @@ def move_rule(ruleset_id: int, rule_id: int):
         if position is None:
             raise InvalidInput("give the new position", field="position")
         rulesmod.move_rule(session, draft, rule_id, position)
+        return {"rule_id": rule_id, "position": position}
 
-    return _rule_action(ruleset_id, act)
+    return _rule_action(ruleset_id, act, "rule.move")
 
 
 @bp.post("/rules/<int:ruleset_id>/publish")
@@ -348,6 +383,7 @@ def publish(ruleset_id: int):
         rs = rulesmod.publish(db_session(), city, ruleset_id)
     except InvalidInput as exc:
         return _invalid("ruleset.html", exc, **_ruleset_ctx(city, ruleset_id))
+    _audit("rules.publish", "ruleset", rs.id, version=rs.version)
     db_session().commit()
     flash(
         f"Rule set version {rs.version} is published; new and moved requests use it now. "
@@ -361,6 +397,7 @@ def publish(ruleset_id: int):
 def discard(ruleset_id: int):
     city = _city()
     rulesmod.discard_draft(db_session(), city, ruleset_id)
+    _audit("rules.discard", "ruleset", ruleset_id)
     db_session().commit()
     flash("Draft discarded.")
     return redirect(url_for("admin.rules"))
@@ -391,23 +428,41 @@ def whatif():
 
 
 def _users_ctx(city: Jurisdiction) -> dict[str, Any]:
+    # A city's admin sees that city's accounts; an install administrator also the
+    # accounts of no one city (install administrators, accounts made before any city).
+    me = current_user()
     users = (
         db_session()
         .scalars(
             sa.select(User)
-            .where(sa.or_(User.jurisdiction_id == city.id, User.jurisdiction_id.is_(None)))
+            .where(
+                sa.or_(User.jurisdiction_id == city.id, User.jurisdiction_id.is_(None))
+                if is_install_admin(me)
+                else User.jurisdiction_id == city.id
+            )
             .order_by(User.email)
         )
         .all()
     )
-    return {"users": users, "roles": ROLES}
+    return {"users": [u for u in users if may_manage_user(me, u)], "roles": roles_granted_by(me)}
 
 
 def _user_of(city: Jurisdiction, user_id: int) -> User:
+    """An account the signed-in admin may manage, of ``city`` (or of no city): else 404."""
     user = db_session().get(User, user_id)
-    if user is None or user.jurisdiction_id not in (city.id, None):
+    if (
+        user is None
+        or user.jurisdiction_id not in (city.id, None)
+        or not may_manage_user(current_user(), user)
+    ):
         raise NotFound(f"no user {user_id}")
     return user
+
+
+def _check_grant(role: str) -> None:
+    granted = roles_granted_by(current_user())
+    if role not in granted:
+        raise InvalidInput(f"role {role!r} is not one of {', '.join(granted)}", field="role")
 
 
 @bp.get("/users")
@@ -421,18 +476,21 @@ def users():
 def create_user_view():
     city = _city()
     form = request.form
+    role = (form.get("role") or "").strip()
     try:
+        _check_grant(role)
         password = form.get("password") or None
         user, generated = create_user(
             db_session(),
             email=form.get("email", ""),
-            role=(form.get("role") or "").strip(),
-            city_slug=city.slug,
+            role=role,
+            city_slug=None if role == INSTALL_ADMIN else city.slug,
             name=(form.get("name") or "").strip() or None,
             password=password,
         )
     except InvalidInput as exc:
         return _invalid("users.html", exc, **_users_ctx(city))
+    _audit("user.create", "user", user.id, email=user.email, role=user.role, name=user.name)
     db_session().commit()
     msg = f"User {user.email} created as {user.role}."
     if generated:
@@ -447,13 +505,16 @@ def change_role(user_id: int):
     city = _city()
     user = _user_of(city, user_id)
     role = (request.form.get("role") or "").strip()
+    me = current_user()
     try:
-        if role not in ROLES:
-            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
-        if user.id == current_user().id and role != "admin":
+        _check_grant(role)
+        if user.id == me.id and not ROLE_IMPLIES[role] >= ROLE_IMPLIES[me.role]:
             raise InvalidInput("you cannot take the admin role from yourself", field="role")
     except InvalidInput as exc:
         return _invalid("users.html", exc, **_users_ctx(city))
+    _audit("user.role", "user", user.id, email=user.email, role=[user.role, role])
+    # An install administrator belongs to no city; any other account to this one.
+    user.jurisdiction_id = None if role == INSTALL_ADMIN else (user.jurisdiction_id or city.id)
     user.role = role
     db_session().commit()
     flash(f"{user.email} is now {role}.")
@@ -472,6 +533,7 @@ def set_active(user_id: int):
             InvalidInput("you cannot deactivate yourself", field="active"),
             **_users_ctx(city),
         )
+    _audit("user.active", "user", user.id, email=user.email, active=[user.active, active])
     user.active = active
     db_session().commit()
     flash(f"{user.email} is {'active' if active else 'deactivated'}.")
@@ -499,6 +561,7 @@ def create_key():
         row, key = apikeys.create_key(db_session(), city.slug, request.form.get("name", ""))
     except InvalidInput as exc:
         return _invalid("apikeys.html", exc, **_keys_ctx(city))
+    _audit("apikey.create", "api_key", row.id, name=row.name, key_prefix=row.prefix)
     db_session().commit()
     # Rendered, not redirected: the key exists only in this response.
     return _page("apikeys.html", new_key=key, new_row=row, **_keys_ctx(city))
@@ -515,6 +578,7 @@ def revoke_key(key_id: int):
         apikeys.revoke_key(db_session(), row.prefix)
     except InvalidInput as exc:
         return _invalid("apikeys.html", exc, **_keys_ctx(city))
+    _audit("apikey.revoke", "api_key", row.id, name=row.name, key_prefix=row.prefix)
     db_session().commit()
     flash(f"API key {row.prefix}... ({row.name}) revoked.")
     return redirect(url_for("admin.keys"))
@@ -586,7 +650,10 @@ def create_template():
         values = _template_values(city)
     except InvalidInput as exc:
         return _invalid("templates.html", exc, **_templates_ctx(city))
-    db_session().add(ResponseTemplate(jurisdiction_id=city.id, **values))
+    row = ResponseTemplate(jurisdiction_id=city.id, **values)
+    db_session().add(row)
+    db_session().flush()
+    _audit("template.create", "response_template", row.id, **values)
     db_session().commit()
     flash(f"Template {values['name']!r} created.")
     return redirect(url_for("admin.templates"))
@@ -601,6 +668,8 @@ def edit_template(template_id: int):
         values = _template_values(city, exclude_id=row.id)
     except InvalidInput as exc:
         return _invalid("templates.html", exc, edit_id=template_id, **_templates_ctx(city))
+    before = {key: getattr(row, key) for key in values}
+    _audit("template.edit", "response_template", row.id, **admin_audit.changes(before, values))
     for key, value in values.items():
         setattr(row, key, value)
     db_session().commit()
@@ -613,6 +682,7 @@ def edit_template(template_id: int):
 def delete_template(template_id: int):
     city = _city()
     row = _template_of(city, template_id)
+    _audit("template.delete", "response_template", row.id, name=row.name)
     db_session().delete(row)
     db_session().commit()
     flash(f"Template {row.name!r} deleted.")

@@ -1,14 +1,19 @@
-"""The Flask application factory; blueprints per audience register here."""
+"""The Flask application factory; blueprints per audience register here.
+
+Each city has its own addresses: ``/c/<slug>/...`` is the page ``/...`` of that city
+(:class:`CityPrefix`). Pages without the prefix serve the install's default city.
+"""
 
 from __future__ import annotations
 
 import logging
 
 import sqlalchemy as sa
-from flask import Flask, g
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
+from spatial.cities import CITY_PATH_PREFIX, SLUG_RE
 from spatial.db import autocommit_engine, make_engine, make_sessionmaker, resolve_database_url
 from spatial.settings import Settings, load_settings
 
@@ -31,6 +36,33 @@ class _CookieSessions(SecureCookieSessionInterface):
             serializer = super().get_signing_serializer(app)
             self._serializers[key] = serializer
         return serializer
+
+
+class CityPrefix:
+    """WSGI middleware: ``/c/<slug>/rest`` is served as ``/rest`` for city ``slug``.
+
+    The prefix moves into ``SCRIPT_NAME``, so every link ``url_for`` builds on a city's
+    pages (and its static files) keeps the prefix; :func:`path_city` names the city.
+    """
+
+    def __init__(self, wsgi_app) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO") or ""
+        if path.startswith(CITY_PATH_PREFIX):
+            slug, _, rest = path[len(CITY_PATH_PREFIX) :].partition("/")
+            if SLUG_RE.match(slug):
+                environ["civicpin.city"] = slug
+                script = (environ.get("SCRIPT_NAME") or "").rstrip("/")
+                environ["SCRIPT_NAME"] = f"{script}{CITY_PATH_PREFIX}{slug}"
+                environ["PATH_INFO"] = "/" + rest
+        return self.wsgi_app(environ, start_response)
+
+
+def path_city() -> str | None:
+    """The slug of the city whose address (``/c/<slug>/``) this request came to, if any."""
+    return request.environ.get("civicpin.city")
 
 
 def create_app(settings: Settings | None = None, engine: sa.Engine | None = None) -> Flask:
@@ -102,6 +134,7 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         planner,
     ):
         app.register_blueprint(module.bp)
+    app.wsgi_app = CityPrefix(app.wsgi_app)
     return app
 
 

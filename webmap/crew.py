@@ -31,7 +31,7 @@ from spatial.errors import CivicpinError, InvalidInput
 from spatial.media import PhotoUpload
 from spatial.models import Crew, Department, Jurisdiction, User
 from webmap.app import db_session, settings_of
-from webmap.auth import current_user, roles_required
+from webmap.auth import current_user, has_role, roles_required
 from webmap.staffkit import (
     error_status,
     find_request,
@@ -39,7 +39,9 @@ from webmap.staffkit import (
     install_errors,
     install_headers,
     json_error,
+    staff_city,
     wants_json,
+    works_in,
 )
 
 bp = Blueprint("crew", __name__)
@@ -68,7 +70,8 @@ EXPORT_COLUMNS = (
 def _crew_of(user: User) -> Crew | None:
     """The crew whose page this is: the member's own; admins pick one with ``?crew=``."""
     session = db_session()
-    if user.role != "admin":
+    staff_city(user)  # 403 when the address names another city than the user's
+    if not has_role(user, "admin"):
         return session.get(Crew, user.crew_id) if user.crew_id is not None else None
     raw = request.args.get("crew")
     if raw is None:
@@ -79,17 +82,15 @@ def _crew_of(user: User) -> Crew | None:
         raise InvalidInput("crew must be a crew id", field="crew") from None
     if crew is None:
         abort(404)
-    if user.jurisdiction_id is not None:
-        dept = session.get(Department, crew.department_id)
-        if dept.jurisdiction_id != user.jurisdiction_id:
-            abort(404)
+    if not works_in(user, session.get(Department, crew.department_id).jurisdiction_id):
+        abort(404)
     return crew
 
 
 def _need_crew(user: User) -> Crew:
     crew = _crew_of(user)
     if crew is None:
-        if user.role == "admin":
+        if has_role(user, "admin"):
             message = "Choose a crew with ?crew=ID."
         else:
             message = "Your account is not in a crew yet: ask an administrator to add you to one."
@@ -99,7 +100,12 @@ def _need_crew(user: User) -> Crew:
 
 
 def _crew_args(crew: Crew, user: User) -> dict[str, Any]:
-    return {"crew": crew.id} if user.role == "admin" else {}
+    return {"crew": crew.id} if has_role(user, "admin") else {}
+
+
+def _city_of(crew: Crew) -> Jurisdiction:
+    session = db_session()
+    return session.get(Jurisdiction, session.get(Department, crew.department_id).jurisdiction_id)
 
 
 @bp.get("/crew")
@@ -108,15 +114,11 @@ def index():
     """The crew's map and list."""
     user = current_user()
     session = db_session()
-    if user.role == "admin" and user.crew_id is None and request.args.get("crew") is None:
+    if has_role(user, "admin") and user.crew_id is None and request.args.get("crew") is None:
         crews = session.execute(
             sa.select(Crew.id, Crew.name, Department.name.label("dept"))
             .join(Department, Department.id == Crew.department_id)
-            .where(
-                sa.true()
-                if user.jurisdiction_id is None
-                else Department.jurisdiction_id == user.jurisdiction_id
-            )
+            .where(Department.jurisdiction_id == staff_city(user).id)
             .order_by(Department.name, Crew.name)
         ).all()
         return render_template("crew/choose.html", user=user, crews=crews)

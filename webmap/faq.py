@@ -27,13 +27,13 @@ from flask import (
 
 from intake import faq as faq_domain
 from notify import templates as mail_templates
-from spatial.cities import get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.models import Jurisdiction, Service
 from spatial.models_mail import FaqArticle
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, has_role, roles_required
-from webmap.public import content_security_policy
+from webmap.public import content_security_policy, current_city
+from webmap.staffkit import staff_city, works_in
 
 bp = Blueprint("faq", __name__)
 
@@ -63,15 +63,19 @@ def _domain_error(exc: CivicpinError):
 
 
 def _city() -> Jurisdiction:
-    """The city named by ``?city=``, else the signed-in user's, else the default one."""
-    session = db_session()
-    slug = request.values.get("city") or None
-    if slug:
-        return get_city(session, validate_slug(slug, "city"))
+    """The help pages' city: the address's, else ``?city=``, else the install's default."""
+    return current_city()
+
+
+def _admin_city() -> Jurisdiction:
+    """The city whose articles and messages an admin edits: their own (staff_city)."""
+    return staff_city(current_user())
+
+
+def _edits(city: Jurisdiction) -> bool:
+    """Whether the signed-in user administers ``city`` (sees drafts, may edit)."""
     user = current_user()
-    if user is not None and user.jurisdiction_id is not None:
-        return session.get(Jurisdiction, user.jurisdiction_id)
-    return get_city(session, settings_of(current_app).default_city)
+    return has_role(user, "admin") and works_in(user, city.id)
 
 
 def _services(city: Jurisdiction) -> list[Service]:
@@ -130,7 +134,7 @@ def for_category(code: str):
 def article(slug: str):
     session = db_session()
     city = _city()
-    is_admin = has_role(current_user(), "admin")
+    is_admin = _edits(city)
     # Admins see drafts, so that they can read an article before publishing it.
     art = faq_domain.get_article(session, city, slug, include_unpublished=is_admin)
     service = session.get(Service, art.service_id) if art.service_id else None
@@ -151,7 +155,7 @@ def article(slug: str):
 @roles_required("admin")
 def admin_index():
     session = db_session()
-    city = _city()
+    city = _admin_city()
     articles = faq_domain.search_articles(session, city, include_unpublished=True)
     names = {s.id: s.name for s in _services(city)}
     return render_template(
@@ -207,7 +211,7 @@ def _edit(city: Jurisdiction, article_id: int | None, initial: dict):
 @bp.route("/admin/faq/new", methods=["GET", "POST"])
 @roles_required("admin")
 def admin_new():
-    city = _city()
+    city = _admin_city()
     initial = _form_values(None)
     if request.args.get("slug") == faq_domain.TRIAGE_SLUG:
         initial = _form_values(faq_domain.default_triage(city))
@@ -217,7 +221,7 @@ def admin_new():
 @bp.route("/admin/faq/<int:article_id>/edit", methods=["GET", "POST"])
 @roles_required("admin")
 def admin_edit(article_id: int):
-    city = _city()
+    city = _admin_city()
     art = db_session().get(FaqArticle, article_id)
     if art is None or art.jurisdiction_id != city.id:
         raise NotFound(f"no help article #{article_id}")
@@ -228,7 +232,7 @@ def admin_edit(article_id: int):
 @roles_required("admin")
 def admin_delete(article_id: int):
     session = db_session()
-    city = _city()
+    city = _admin_city()
     title = faq_domain.delete_article(session, city, article_id)
     session.commit()
     flash(f"Deleted: {title}")
@@ -242,7 +246,7 @@ def admin_delete(article_id: int):
 @roles_required("admin")
 def templates_index():
     session = db_session()
-    city = _city()
+    city = _admin_city()
     rows = []
     for kind, default in mail_templates.DEFAULTS.items():
         _s, _b, custom = mail_templates.current(session, city.id, kind)
@@ -254,7 +258,7 @@ def templates_index():
 @roles_required("admin")
 def template_edit(kind: str):
     session = db_session()
-    city = _city()
+    city = _admin_city()
     if kind not in mail_templates.DEFAULTS:
         raise NotFound(f"no message kind {kind!r}")
     subject, body, custom = mail_templates.current(session, city.id, kind)
@@ -289,7 +293,7 @@ def template_edit(kind: str):
 @roles_required("admin")
 def template_reset(kind: str):
     session = db_session()
-    city = _city()
+    city = _admin_city()
     mail_templates.reset_override(session, city, kind)
     session.commit()
     flash(f"The {kind} message is back to the default text.")

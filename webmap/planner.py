@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session
 
 from spatial import analytics as an
 from spatial import hotspots as hs
-from spatial.cities import get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.models import CHANNELS, Department, Jurisdiction, Service
 from webmap import planner_charts as charts
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required
 from webmap.public import content_security_policy
+from webmap.staffkit import staff_city
 
 bp = Blueprint("planner", __name__, url_prefix="/planner")
 
@@ -72,16 +72,9 @@ def _bad_input(exc: CivicpinError):
 
 
 def _city(session: Session) -> Jurisdiction:
-    slug = request.args.get("city")
-    if slug:
-        return get_city(session, validate_slug(slug, "city"))
-    user = current_user()
-    if user is not None and user.jurisdiction_id is not None:
-        city = session.get(Jurisdiction, user.jurisdiction_id)
-        if city is not None:
-            return city
-    default = settings_of(current_app).default_city
-    return get_city(session, default)
+    # The planner's own city; ``?city=`` or the address's city prefix may only name it
+    # (install administrators pick any city).
+    return staff_city(current_user())
 
 
 def _setup() -> tuple[Session, Jurisdiction, an.Filters]:

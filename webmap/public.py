@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 
-from spatial.cities import get_city, validate_slug
+from spatial.cities import default_city, get_city, validate_slug
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.models import Jurisdiction, Service, Status
-from webmap.app import db_session, settings_of
+from webmap.app import db_session, path_city, settings_of
 from webmap.mapping import (
     build_city_map,
     city_overview,
@@ -138,9 +138,17 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _city_slug() -> str | None:
-    slug = request.args.get("city") or settings_of(current_app).default_city
-    return validate_slug(slug, "city") if slug else None
+def current_city(session=None) -> Jurisdiction:
+    """The city of a public page: its address's (``/c/<slug>/``), else ``?city=``, else the
+    install's default (``CIVICPIN_CITY``, else the oldest city).
+
+    Never "the only one": adding a city changes nothing for the pages of the first.
+    """
+    session = session or db_session()
+    slug = path_city() or request.args.get("city")
+    if slug:
+        return get_city(session, validate_slug(slug, "city"))
+    return default_city(session, settings_of(current_app).default_city)
 
 
 def _message(heading: str, message: str, status: int) -> tuple[str, int]:
@@ -152,16 +160,12 @@ def index():
     """The map of the city: boundary, zone outlines, and clustered request pins."""
     session = db_session()
     try:
-        slug = _city_slug()
-        city = get_city(session, slug)
+        city = current_city(session)
     except NotFound as exc:
-        if slug is None:
+        if session.scalar(sa.select(Jurisdiction.id).limit(1)) is None:
             return render_template("no_city.html", heading="No city yet"), 200
         return _message("City not found", str(exc), 404)
     except InvalidInput as exc:
-        if exc.field == "city" and request.args.get("city") is None:
-            cities = session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.name)).all()
-            return render_template("choose_city.html", heading="Choose a city", cities=cities)
         return _message("Bad request", str(exc), 400)
 
     overview = city_overview(session, city)
@@ -204,7 +208,7 @@ def map_requests():
         bbox = parse_bbox(request.args.get("bbox"))
         zoom = parse_zoom(request.args.get("zoom"))
         filters = parse_map_filter(request.args)
-        city = get_city(session, _city_slug())
+        city = current_city(session)
     except CivicpinError as exc:
         status = 404 if isinstance(exc, NotFound) else 400
         body = {"error": str(exc)}

@@ -1,4 +1,9 @@
-"""What the staff blueprints (dispatch, crew, agent) share: headers, the city, errors.
+"""What the staff blueprints (dispatch, crew, agent, admin, planner) share: headers, the
+city, errors.
+
+Tenancy: every staff page works in one city (:func:`staff_city`), and a request, crew or
+account of another city is not found (:func:`works_in`), for every role but the install
+administrator.
 
 Staff pages run no inline script at all: data reaches the page's JS through ``data-``
 attributes and JSON endpoints, so the CSP needs no nonce. Pages with residents'
@@ -14,10 +19,11 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 from werkzeug.exceptions import HTTPException
 
 from routing.actions import Forbidden
-from spatial.cities import validate_slug
-from spatial.errors import CivicpinError, InvalidInput, NotFound
+from spatial.accounts import is_install_admin
+from spatial.cities import default_city, get_city, validate_slug
+from spatial.errors import CivicpinError, NotFound
 from spatial.models import Jurisdiction, ServiceRequest, User
-from webmap.app import db_session, settings_of
+from webmap.app import db_session, path_city, settings_of
 from webmap.public import content_security_policy
 
 
@@ -55,32 +61,42 @@ def form_data() -> dict[str, Any]:
     return {key: request.form.getlist(key)[-1] for key in request.form}
 
 
-def staff_city(user: User) -> Jurisdiction:
-    """The city a staff member works in: their own, else ``?city=``, else the only one."""
-    session = db_session()
-    slug = request.args.get("city")
+def home_city_id(user: User) -> int | None:
+    """The id of the one city ``user`` works in; None for an install administrator.
+
+    An account made before any city existed has no city of its own: it works in the
+    install's default city.
+    """
+    if is_install_admin(user):
+        return None
     if user.jurisdiction_id is not None:
-        city = session.get(Jurisdiction, user.jurisdiction_id)
+        return user.jurisdiction_id
+    return default_city(db_session(), settings_of(current_app).default_city).id
+
+
+def works_in(user: User, city_id: int) -> bool:
+    """Whether ``user`` may see and act on anything of the city ``city_id``."""
+    return is_install_admin(user) or home_city_id(user) == city_id
+
+
+def staff_city(user: User) -> Jurisdiction:
+    """The city a staff page works in.
+
+    City staff work in their own city only: an address naming any other city
+    (``/c/<slug>/`` or ``?city=``) answers 403, whether that city exists or not.
+    Install administrators pick a city that way; without one, the install's default.
+    """
+    session = db_session()
+    slug = path_city() or request.args.get("city")
+    home = home_city_id(user)
+    if home is not None:
+        city = session.get(Jurisdiction, home)
         if slug and slug != city.slug:
             abort(403)
         return city
     if slug:
-        validate_slug(slug, "city")
-        city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == slug))
-        if city is None:
-            raise NotFound(f"no city with slug {slug!r}")
-        return city
-    default = settings_of(current_app).default_city
-    if default:
-        city = session.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == default))
-        if city is not None:
-            return city
-    cities = session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.name).limit(2)).all()
-    if len(cities) == 1:
-        return cities[0]
-    if not cities:
-        raise NotFound("no city exists yet: run 'civicpin demo load' or 'civicpin city create'")
-    raise InvalidInput("several cities exist: add ?city=SLUG to the address", field="city")
+        return get_city(session, validate_slug(slug, "city"))
+    return default_city(session, settings_of(current_app).default_city)
 
 
 def find_request(user: User, public_id: str) -> ServiceRequest:
@@ -88,9 +104,7 @@ def find_request(user: User, public_id: str) -> ServiceRequest:
     req = db_session().scalar(
         sa.select(ServiceRequest).where(ServiceRequest.public_id == public_id)
     )
-    if req is None or (
-        user.jurisdiction_id is not None and req.jurisdiction_id != user.jurisdiction_id
-    ):
+    if req is None or not works_in(user, req.jurisdiction_id):
         abort(404)
     return req
 

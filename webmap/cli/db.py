@@ -87,7 +87,10 @@ def users() -> None:
 @users.command("create")
 @click.option("--email", required=True)
 @click.option(
-    "--role", required=True, type=click.Choice(["agent", "dispatcher", "crew", "planner", "admin"])
+    "--role",
+    required=True,
+    type=click.Choice(["agent", "dispatcher", "crew", "planner", "admin", "install_admin"]),
+    help="admin without --city (or install_admin) administers every city.",
 )
 @click.option("--city", "city_slug", default=None, help="Jurisdiction slug the user belongs to.")
 @click.option("--name", default=None)

@@ -24,7 +24,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from spatial.cities import get_city, validate_slug
+from spatial.cities import city_for_cli, validate_slug
 from spatial.errors import InvalidInput
 from spatial.models import OPEN_STATUSES, Jurisdiction
 from webmap.cli import Runtime, pass_runtime
@@ -185,7 +185,12 @@ def _target(output: str | None) -> Iterator[IO[str]]:
 
 
 @requests_group.command("export")
-@click.option("--city", "city_slug", required=True, help="The city's slug.")
+@click.option(
+    "--city",
+    "city_slug",
+    default=None,
+    help="The city's slug (default: CIVICPIN_CITY, else the only city).",
+)
 @click.option("--format", "fmt", default="csv", help="csv or geojson.")
 @click.option("--since", default=None, help="Requests made on or after YYYY-MM-DD (local).")
 @click.option("--until", default=None, help="Requests made on or before YYYY-MM-DD (local).")
@@ -193,14 +198,15 @@ def _target(output: str | None) -> Iterator[IO[str]]:
 @pass_runtime
 def export(
     rt: Runtime,
-    city_slug: str,
+    city_slug: str | None,
     fmt: str,
     since: str | None,
     until: str | None,
     output: str | None,
 ) -> None:
     """Export requests with routing columns and one zone:<layer> column per layer."""
-    validate_slug(city_slug, "city")
+    if city_slug is not None:
+        validate_slug(city_slug, "city")
     fmt = fmt.strip().lower()
     if fmt not in ("csv", "geojson"):
         raise InvalidInput(f"--format {fmt!r} is not csv or geojson", field="format")
@@ -211,7 +217,7 @@ def export(
     engine = rt.ready_engine()
     with engine.connect() as conn, conn.begin():
         with Session(conn) as session:
-            city = get_city(session, city_slug)
+            city = city_for_cli(session, city_slug, rt.settings.default_city)
             # Plain values: the rows stream on ``conn`` after this session is gone.
             city = Jurisdiction(id=city.id, slug=city.slug, timezone=city.timezone)
         header, rows = iter_rows(conn, city, since_day, until_day)

@@ -32,7 +32,8 @@ from spatial.models import Jurisdiction, Service
 STAMP_SQL = sa.text("SELECT version::text FROM settings_stamp WHERE id = 1")
 
 
-# Under the stamp: ("city", slug) -> Jurisdiction, ("service", city id, code) -> Service.
+# Under the stamp: ("city", what names it) -> Jurisdiction,
+# ("service", city id, code) -> Service.
 _cache = StampedCache()
 
 
@@ -62,16 +63,18 @@ def stamp_and_key(session: Session, digest: str | None) -> tuple[str, Any]:
     return row.stamp, row
 
 
-def city(session: Session, current: str, slug: str | None, load) -> Jurisdiction:
-    """The city ``slug`` (None: the only one) in ``session``; ``load(session)`` finds it
-    when it is not cached (and raises what it raises when there is none)."""
+def city(session: Session, current: str, named_by: tuple, load) -> Jurisdiction:
+    """The city that ``named_by`` (everything the choice depends on: the address's city,
+    the jurisdiction id, the key's city, the default) names, in ``session``;
+    ``load(session)`` finds it when it is not cached (and raises what it raises when
+    there is none)."""
     entries = _cache.entries(session, current)
-    cached = entries.get(("city", slug))
+    cached = entries.get(("city", named_by))
     if cached is None:
         found = load(session)
         cached = _detached_copy(session, Jurisdiction, found.id)
         with _cache.lock:
-            entries[("city", slug)] = cached
+            entries[("city", named_by)] = cached
     return session.merge(cached, load=False)
 
 

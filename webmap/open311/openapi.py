@@ -332,7 +332,13 @@ def _post_example(session: Session, public: tuple) -> dict[str, Any] | None:
 
 def openapi_document(session: Session) -> dict[str, Any]:
     """The OpenAPI 3.0 document for this installation's Open311 endpoint."""
-    slugs = list(session.scalars(sa.select(Jurisdiction.slug).order_by(Jurisdiction.slug)))
+    slugs = [
+        name
+        for slug, aliases in session.execute(
+            sa.select(Jurisdiction.slug, Jurisdiction.open311_ids).order_by(Jurisdiction.slug)
+        )
+        for name in (slug, *(aliases or ()))
+    ]
     public = (Service.private.is_(False), Service.active.is_(True))
     codes = sorted(set(session.scalars(sa.select(Service.code).where(*public))))
     attr_rows = session.scalars(
@@ -372,7 +378,8 @@ def openapi_document(session: Session) -> dict[str, Any]:
     ).one()
     juris = _query(
         "jurisdiction_id",
-        "The city's slug; may be left out when this server serves one city.",
+        "The city's slug or one of its alias ids; left out, the city of the address "
+        "(/c/<slug>/open311/v2), the API key's city, or the server's default city.",
         {"type": "string", "enum": slugs} if slugs else STR,
     )
     code_schema = {"type": "string", "enum": codes} if codes else STR
@@ -399,7 +406,7 @@ def openapi_document(session: Session) -> dict[str, Any]:
         {"type": "boolean"},
     )
     common_errors = {
-        "400": _errors("Bad parameter, or jurisdiction_id missing where several are served."),
+        "400": _errors("Bad parameter."),
         "404": _errors("Unknown jurisdiction_id or resource."),
     }
     example = _post_example(session, public)
