@@ -18,6 +18,8 @@ twice in one transaction is sent once.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -542,7 +544,7 @@ def reply_unverified(
         to_addr=to_addr,
         values={
             "city_name": city.name if city else "",
-            "original_subject": original_subject or "(no subject)",
+            "original_subject": _REPLY_PREFIX.sub("", original_subject or "") or "(no subject)",
             "report_url": f"{public_base_url}/?city={city.slug}" if city else public_base_url,
         },
         public_base_url=public_base_url,
@@ -550,3 +552,6 @@ def reply_unverified(
         headers=headers,
         auto="auto-replied",
     )
+
+
+_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|r)\s*:\s*)+", re.I)
