@@ -129,6 +129,45 @@ def test_mail_config_and_templates(cli, sessions, city, tmp_path):
     )
 
 
+def test_mail_config_sets_the_trusted_gateway_and_the_cap_per_address(cli, sessions, city):
+    res = cli(
+        "mail",
+        "config",
+        "--city",
+        "testville",
+        "--trusted-authserv-id",
+        "MX.Testville.example",
+        "--address-reply-limit",
+        "50",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "50/h per intake address" in res.stdout
+    assert "Authentication-Results trusted from mx.testville.example" in res.stdout
+    with sessions() as s:
+        cfg = s.get(MailConfig, city["city"].id)
+        assert (cfg.trusted_authserv_id, cfg.address_reply_limit_per_hour) == (
+            "mx.testville.example",
+            50,
+        )
+    for bad in (
+        ("--trusted-authserv-id", "mx.example.org; dmarc=pass"),
+        ("--address-reply-limit", "-1"),
+    ):
+        res = cli("mail", "config", "--city", "testville", *bad)
+        assert res.returncode != 0
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert (
+        "is not an authserv-id"
+        in cli("mail", "config", "--city", "testville", "--trusted-authserv-id", "a b").stderr
+    )
+    with sessions() as s:
+        assert s.get(MailConfig, city["city"].id).trusted_authserv_id == "mx.testville.example"
+    res = cli("mail", "config", "--city", "testville", "--trusted-authserv-id", "")
+    assert "no trusted mail gateway" in res.stdout
+    with sessions() as s:
+        assert s.get(MailConfig, city["city"].id).trusted_authserv_id is None
+
+
 def _env(db_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "VAR_DIR", "SMTP_URL"}}
     env.update(DATABASE_URL=db_url, VAR_DIR=str(tmp_path / "var"))

@@ -4,13 +4,15 @@
 - ``mail-poll``: the same for a mailbox, over IMAP (``--url`` or ``IMAP_URL``);
 - ``worker``: delivers the outbox over ``SMTP_URL`` (or to ``var/mail-spool/``);
 - ``mail address add|list|remove``: the accepted recipient addresses per city;
-- ``mail config``: the dispatch address, the sender address and the loop limits;
+- ``mail config``: the dispatch address, the sender address, the loop limits, the hourly
+  cap on auto-replies per intake address and the mail gateway whose verdicts are trusted;
 - ``mail template list|show|set|reset``: the per-city message texts;
 - ``mail outbox``: how many messages are pending, sent, failed.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from pathlib import Path
@@ -24,7 +26,7 @@ from spatial.db import session_scope
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import Department, Jurisdiction, Service, ServiceAttribute
 from spatial.models_mail import MailAddress
-from webmap.cli import Runtime, cli, pass_runtime
+from webmap.cli import Runtime, audit, cli, pass_runtime
 
 
 def _intake(rt: Runtime, max_message_mb: int):
@@ -195,6 +197,21 @@ def _check_email(value: str, what: str) -> str:
     return value
 
 
+# An authserv-id as gateways write it: a host name or a similar token (RFC 8601 section 2.2).
+AUTHSERV_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$")
+
+
+def _check_authserv_id(value: str) -> str:
+    value = (value or "").strip()
+    if value and not AUTHSERV_ID_RE.match(value):
+        raise InvalidInput(
+            f"trusted-authserv-id {value!r} is not an authserv-id: give the name the gateway "
+            "writes first in its Authentication-Results header, such as mx.example.org",
+            field="trusted-authserv-id",
+        )
+    return value.lower()
+
+
 def _required_questions(session, service: Service) -> list[str]:
     return list(
         session.scalars(
@@ -280,6 +297,8 @@ def address_add(
                 active=True,
             )
         )
+        what = {"category": service.code, "department": dept.code if dept else None}
+        audit(session, "mail.address_add", "mail_address", address, city, **what)
     click.echo(
         f"{address}: mail becomes {service.code!r} requests of {city.slug}"
         + (f", department {dept.code}" if dept else "")
@@ -321,8 +340,20 @@ def address_remove(rt: Runtime, address: str) -> None:
         )
         if row is None:
             raise NotFound(f"{address} is not an intake address")
+        audit(session, "mail.address_remove", "mail_address", address, row.jurisdiction_id)
         session.delete(row)
     click.echo(f"{address} removed: mail to it is now refused")
+
+
+# The settings `mail config` changes, as the audit log records them.
+MAIL_CONFIG_FIELDS = (
+    "dispatch_email",
+    "from_address",
+    "reply_limit_per_hour",
+    "accept_limit_per_hour",
+    "address_reply_limit_per_hour",
+    "trusted_authserv_id",
+)
 
 
 @mail_group.command("config")
@@ -331,6 +362,18 @@ def address_remove(rt: Runtime, address: str) -> None:
 @click.option("--from", "from_address", default=None, help="From: of the city's mail.")
 @click.option("--reply-limit", type=click.IntRange(0, 1000), default=None)
 @click.option("--accept-limit", type=click.IntRange(1, 100000), default=None)
+@click.option(
+    "--address-reply-limit",
+    type=click.IntRange(0, 100000),
+    default=None,
+    help="Auto-replies per hour from each intake address, whoever the senders.",
+)
+@click.option(
+    "--trusted-authserv-id",
+    default=None,
+    help="The authserv-id of the city's mail gateway, whose Authentication-Results are "
+    "believed ('' = none: no mail counts as authenticated).",
+)
 @pass_runtime
 def mail_config_cmd(
     rt: Runtime,
@@ -339,10 +382,15 @@ def mail_config_cmd(
     from_address: str | None,
     reply_limit: int | None,
     accept_limit: int | None,
+    address_reply_limit: int | None,
+    trusted_authserv_id: str | None,
 ) -> None:
     """Show or change a city's mail settings."""
     from notify.links import mail_config
+    from spatial.admin_audit import changes
 
+    if trusted_authserv_id is not None:
+        trusted_authserv_id = _check_authserv_id(trusted_authserv_id)
     if dispatch_email:
         dispatch_email = _check_email(dispatch_email, "dispatch-email")
     if from_address:
@@ -352,6 +400,7 @@ def mail_config_cmd(
     with session_scope(rt.sessions()) as session:
         city = get_city(session, slug)
         cfg = mail_config(session, city.id)
+        before = {f: getattr(cfg, f) for f in MAIL_CONFIG_FIELDS}
         if dispatch_email is not None:
             cfg.dispatch_email = dispatch_email or None
         if from_address is not None:
@@ -360,11 +409,24 @@ def mail_config_cmd(
             cfg.reply_limit_per_hour = reply_limit
         if accept_limit is not None:
             cfg.accept_limit_per_hour = accept_limit
+        if address_reply_limit is not None:
+            cfg.address_reply_limit_per_hour = address_reply_limit
+        if trusted_authserv_id is not None:
+            cfg.trusted_authserv_id = trusted_authserv_id or None
+        changed = changes(before, {f: getattr(cfg, f) for f in MAIL_CONFIG_FIELDS})
+        if changed:
+            audit(session, "mail.config", "mail_config", city.slug, city, **changed)
+        gateway = (
+            f"Authentication-Results trusted from {cfg.trusted_authserv_id}"
+            if cfg.trusted_authserv_id
+            else "no trusted mail gateway (no mail counts as authenticated)"
+        )
         click.echo(
             f"{city.slug}: dispatch alerts to {cfg.dispatch_email or '(nobody)'}; "
             f"from {cfg.from_address or rt.settings.mail_from}; auto-replies up to "
-            f"{cfg.reply_limit_per_hour}/h per sender, mail accepted up to "
-            f"{cfg.accept_limit_per_hour}/h per sender"
+            f"{cfg.reply_limit_per_hour}/h per sender and "
+            f"{cfg.address_reply_limit_per_hour}/h per intake address, mail accepted up to "
+            f"{cfg.accept_limit_per_hour}/h per sender; {gateway}"
         )
 
 
@@ -421,7 +483,9 @@ def template_set(rt: Runtime, slug: str, kind: str, file: Path) -> None:
         raise InvalidInput(f"{file} is not UTF-8 text") from None
     subject, _, body = text.replace("\r\n", "\n").partition("\n")
     with session_scope(rt.sessions()) as session:
-        templates.save_override(session, get_city(session, slug), kind, subject, body, "cli")
+        city = get_city(session, slug)
+        templates.save_override(session, city, kind, subject, body, "cli")
+        audit(session, "mail.template_set", "message_template", kind, city, subject=subject)
     click.echo(f"{kind}: saved for {slug}")
 
 
@@ -434,7 +498,10 @@ def template_reset(rt: Runtime, slug: str, kind: str) -> None:
     from notify import templates
 
     with session_scope(rt.sessions()) as session:
-        changed = templates.reset_override(session, get_city(session, slug), kind)
+        city = get_city(session, slug)
+        changed = templates.reset_override(session, city, kind)
+        if changed:
+            audit(session, "mail.template_reset", "message_template", kind, city)
     click.echo(f"{kind}: {'back to the default' if changed else 'was already the default'}")
 
 
