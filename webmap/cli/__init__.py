@@ -109,8 +109,9 @@ from webmap.cli import (  # noqa: E402,F401,I001
     generate,
     history,
     mail,
+    privacy,
+    records,
     requests,
     route,
     zones,
 )
-    privacy,
