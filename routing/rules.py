@@ -283,6 +283,12 @@ def _rule_of(session: Session, draft: RuleSet, rule_id: int) -> RoutingRule:
     return rule
 
 
+def rule_values(session: Session, draft: RuleSet, rule_id: int) -> dict[str, Any]:
+    """A draft rule's fields, as :meth:`RuleValues.as_dict` gives them."""
+    rule = _rule_of(session, draft, rule_id)
+    return {f: getattr(rule, f) for f in RULE_FIELDS}
+
+
 def update_rule(session: Session, draft: RuleSet, rule_id: int, values: RuleValues) -> RoutingRule:
     rule = _rule_of(session, draft, rule_id)
     for key, value in values.as_dict().items():

@@ -14,6 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from spatial.cities import CITY_PATH_PREFIX, SLUG_RE
+from spatial.city_time import city_time
 from spatial.db import autocommit_engine, make_engine, make_sessionmaker, resolve_database_url
 from spatial.settings import Settings, load_settings
 
@@ -104,8 +105,9 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
                 session.rollback()
             session.close()
 
-    from webmap import (
+    from webmap import (  # noqa: F401 (admin_audit: its page joins the admin blueprint)
         admin,
+        admin_audit,
         agent,
         auth,
         crew,
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
     )
 
     csrf.init_app(app)
+    # Staff pages show times on the city's clock: {{ t|city_time(city) }}.
+    app.add_template_filter(city_time)
     csrf.exempt(open311.bp)  # API clients authenticate with api_key, not a session
     for module in (
         public,

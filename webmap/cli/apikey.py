@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from webmap.cli import Runtime, cli, pass_runtime
+from webmap.cli import Runtime, audit, cli, pass_runtime
 
 
 @cli.group()
@@ -22,6 +22,8 @@ def apikey_create(rt: Runtime, city_slug: str, name: str) -> None:
 
     with rt.sessions().begin() as session:
         row, key = create_key(session, city_slug, name)
+        what = {"name": row.name, "key_prefix": row.prefix}
+        audit(session, "apikey.create", "api_key", row.id, row.jurisdiction_id, **what)
         line = f"created API key {row.prefix}... '{row.name}' for {city_slug}"
     click.echo(line)
     click.echo("store it now: it cannot be shown again")
@@ -37,6 +39,8 @@ def apikey_revoke(rt: Runtime, key_or_prefix: str) -> None:
 
     with rt.sessions().begin() as session:
         row = revoke_key(session, key_or_prefix)
+        what = {"name": row.name, "key_prefix": row.prefix}
+        audit(session, "apikey.revoke", "api_key", row.id, row.jurisdiction_id, **what)
         line = f"revoked API key {row.prefix}... '{row.name}'"
     click.echo(line)
 

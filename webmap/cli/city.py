@@ -92,7 +92,11 @@ def city_set(rt: Runtime, slug: str, open311_ids: tuple[str, ...], no_open311_id
         raise InvalidInput("give --open311-id or --no-open311-ids, not both")
     with rt.sessions().begin() as session:
         target = get_city(session, validate_slug(slug, "city"))
+        before = list(target.open311_ids or [])
         ids = set_open311_ids(session, target, list(open311_ids))
+        if ids != before:
+            what = {"open311_ids": [before, ids]}
+            audit(session, "city.open311_ids", "city", target.slug, target, **what)
     click.echo(f"city {slug}: Open311 ids {', '.join([slug, *ids])}")
 
 

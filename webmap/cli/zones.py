@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 
 from spatial.models import Zone, ZoneLayer
-from webmap.cli import Runtime, cli, pass_runtime
+from webmap.cli import Runtime, audit, cli, pass_runtime
 
 
 @cli.group()
@@ -54,6 +54,9 @@ def zones_import(
             title=title,
             source_layer=source_layer,
         )
+        layer = result.layer
+        what = {"name": layer.name, "version": layer.version, "zones": result.report.get("zones")}
+        audit(session, "layer.import", "zone_layer", layer.id, target, file=file.name, **what)
         head = (
             f"imported layer {result.layer.name} v{result.layer.version}: "
             f"{result.report['zones']} zones"

@@ -1,0 +1,433 @@
+"""The admin audit log: every admin change, from the pages and from the command line,
+writes one event with who, when, the city and what changed (never a secret), in the
+change's own transaction; the audit page lists them, newest first, city by city."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from geoalchemy2.shape import from_shape
+from shapely.geometry import MultiPolygon, box
+
+from routing import rules as rulesmod
+from spatial import admin_audit
+from spatial.accounts import create_user
+from spatial.apikeys import create_key
+from spatial.models import Jurisdiction, RoutingRule, User, Zone, ZoneLayer
+from spatial.models_ops import AdminEvent
+from tests.support.city import BOUNDS, make_small_city
+from tests.support.dispatch_city import (
+    PASSWORD,
+    DispatchCity,
+    csrf_from,
+    login,
+    make_dispatch_city,
+)
+
+ADMIN = "admin@city.example"
+
+
+@pytest.fixture
+def city(sessions) -> DispatchCity:
+    with sessions.begin() as s:
+        return make_dispatch_city(s)
+
+
+@pytest.fixture
+def admin(client, city):
+    login(client, "admin")
+    return client
+
+
+def events(sessions) -> list[AdminEvent]:
+    with sessions() as s:
+        rows = s.scalars(sa.select(AdminEvent).order_by(AdminEvent.id)).all()
+        s.expunge_all()
+        return list(rows)
+
+
+def all_event_text(engine) -> str:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT coalesce(string_agg(e::text, '|'), '') FROM admin_event e")
+        ).scalar()
+
+
+# --------------------------------------------------------------------------- every POST route
+
+
+def layer_file(tmp_path: Path) -> bytes:
+    path = tmp_path / "wards.geojson"
+    w, s, e, n = BOUNDS
+    import geopandas as gpd
+
+    gpd.GeoDataFrame(
+        {"code": ["N", "S"], "name": ["North", "South"]},
+        geometry=[box(w, (s + n) / 2, e, n), box(w, s, e, (s + n) / 2)],
+        crs=4326,
+    ).to_file(path, driver="GeoJSON")
+    return path.read_bytes()
+
+
+def _draft(sessions, city: DispatchCity) -> tuple[int, int]:
+    """A draft copied from the published rules: (its id, the id of its first rule)."""
+    with sessions.begin() as s:
+        c = s.get(Jurisdiction, city.city_id)
+        draft = rulesmod.create_draft(s, c, "for the test")
+        s.flush()
+        rule_id = s.scalar(
+            sa.select(RoutingRule.id)
+            .where(RoutingRule.ruleset_id == draft.id)
+            .order_by(RoutingRule.position)
+            .limit(1)
+        )
+        return draft.id, rule_id
+
+
+RULE_FORM = {"name": "Anything to parks", "match": "any", "department": "parks"}
+
+
+def _second_layer_version(sessions, city: DispatchCity) -> int:
+    with sessions.begin() as s:
+        layer = ZoneLayer(
+            jurisdiction_id=city.city_id, name="districts", version=2, is_current=False
+        )
+        s.add(layer)
+        s.flush()
+        s.add(
+            Zone(
+                layer_id=layer.id,
+                code="ALL",
+                name="Everywhere",
+                geom=from_shape(MultiPolygon([box(*BOUNDS)]), srid=4326),
+            )
+        )
+        return layer.id
+
+
+def _key(sessions, city: DispatchCity) -> int:
+    with sessions.begin() as s:
+        row, _ = create_key(s, city.slug, "Old client")
+        return row.id
+
+
+@dataclass
+class Ctx:
+    sessions: object
+    city: DispatchCity
+    tmp_path: Path
+
+
+# endpoint -> (ctx -> (path, form, the action logged))
+Recipe = Callable[[Ctx], tuple[str, dict, str]]
+RECIPES: dict[str, Recipe] = {
+    "admin.upload_layer": lambda c: (
+        "/admin/layers",
+        {"layer_name": "wards", "file": (io.BytesIO(layer_file(c.tmp_path)), "w.geojson")},
+        "layer.import",
+    ),
+    "admin.publish_layer": lambda c: (
+        f"/admin/layers/{_second_layer_version(c.sessions, c.city)}/publish",
+        {},
+        "layer.publish",
+    ),
+    "admin.new_draft": lambda c: ("/admin/rules", {"note": "winter"}, "rules.draft"),
+    "admin.add_rule": lambda c: (
+        f"/admin/rules/{_draft(c.sessions, c.city)[0]}/rules",
+        RULE_FORM,
+        "rule.add",
+    ),
+    "admin.edit_rule": lambda c: (
+        "/admin/rules/{}/rules/{}".format(*_draft(c.sessions, c.city)),
+        RULE_FORM,
+        "rule.edit",
+    ),
+    "admin.delete_rule": lambda c: (
+        "/admin/rules/{}/rules/{}/delete".format(*_draft(c.sessions, c.city)),
+        {},
+        "rule.delete",
+    ),
+    "admin.move_rule": lambda c: (
+        "/admin/rules/{}/rules/{}/move".format(*_draft(c.sessions, c.city)),
+        {"position": "2"},
+        "rule.move",
+    ),
+    "admin.publish": lambda c: (
+        f"/admin/rules/{_draft(c.sessions, c.city)[0]}/publish",
+        {},
+        "rules.publish",
+    ),
+    "admin.discard": lambda c: (
+        f"/admin/rules/{_draft(c.sessions, c.city)[0]}/discard",
+        {},
+        "rules.discard",
+    ),
+    "admin.create_user_view": lambda c: (
+        "/admin/users",
+        {"email": "new@city.example", "role": "agent", "password": "a long secret 123"},
+        "user.create",
+    ),
+    "admin.change_role": lambda c: (
+        f"/admin/users/{c.city.users['planner']}/role",
+        {"role": "dispatcher"},
+        "user.role",
+    ),
+    "admin.set_active": lambda c: (
+        f"/admin/users/{c.city.users['planner']}/active",
+        {"active": "0"},
+        "user.active",
+    ),
+    "admin.create_key": lambda c: ("/admin/apikeys", {"name": "FixMyStreet"}, "apikey.create"),
+    "admin.revoke_key": lambda c: (
+        f"/admin/apikeys/{_key(c.sessions, c.city)}/revoke",
+        {},
+        "apikey.revoke",
+    ),
+    "admin.create_template": lambda c: (
+        "/admin/templates",
+        {"name": "Fixed", "body": "It is fixed."},
+        "template.create",
+    ),
+    "admin.edit_template": lambda c: (
+        f"/admin/templates/{c.city.template_id}",
+        {"name": "Scheduled", "body": "Scheduled within a week."},
+        "template.edit",
+    ),
+    "admin.delete_template": lambda c: (
+        f"/admin/templates/{c.city.template_id}/delete",
+        {},
+        "template.delete",
+    ),
+}
+
+
+def test_every_admin_post_route_has_an_audit_case(app):
+    posts = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("admin.") and "POST" in (rule.methods or ())
+    }
+    missing = sorted(posts - set(RECIPES))
+    assert not missing, (
+        f"admin POST routes with no audit case here (log them, add a case): {missing}"
+    )
+    assert not sorted(set(RECIPES) - posts), "cases for routes that no longer exist"
+
+
+@pytest.mark.parametrize("endpoint", sorted(RECIPES))
+def test_each_admin_post_route_writes_one_event(endpoint, admin, sessions, city, tmp_path):
+    path, form, action = RECIPES[endpoint](Ctx(sessions, city, tmp_path))
+    before = events(sessions)
+    token = csrf_from(admin, "/admin/")
+    res = admin.post(path, data={"csrf_token": token, **form})
+    assert res.status_code in (200, 302), res.get_data(as_text=True)[:500]
+    new = events(sessions)[len(before) :]
+    assert [(e.action, e.actor_label, e.jurisdiction_id) for e in new] == [
+        (action, ADMIN, city.city_id)
+    ]
+    assert new[0].actor_id == city.users["admin"]
+    assert abs((datetime.now(UTC) - new[0].at).total_seconds()) < 60
+
+
+def test_a_refused_form_writes_no_event(admin, sessions, city):
+    draft_id, _ = _draft(sessions, city)
+    token = csrf_from(admin, "/admin/")
+    for path, form in [
+        ("/admin/users", {"email": "not an address", "role": "agent"}),
+        (f"/admin/rules/{draft_id}/rules", {**RULE_FORM, "department": "nope"}),
+        ("/admin/templates", {"name": "", "body": "x"}),
+        ("/admin/apikeys", {"name": ""}),
+    ]:
+        res = admin.post(path, data={"csrf_token": token, **form})
+        assert res.status_code == 400, path
+    assert events(sessions) == []
+
+
+def test_what_holds_the_change(admin, sessions, city):
+    token = csrf_from(admin, "/admin/")
+    admin.post(
+        f"/admin/users/{city.users['planner']}/role", data={"csrf_token": token, "role": "agent"}
+    )
+    admin.post(
+        f"/admin/templates/{city.template_id}",
+        data={"csrf_token": token, "name": "Scheduled", "body": "Within a week."},
+    )
+    role, template = events(sessions)
+    assert role.what == {"email": "planner@city.example", "role": ["planner", "agent"]}
+    assert (role.object_type, role.object_id) == ("user", str(city.users["planner"]))
+    # only the changed field, old and new
+    assert list(template.what) == ["body"] and template.what["body"][1] == "Within a week."
+
+
+# --------------------------------------------------------------------------- no secrets
+
+
+def test_passwords_and_keys_never_reach_the_log_or_its_page(admin, sessions, city, engine):
+    token = csrf_from(admin, "/admin/")
+    secret_password = "horse staple battery 42"
+    admin.post(
+        "/admin/users",
+        data={
+            "csrf_token": token,
+            "email": "clerk@city.example",
+            "role": "agent",
+            "password": secret_password,
+        },
+    )
+    generated = admin.post(
+        "/admin/users", data={"csrf_token": token, "email": "temp@city.example", "role": "agent"}
+    )
+    shown = admin.get("/admin/users").get_data(as_text=True)
+    made = admin.post("/admin/apikeys", data={"csrf_token": token, "name": "Client"})
+    key = made.get_data(as_text=True).split('id="new-key">')[1].split("<")[0]
+    assert len(key) > 20 and generated.status_code == 302
+    with sessions() as s:
+        hashes = [u.password_hash for u in s.scalars(sa.select(User))]
+        key_hash = s.scalar(sa.text("SELECT key_hash FROM api_key"))
+    logged = all_event_text(engine)
+    assert [e.action for e in events(sessions)] == ["user.create", "user.create", "apikey.create"]
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    for secret in [secret_password, key, key_hash, *hashes]:
+        assert secret not in logged and secret not in page
+    # the generated password was flashed once on the users page; it is in no event
+    flashed = shown.split("shown once): ")[1].split("<")[0].strip()
+    assert flashed and flashed not in logged and flashed not in page
+
+
+def test_record_drops_secret_fields_whatever_the_caller_passes(sessions, city):
+    with sessions.begin() as s:
+        event = admin_audit.record(
+            s,
+            "test.change",
+            "thing",
+            1,
+            city=city.city_id,
+            actor="cli:test",
+            what={
+                "name": "kept",
+                "password": "p",
+                "key_hash": "h",
+                "api_key": "k",
+                "link_secret": "s",
+                "token": "t",
+                "key_prefix": "abcd1234",
+                "nested": {"totp_secret": "x", "ok": 1},
+            },
+        )
+        s.flush()
+        assert event.what == {"name": "kept", "key_prefix": "abcd1234", "nested": {"ok": 1}}
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_changes_are_logged_with_the_os_user_and_no_secret(cli, sessions, city, engine):
+    res = cli(
+        "users",
+        "create",
+        "--email",
+        "night@city.example",
+        "--role",
+        "dispatcher",
+        "--city",
+        city.slug,
+        "--password",
+        "a very long password",
+    )
+    assert res.returncode == 0, res.stderr
+    res = cli("apikey", "create", "--city", city.slug, "--name", "Open311 client")
+    assert res.returncode == 0, res.stderr
+    key = res.stdout.strip().splitlines()[-1]
+    prefix = res.stdout.split("created API key ")[1].split("...")[0]
+    assert cli("apikey", "revoke", prefix).returncode == 0
+    res = cli("mail", "config", "--city", city.slug, "--reply-limit", "7")
+    assert res.returncode == 0, res.stderr
+    # a command that fails writes nothing
+    bad = cli("apikey", "create", "--city", "nowhere", "--name", "x")
+    assert bad.returncode != 0
+    got = events(sessions)
+    assert [(e.action, e.jurisdiction_id) for e in got] == [
+        ("user.create", city.city_id),
+        ("apikey.create", city.city_id),
+        ("apikey.revoke", city.city_id),
+        ("mail.config", city.city_id),
+    ]
+    assert all(e.actor_label.startswith("cli:") and e.actor_id is None for e in got)
+    assert got[1].what == {"name": "Open311 client", "key_prefix": prefix}
+    assert got[3].what == {"reply_limit_per_hour": [got[3].what["reply_limit_per_hour"][0], 7]}
+    logged = all_event_text(engine)
+    assert key not in logged and "a very long password" not in logged
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def test_page_lists_newest_first_filters_by_action_and_pages(admin, sessions, city):
+    with sessions.begin() as s:
+        for n in range(admin_audit.PAGE_SIZE + 5):
+            admin_audit.record(
+                s, "template.edit", "response_template", n, city=city.city_id, actor="cli:x"
+            )
+        admin_audit.record(s, "user.role", "user", 1, city=city.city_id, actor="cli:x")
+    html = admin.get("/admin/audit").get_data(as_text=True)
+    assert f"{admin_audit.PAGE_SIZE + 6} events, page 1 of 2" in html
+    first_row = html.split('class="audit-event"')[1]
+    assert 'data-action="user.role"' in first_row  # newest first
+    assert html.count('class="audit-event"') == admin_audit.PAGE_SIZE
+    older = admin.get("/admin/audit?page=2").get_data(as_text=True)
+    assert older.count('class="audit-event"') == 6
+    only = admin.get("/admin/audit?action=user.role").get_data(as_text=True)
+    assert "1 event." in only and only.count('class="audit-event"') == 1
+    assert admin.get("/admin/audit?page=zero").status_code == 400
+    assert admin.get("/admin/audit").status_code == 200
+    assert "Audit log" in admin.get("/admin/").get_data(as_text=True)
+
+
+def test_a_city_admin_sees_only_their_citys_events(client, sessions, city):
+    with sessions.begin() as s:
+        other = make_small_city(s, slug="otherville")["city"]
+        other.name, other.public_id_prefix = "Otherville", "OV"
+        create_user(
+            s,
+            email="boss@other.example",
+            role="admin",
+            city_slug="otherville",
+            password=PASSWORD,
+        )
+        admin_audit.record(
+            s, "apikey.create", "api_key", 1, city=city.city_id, actor="cli:x",
+            what={"name": "testville's secret partner"},
+        )  # fmt: skip
+        admin_audit.record(s, "city.create", "city", "new", city=None, actor="cli:x")
+        admin_audit.record(s, "user.role", "user", 2, city=other.id, actor="cli:x")
+    html = client.get("/login").get_data(as_text=True)
+    token = html.split('name="csrf_token" value="')[1].split('"')[0]
+    res = client.post(
+        "/login", data={"email": "boss@other.example", "password": PASSWORD, "csrf_token": token}
+    )
+    assert res.status_code == 302
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert page.count('class="audit-event"') == 1 and 'data-action="user.role"' in page
+    assert "secret partner" not in page and "city.create" not in page
+    # asking for the other city by name gets nothing either
+    res = client.get(f"/admin/audit?city={city.slug}")
+    assert res.status_code in (403, 404) and "secret partner" not in res.get_data(as_text=True)
+    res = client.get("/admin/audit?action=apikey.create")
+    assert "secret partner" not in res.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("role", ["agent", "dispatcher", "crew", "planner"])
+def test_other_roles_cannot_read_the_log(client, sessions, city, role):
+    with sessions.begin() as s:
+        admin_audit.record(
+            s, "user.role", "user", 1, city=city.city_id, actor="cli:x", what={"email": "a@b.c"}
+        )
+    login(client, role)
+    res = client.get("/admin/audit")
+    assert res.status_code == 403 and "a@b.c" not in res.get_data(as_text=True)
