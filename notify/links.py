@@ -1,4 +1,5 @@
-"""Signed links in messages (survey, unsubscribe) and the unsubscribe list.
+"""Signed links in messages (survey, unsubscribe, follow confirmation) and the unsubscribe
+list.
 
 Links are signed with itsdangerous using the city's ``mail_config.link_secret``, created on
 first use. The payload names the city (``c``); a link is checked by reading that id
@@ -26,6 +27,8 @@ from spatial.models_mail import MailAddress, MailConfig, MessageTemplate, Unsubs
 
 SURVEY_SALT = "civicpin-survey"
 UNSUBSCRIBE_SALT = "civicpin-unsubscribe"
+FOLLOW_SALT = "civicpin-follow"
+FOLLOW_CONFIRM_DAYS = 7
 
 
 class BadLink(CivicpinError):
@@ -230,40 +233,152 @@ def verify(session: Session, token: str, salt: str, max_age: int | None = None) 
 
 
 def unsubscribe_url(
-    session: Session, public_base_url: str, city_id: int, email: str, request_id: int | None
+    session: Session,
+    public_base_url: str,
+    city_id: int,
+    email: str,
+    request_id: int | None,
+    kind: str | None = None,
 ) -> str:
-    token = sign(session, city_id, UNSUBSCRIBE_SALT, {"e": email.lower(), "r": request_id})
+    """The recipient's own unsubscribe link: from one request's mail, or (no request)
+    from one ``kind`` of message. Its page also offers "no mail at all" and an undo."""
+    payload: dict[str, Any] = {"e": email.lower(), "r": request_id}
+    if kind is not None:
+        payload["k"] = kind
+    token = sign(session, city_id, UNSUBSCRIBE_SALT, payload)
     return f"{public_base_url}/unsubscribe/{token}"
 
 
+def follow_confirm_url(
+    session: Session,
+    public_base_url: str,
+    city_id: int,
+    email: str,
+    request_id: int,
+    public_id: str,
+) -> str:
+    """The link that confirms ``email`` follows the request (checked by :func:`verify_follow`)."""
+    token = sign(session, city_id, FOLLOW_SALT, {"e": email.lower(), "r": request_id})
+    return f"{public_base_url}/requests/{public_id}/follow/confirm/{token}"
+
+
+def verify_follow(session: Session, token: str) -> tuple[str, int]:
+    """(address, request id) of a genuine, unexpired follow confirmation link."""
+    payload = verify(session, token, FOLLOW_SALT, max_age=FOLLOW_CONFIRM_DAYS * 86400)
+    email, request_id = payload.get("e"), payload.get("r")
+    if not isinstance(email, str) or not isinstance(request_id, int):
+        raise BadLink("This link is not valid: it may have been cut short when it was copied.")
+    return email, request_id
+
+
 # Written out once (every new request checks its recipients): a statement built per call
-# costs more Python than the look-up costs the database.
+# costs more Python than the look-up costs the database. A row without a request, kind or
+# city stands for every request, kind or city.
+UNSUBSCRIBED_MATCH = """
+    lower(u.email) = CAST(:email AS text)
+    AND (u.request_id IS NULL OR u.request_id = CAST(:request_id AS bigint))
+    AND (u.kind IS NULL OR u.kind = CAST(:kind AS text))
+    AND (u.jurisdiction_id IS NULL OR u.jurisdiction_id = CAST(:city_id AS integer))
+"""
 _UNSUBSCRIBED_SQL = sa.text(
-    "SELECT EXISTS (SELECT 1 FROM mail_unsubscribe WHERE lower(email) = :email "
-    "AND (request_id IS NULL OR request_id = CAST(:request_id AS bigint)))"
+    f"SELECT EXISTS (SELECT 1 FROM mail_unsubscribe u WHERE {UNSUBSCRIBED_MATCH})"  # noqa: S608
 )
 
 
-def is_unsubscribed(session: Session, email: str, request_id: int | None) -> bool:
-    """True if ``email`` asked for no mail at all, or none about ``request_id``."""
+def is_unsubscribed(
+    session: Session,
+    email: str,
+    request_id: int | None,
+    kind: str | None = None,
+    city_id: int | None = None,
+) -> bool:
+    """True if ``email`` asked for no mail at all, none about ``request_id``, none of
+    ``kind``, or none from city ``city_id``."""
     return bool(
         session.execute(
-            _UNSUBSCRIBED_SQL, {"email": email.lower(), "request_id": request_id}
+            _UNSUBSCRIBED_SQL,
+            {"email": email.lower(), "request_id": request_id, "kind": kind, "city_id": city_id},
         ).scalar()
     )
 
 
-def unsubscribe(session: Session, email: str, request_id: int | None) -> bool:
-    """Record the wish (idempotent); following a request stops too. True if new."""
-    email = email.lower()
-    if is_unsubscribed(session, email, request_id):
-        return False
-    session.add(Unsubscribe(email=email, request_id=request_id))
-    follow = sa.update(Follower).where(
-        sa.func.lower(Follower.email) == email, Follower.unsubscribed_at.is_(None)
+def _same_wish(email: str, request_id: int | None, kind: str | None, city_id: int | None):
+    return sa.and_(
+        sa.func.lower(Unsubscribe.email) == email,
+        Unsubscribe.request_id.is_(None)
+        if request_id is None
+        else Unsubscribe.request_id == request_id,
+        Unsubscribe.kind.is_(None) if kind is None else Unsubscribe.kind == kind,
+        # a row from before cities were recorded counts as this city's
+        sa.or_(Unsubscribe.jurisdiction_id.is_(None), Unsubscribe.jurisdiction_id == city_id),
     )
+
+
+def has_unsubscribed(
+    session: Session, email: str, request_id: int | None, kind: str | None, city_id: int | None
+) -> bool:
+    """True if exactly this wish (this request, or this kind, or everything) is recorded."""
+    return bool(
+        session.scalar(
+            sa.select(sa.exists().where(_same_wish(email.lower(), request_id, kind, city_id)))
+        )
+    )
+
+
+def unsubscribe(
+    session: Session,
+    email: str,
+    request_id: int | None,
+    kind: str | None = None,
+    city_id: int | None = None,
+) -> bool:
+    """Record the wish (idempotent). True if new.
+
+    One address only, and only what it names: a request (following it stops too), a kind
+    of message, or (neither) all mail from the city.
+    """
+    email = email.lower()
+    if has_unsubscribed(session, email, request_id, kind, city_id):
+        return False
+    session.add(Unsubscribe(email=email, request_id=request_id, kind=kind, jurisdiction_id=city_id))
     if request_id is not None:
-        follow = follow.where(Follower.request_id == request_id)
-    session.execute(follow.values(unsubscribed_at=now_utc()))
+        session.execute(
+            sa.update(Follower)
+            .where(
+                sa.func.lower(Follower.email) == email,
+                Follower.request_id == request_id,
+                Follower.unsubscribed_at.is_(None),
+            )
+            .values(unsubscribed_at=now_utc())
+        )
     session.flush()
     return True
+
+
+def resubscribe(
+    session: Session,
+    email: str,
+    request_id: int | None,
+    kind: str | None = None,
+    city_id: int | None = None,
+) -> bool:
+    """Undo :func:`unsubscribe` for the same wish (a follower follows again). True if
+    there was something to undo."""
+    email = email.lower()
+    gone = session.execute(
+        sa.delete(Unsubscribe)
+        .where(_same_wish(email, request_id, kind, city_id))
+        .returning(Unsubscribe.id)
+    ).all()
+    if request_id is not None:
+        session.execute(
+            sa.update(Follower)
+            .where(
+                sa.func.lower(Follower.email) == email,
+                Follower.request_id == request_id,
+                Follower.unsubscribed_at.is_not(None),
+            )
+            .values(unsubscribed_at=None)
+        )
+    session.flush()
+    return bool(gone)

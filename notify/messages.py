@@ -9,11 +9,17 @@ exists only if the change commits:
   ``resolved`` sends the resolution message with its survey link instead;
 - :func:`on_resolved` - the resolution message alone (same as a change to resolved);
 - :func:`on_crew_assigned` - the crew's members;
-- :func:`on_template_reply` - a dispatcher's standard response to the reporter.
+- :func:`on_template_reply` - a dispatcher's standard response to the reporter;
+- :func:`follow_confirmation` - the link a new follower opens before they get anything.
 
-Every message carries an unsubscribe link and ``List-Unsubscribe``; an address that
-unsubscribed (from everything, or from the request) gets nothing. The same change notified
-twice in one transaction is sent once.
+Every message carries only its recipient's own links. The reporter's private tracking
+link (``?token=``, whose page shows their contact details and answers) goes only into
+mail to the reporter's own address (``_common(private=True)``); everyone else gets the
+public page, staff the staff page too. Every message carries its recipient's own
+unsubscribe link and ``List-Unsubscribe``: from the request, for mail about a request
+to a resident; from that kind of message, for staff alerts and mail about no request.
+An address that unsubscribed (from everything, the request or the kind) gets nothing.
+The same change notified twice in one transaction is sent once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from notify import templates
-from notify.links import is_unsubscribed, mail_config, transaction_memo, unsubscribe_url
+from notify.links import (
+    follow_confirm_url,
+    is_unsubscribed,
+    mail_config,
+    transaction_memo,
+    unsubscribe_url,
+)
 from notify.outbox import enqueue, mail_domain, thread_root_id
 from spatial.accounts import EMAIL_RE
 from spatial.models import (
@@ -58,7 +70,13 @@ def status_label(status: str | None) -> str:
 
 
 def tracking_url(public_base_url: str, request: ServiceRequest) -> str:
+    """The reporter's private link: for mail to the reporter's own address only."""
     return f"{public_base_url}/requests/{request.public_id}?token={request.token}"
+
+
+def public_url(public_base_url: str, request: ServiceRequest) -> str:
+    """The request's public page, which shows nothing of the reporter."""
+    return f"{public_base_url}/requests/{request.public_id}"
 
 
 def locate_url(public_base_url: str, request: ServiceRequest) -> str:
@@ -96,14 +114,25 @@ def _where(request: ServiceRequest) -> str:
     return ""
 
 
-def _common(session: Session, request: ServiceRequest, public_base_url: str) -> dict:
+def _common(
+    session: Session, request: ServiceRequest, public_base_url: str, *, private: bool = False
+) -> dict:
+    """The values every template about ``request`` may use.
+
+    ``tracking_url`` is the public page unless ``private``: only a message to the
+    reporter's own address may pass ``private=True`` and carry their private link.
+    """
     city = _city(session, request)
     return {
         "city_name": city.name,
         "public_id": request.public_id,
         "category": request.service.name if request.service else "",
         "status": status_label(request.status),
-        "tracking_url": tracking_url(public_base_url, request),
+        "tracking_url": (
+            tracking_url(public_base_url, request)
+            if private
+            else public_url(public_base_url, request)
+        ),
         "triage_url": f"{public_base_url}/help/triage",
         "address": request.address or "",
         "description": request.description or "(no description)",
@@ -163,11 +192,22 @@ def _send(
     outbox: list[dict] | None = None,
 ) -> OutboxMessage | None:
     """Render ``template`` for ``to_addr`` and enqueue it, unless they unsubscribed
-    (``outbox``: see :func:`notify.outbox.enqueue`'s ``defer_to``)."""
+    (``outbox``: see :func:`notify.outbox.enqueue`'s ``defer_to``).
+
+    The unsubscribe link is the recipient's own: from request ``unsubscribe_scope``, or
+    (None) from messages of this ``kind``.
+    """
     to_addr = _valid_email(to_addr)
     if to_addr is None:
         return None
-    unsub = unsubscribe_url(session, public_base_url, city_id, to_addr, unsubscribe_scope)
+    unsub = unsubscribe_url(
+        session,
+        public_base_url,
+        city_id,
+        to_addr,
+        unsubscribe_scope,
+        kind if unsubscribe_scope is None else None,
+    )
     rendered = templates.render(session, city_id, template, {**values, "unsubscribe_url": unsub})
     hdrs: dict[str, str] = {
         "List-Unsubscribe": f"<{unsub}>",
@@ -225,7 +265,8 @@ def acknowledge(
     to_addr = to_addr or request.contact_email
     if not to_addr or not _once(session, ("ack", request.public_id)):
         return None
-    values = _common(session, request, public_base_url)
+    # the acknowledgement goes to whoever made the report: it is theirs
+    values = _common(session, request, public_base_url, private=True)
     if request.needs_location:
         values["location_help"] = (
             "\nWe could not tell where the problem is. Please show us on the map "
@@ -263,8 +304,9 @@ def note_received(
     references: str | None = None,
     notes: list[str] | None = None,
 ) -> OutboxMessage | None:
-    """Tell the sender of a reply that it was added to their request."""
-    values = _common(session, request, public_base_url)
+    """Tell the sender of a reply that it was added to their request (the private link
+    only if the sender is the reporter)."""
+    values = _common(session, request, public_base_url, private=_is_reporter(request, to_addr))
     if notes:
         values["notes"] = "\n" + "\n".join(f"Note: {n}" for n in notes) + "\n"
     return _send(
@@ -321,8 +363,16 @@ def on_new_request(
     )
 
 
+def _is_reporter(request: ServiceRequest, addr: str | None) -> bool:
+    """True if ``addr`` is the reporter's own address (the one that may get the token)."""
+    own = (request.contact_email or "").strip().lower()
+    return bool(own) and (addr or "").strip().lower() == own
+
+
 def _residents(session: Session, request: ServiceRequest) -> list[tuple[str, str]]:
-    """(address, role) of the reporter (if opted in) and of the active followers."""
+    """(address, role) of the reporter (if opted in) and of the confirmed, active followers.
+
+    An address that is both gets one message, as the reporter."""
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     if request.contact_email and request.notify_updates and not request.anonymous:
@@ -333,6 +383,7 @@ def _residents(session: Session, request: ServiceRequest) -> list[tuple[str, str
         .where(
             Follower.request_id == request.id,
             Follower.email.is_not(None),
+            Follower.confirmed_at.is_not(None),
             Follower.unsubscribed_at.is_(None),
         )
         .order_by(Follower.id)
@@ -360,14 +411,14 @@ def on_status_change(
         return on_resolved(session, request, public_base_url, note=note)
     if not _once(session, ("status", request.id, new)):
         return []
-    values = _common(session, request, public_base_url)
-    values.update(
-        status=status_label(new),
-        old_status=status_label(old),
-        note=f"\n{note.strip()}\n" if note and note.strip() else "",
-    )
+    change = {
+        "status": status_label(new),
+        "old_status": status_label(old),
+        "note": f"\n{note.strip()}\n" if note and note.strip() else "",
+    }
     sent = []
-    for addr, _role in _residents(session, request):
+    for addr, role in _residents(session, request):
+        values = _common(session, request, public_base_url, private=role == "reporter")
         msg = _send(
             session,
             request,
@@ -375,7 +426,7 @@ def on_status_change(
             kind="status_change",
             template="status_change",
             to_addr=addr,
-            values=values,
+            values={**values, **change},
             public_base_url=public_base_url,
             unsubscribe_scope=request.id,
         )
@@ -392,15 +443,18 @@ def on_resolved(
 
     if not _once(session, ("status", request.id, Status.RESOLVED.value)):
         return []
-    values = _common(session, request, public_base_url)
-    values.update(
-        status=status_label(Status.RESOLVED.value),
-        note=f"\n{note.strip()}\n" if note and note.strip() else "",
-    )
+    change = {
+        "status": status_label(Status.RESOLVED.value),
+        "note": f"\n{note.strip()}\n" if note and note.strip() else "",
+    }
     sent = []
     for addr, role in _residents(session, request):
-        if is_unsubscribed(session, addr, request.id):
-            continue
+        if is_unsubscribed(session, addr, request.id, "resolution", request.jurisdiction_id):
+            continue  # no survey token for mail that will not be sent
+        values = {
+            **_common(session, request, public_base_url, private=role == "reporter"),
+            **change,
+        }
         template = "resolution_follower"
         extra = {}
         if role == "reporter":
@@ -465,7 +519,7 @@ def on_template_reply(
         return None
     if not _once(session, ("reply", request.id, body)):
         return None
-    values = _common(session, request, public_base_url)
+    values = _common(session, request, public_base_url, private=True)
     values["reply"] = body
     return _send(
         session,
@@ -515,6 +569,37 @@ def intake_refused(
         headers=headers,
         auto="auto-replied",
     )
+
+
+def follow_confirmation(
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    to_addr: str,
+) -> OutboxMessage | None:
+    """The link a new follower opens to start getting updates (nothing else before).
+
+    It carries the public page and the address's own confirmation link, never the
+    reporter's private link. Its unsubscribe link stops mail about the request, so that
+    a stranger who keeps typing the address in cannot keep mailing it.
+    """
+    values = _common(session, request, public_base_url)
+    values["confirm_url"] = follow_confirm_url(
+        session, public_base_url, request.jurisdiction_id, to_addr, request.id, request.public_id
+    )
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="follow_confirmation",
+        template="follow_confirmation",
+        to_addr=to_addr,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=request.id,
+    )
+
 
 def reply_unverified(
     session: Session,

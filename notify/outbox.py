@@ -31,7 +31,8 @@ def thread_root_id(request: ServiceRequest, domain: str) -> str:
 
 
 # One statement per message, which also leaves it out when the recipient unsubscribed
-# (from everything, or from this request): no look-up first, no unit of work.
+# (from everything, from this request, from this kind, or from this city's mail): no
+# look-up first, no unit of work.
 _ENQUEUE_SQL = sa.text(
     """
     INSERT INTO outbox_message (jurisdiction_id, request_id, kind, to_addr, subject,
@@ -46,6 +47,9 @@ _ENQUEUE_SQL = sa.text(
         SELECT 1 FROM mail_unsubscribe u
         WHERE lower(u.email) = CAST(:unsub_email AS text)
           AND (u.request_id IS NULL OR u.request_id = CAST(:unsub_request AS bigint))
+          AND (u.kind IS NULL OR u.kind = CAST(:kind AS text))
+          AND (u.jurisdiction_id IS NULL
+               OR u.jurisdiction_id = CAST(:jurisdiction_id AS integer))
     )
     RETURNING id
     """
@@ -86,7 +90,8 @@ def enqueue(
     """Add one outgoing message to the outbox (no commit; the caller's transaction).
 
     ``unless_unsubscribed`` = (address, request id or None): nothing is written (None is
-    returned) if that address unsubscribed from all mail, or from that request's.
+    returned) if that address unsubscribed from all mail (of the city), from that
+    request's, or from messages of this ``kind``.
 
     ``defer_to``: a list to append the message to, as a row of :data:`DEFERRED_COLUMNS`,
     instead of writing it; for a new request that is not written yet, whose statement

@@ -117,6 +117,17 @@ DEFAULTS: dict[str, TemplateDefault] = {
             (*COMMON, "reply"),
         ),
         TemplateDefault(
+            "follow_confirmation",
+            "Confirmation asked of a new follower",
+            "[$public_id] Confirm that you want to follow: $category",
+            "Someone asked for updates on report $public_id ($category) in $city_name "
+            "to be sent to this address.\n\n"
+            "To get them, confirm here (the link works for 7 days): $confirm_url\n\n"
+            "If it was not you, do nothing: you will get no updates.\n"
+            "See the report: $tracking_url\n" + _FOOTER,
+            (*COMMON, "confirm_url"),
+        ),
+        TemplateDefault(
             "intake_refused",
             "Reply to an e-mail that could not become a report",
             "Re: $original_subject",
@@ -193,6 +204,11 @@ def check_template(kind: str, subject: str, body: str) -> tuple[str, str]:
     ):
         raise InvalidInput(
             "The body must keep the $unsubscribe_url link (every message carries one)",
+            field="body",
+        )
+    if kind == "follow_confirmation" and not {"confirm_url"} & set(_identifiers(body)):
+        raise InvalidInput(
+            "The body must keep the $confirm_url link (the follower opens it to confirm)",
             field="body",
         )
     return subject, body

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -56,6 +57,40 @@ PASSED_HEADERS = (
     "X-Civicpin-Kind",
     "X-Civicpin-Request",
 )
+
+
+# Headers of angle-bracketed URIs (RFC 2369). The standard library folds a long header by
+# turning a token it cannot break into RFC 2047 encoded words, which a mail client cannot
+# read as a URI; these go out as written, folded only at white space.
+URI_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+
+
+class _MailPolicy(EmailPolicy):
+    """``email.policy.SMTP``, except that :data:`URI_HEADERS` are never encoded."""
+
+    def _raw(self, name: str, value) -> str:
+        words = str(value).split()
+        lines, line = [], f"{name}:"
+        for word in words:
+            if len(line) + 1 + len(word) > self.max_line_length and line != f"{name}:":
+                lines.append(line)
+                line = ""
+            line += f" {word}"
+        lines.append(line)
+        return self.linesep.join(lines) + self.linesep
+
+    def fold(self, name, value):
+        if name.lower() in URI_HEADERS:
+            return self._raw(name, value)
+        return super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if name.lower() in URI_HEADERS:
+            return self._raw(name, value).encode("ascii", "surrogateescape")
+        return super().fold_binary(name, value)
+
+
+MAIL_POLICY = _MailPolicy(**SMTP_POLICY.__dict__)
 
 
 @dataclass
@@ -108,7 +143,7 @@ def envelope_sender(settings: Settings) -> str:
 def build_email(msg: OutboxMessage, default_from: str, now: datetime | None = None) -> EmailMessage:
     """The RFC 5322 message of an outbox row (CRLF line ends, ready for SMTP)."""
     stored = {k.lower(): v for k, v in (msg.headers or {}).items()}
-    em = EmailMessage(policy=SMTP_POLICY)
+    em = EmailMessage(policy=MAIL_POLICY)
     em["From"] = stored.get("from") or default_from
     em["To"] = msg.to_addr
     em["Subject"] = msg.subject
@@ -314,7 +349,7 @@ def deliver_batch(
                     continue
                 msg = session.get(OutboxMessage, msg_id)
                 unsubscribed = msg.kind != "acknowledgement" and is_unsubscribed(
-                    session, msg.to_addr, msg.request_id
+                    session, msg.to_addr, msg.request_id, msg.kind, msg.jurisdiction_id
                 )
                 em = build_email(msg, settings.mail_from, now=clock())
                 to_addr, attempts = msg.to_addr, msg.attempts

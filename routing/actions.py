@@ -822,10 +822,13 @@ def follow(
     email: str | None = None,
     channel: str = "phone",
     now: datetime | None = None,
+    public_base_url: str | None = None,
 ) -> ServiceRequest:
     """A caller reports the same problem again: they follow it (and count as support).
 
-    With an e-mail address they get its updates; without one the follow still counts.
+    Without an e-mail address the follow counts at once. An address counts, and gets the
+    updates, once its owner opens the confirmation link mailed to it (with
+    ``public_base_url``; see ``intake.duplicates.confirm_follow``).
     """
     from spatial.accounts import EMAIL_RE
 
@@ -851,17 +854,18 @@ def follow(
         if taken or (request.contact_email or "").lower() == email.lower():
             raise InvalidInput(f"{email} already follows {request.public_id}", field="email")
     now = now or now_utc()
-    # Without an address there is nothing to confirm: the caller told the agent. An
-    # address gets nothing until its owner confirms it (the agent page mails the link,
-    # intake.duplicates.follow).
-    session.add(
-        Follower(
-            request_id=request.id,
-            email=email,
-            created_at=now,
-            confirmed_at=now if email is None else None,
-        )
+    # Without an address there is nothing to confirm: the caller told the agent.
+    follower = Follower(
+        request_id=request.id,
+        email=email,
+        created_at=now,
+        confirmed_at=now if email is None else None,
     )
+    session.add(follower)
+    if email is not None and public_base_url:
+        follower.confirm_sent_at = now
+        session.flush()
+        messages.follow_confirmation(session, request, public_base_url, to_addr=email)
     via = {"in_person": "in person"}.get(channel, channel)
     _event(
         session,

@@ -110,7 +110,11 @@ class SurveyToken(Base):
 
 
 class Unsubscribe(Base):
-    """An address that asked for no more mail: about one request, or (no request) any."""
+    """An address that asked for no more mail: about one request, or (no request) any.
+
+    ``kind`` (a message kind, such as ``dispatcher_alert``) narrows it to that kind, and
+    ``jurisdiction_id`` to one city's mail; a row without them means every kind, every city.
+    """
 
     __tablename__ = "mail_unsubscribe"
 
@@ -118,6 +122,10 @@ class Unsubscribe(Base):
     email: Mapped[str] = mapped_column(sa.String(254), index=True)
     request_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("service_request.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str | None] = mapped_column(sa.String(32))
+    jurisdiction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE")
     )
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
 

@@ -18,11 +18,13 @@ from spatial.models import (
     Photo,
     RequestEvent,
     ServiceRequest,
+    now_utc,
 )
 from tests.support.dispatch_city import EAST, WEST, make_dispatch_city, report, user
 from tests.support.images import jpeg_bytes
 
 BASE = "http://127.0.0.1:5000"
+NOW = now_utc()
 
 
 @pytest.fixture
@@ -203,9 +205,11 @@ def test_merge_closes_the_child_and_moves_its_followers(sessions, city, media):
     with sessions.begin() as s:
         s.add_all(
             [
-                Follower(request_id=child_id, email="neighbour@example.org"),
-                Follower(request_id=child_id, email="FIRST@example.org"),  # already on the parent
-                Follower(request_id=child_id, email=None),
+                Follower(request_id=child_id, email="neighbour@example.org", confirmed_at=NOW),
+                Follower(  # already on the parent
+                    request_id=child_id, email="FIRST@example.org", confirmed_at=NOW
+                ),
+                Follower(request_id=child_id, email=None, confirmed_at=NOW),
             ]
         )
     with sessions.begin() as s:
@@ -463,11 +467,16 @@ def test_follow_adds_support_and_refuses_the_same_address_twice(sessions, city, 
     with sessions.begin() as s:
         agent = user(s, "agent")
         req = s.get(ServiceRequest, rid)
-        actions.follow(s, agent, req, email="caller@example.org", channel="phone")
+        actions.follow(
+            s, agent, req, email="caller@example.org", channel="phone", public_base_url=BASE
+        )
         actions.follow(s, agent, req, email=None, channel="in_person")
     with sessions() as s:
         req = s.get(ServiceRequest, rid)
-        assert actions.support_count(s, req) == 2
+        # the address counts (and gets updates) once the caller opens the link mailed to it
+        assert actions.support_count(s, req) == 1
+        (confirm,) = _outbox(s, rid, "follow_confirmation")
+        assert confirm.to_addr == "caller@example.org" and "token=" not in confirm.body_text
         notes = [e.note for e in _events(s, rid, "followed")]
         assert notes == [
             "Another resident reported this too (phone)",

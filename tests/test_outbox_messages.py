@@ -14,7 +14,14 @@ from notify import messages, templates
 from notify.worker import run_once
 from spatial.accounts import create_user
 from spatial.errors import InvalidInput
-from spatial.models import Crew, Follower, Jurisdiction, OutboxMessage, ServiceRequest
+from spatial.models import (
+    Crew,
+    Follower,
+    Jurisdiction,
+    OutboxMessage,
+    ServiceRequest,
+    now_utc,
+)
 from spatial.models_mail import Unsubscribe
 from tests.support.city import INSIDE
 from tests.support.mail import DISPATCH, RESIDENT, Sink, make_mail_city
@@ -47,7 +54,7 @@ def req(sessions, settings):
             media_dir=settings.media_dir,
             public_base_url=BASE,
         ).request
-        s.add(Follower(request_id=r.id, email=NEIGHBOUR))
+        s.add(Follower(request_id=r.id, email=NEIGHBOUR, confirmed_at=now_utc()))
         crew = Crew(department_id=info["department"].id, code="c1", name="Crew One")
         s.add(crew)
         s.flush()

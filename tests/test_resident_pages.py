@@ -359,13 +359,21 @@ def test_following_from_the_duplicates_list_creates_no_request(client, sessions,
     res = client.post(f"/requests/{old_id}/follow", data=data)
     assert res.status_code == 200
     page = res.get_data(as_text=True)
-    assert f"You are following report {old_id}" in page
-    assert 'id="supporters">1 resident<' in page
+    assert "Check your mail" in page and "We send nothing else until then" in page
     assert count(sessions, ServiceRequest) == 1
     with sessions() as s:
         assert s.scalars(sa.select(Follower.email)).all() == ["ben@example.org"]
-        kinds = s.scalars(sa.select(RequestEvent.kind)).all()
-        assert kinds == ["followed"]
+        assert s.scalars(sa.select(RequestEvent.kind)).all() == []  # not before confirming
+        body = s.scalar(sa.select(OutboxMessage.body_text))
+    confirm = re.search(r"http://[^/]+(/requests/\S+/follow/confirm/\S+)", body).group(1)
+    page = client.get(confirm).get_data(as_text=True)
+    assert "ben@example.org" in page and "Yes, follow this report" in page
+    res = client.post(confirm, data={"csrf_token": csrf(client, confirm)})
+    page = res.get_data(as_text=True)
+    assert res.status_code == 200 and f"You are following report {old_id}" in page
+    assert 'id="supporters">1 resident<' in page
+    with sessions() as s:
+        assert s.scalars(sa.select(RequestEvent.kind)).all() == ["followed"]
     public = client.get(f"/requests/{old_id}").get_data(as_text=True)
     assert "1 other resident following" in public
     assert "Another resident reported this too" in public

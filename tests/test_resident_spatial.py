@@ -4,6 +4,7 @@ counts kept by triggers: all against real PostGIS."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,13 @@ from alembic.migration import MigrationContext
 from geoalchemy2 import alembic_helpers
 from pyproj import Geod
 
-from intake.duplicates import find_duplicates, follow, search_envelope, supporters
+from intake.duplicates import (
+    confirm_follow,
+    find_duplicates,
+    follow,
+    search_envelope,
+    supporters,
+)
 from spatial import map_cells
 from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.errors import InvalidInput
@@ -23,6 +30,7 @@ from spatial.models import (
     Photo,
     RequestEvent,
     ServiceRequest,
+    now_utc,
 )
 from tests.support.resident_city import ADDRESSES, INSIDE, add_request, make_resident_city
 
@@ -170,7 +178,7 @@ def test_duplicates_are_open_same_category_recent_and_within_the_radius(sessions
                 thumb_key="public/aa/" + "a" * 64 + "_t.jpg",
             )
         )
-        s.add(Follower(request_id=near.id, email="x@example.org"))
+        s.add(Follower(request_id=near.id, email="x@example.org", confirmed_at=now_utc()))
         ids = (nearer.public_id, near.public_id)
     with sessions() as s:
         town, pothole = _town(s, city)
@@ -212,16 +220,24 @@ def test_follow_subscribes_counts_as_support_and_creates_no_request(sessions, ci
     with sessions.begin() as s:
         req = s.get(ServiceRequest, req_id)
         again = follow(s, req, "ana@example.org", public_base_url="http://311.test")
-        assert not again.created
-        assert supporters(s, req) == 1
+        assert not again.created and not again.mailed  # asked again at once: no second mail
+        assert supporters(s, req) == 0  # not before the address is confirmed
     assert _count(sessions, ServiceRequest) == before
     with sessions() as s:
+        assert (
+            s.scalars(sa.select(RequestEvent).where(RequestEvent.request_id == req_id)).all() == []
+        )
+        mail = s.scalars(sa.select(OutboxMessage)).all()
+        assert [(m.kind, m.to_addr) for m in mail] == [("follow_confirmation", "Ana@Example.org")]
+        assert "/requests/TV-OLD" in mail[0].body_text and "token=" not in mail[0].body_text
+        link = re.search(r"/follow/confirm/(\S+)", mail[0].body_text).group(1)
+    with sessions.begin() as s:
+        confirm_follow(s, s.get(ServiceRequest, req_id), link)
+    with sessions() as s:
+        assert supporters(s, s.get(ServiceRequest, req_id)) == 1
         events = s.scalars(sa.select(RequestEvent).where(RequestEvent.request_id == req_id)).all()
         assert [(e.kind, e.public) for e in events] == [("followed", True)]
         assert "example.org" not in (events[0].note or "")
-        mail = s.scalars(sa.select(OutboxMessage)).all()
-        assert [(m.kind, m.to_addr) for m in mail] == [("follow_confirmation", "Ana@Example.org")]
-        assert "/requests/TV-OLD" in mail[0].body_text and "token" not in mail[0].body_text
 
 
 @pytest.mark.parametrize(

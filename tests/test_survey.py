@@ -129,7 +129,7 @@ def test_tampered_link_is_refused(client, resolved):
 
 
 def test_followers_get_the_resolution_without_a_survey(sessions, settings):
-    from spatial.models import Follower
+    from spatial.models import Follower, now_utc
 
     with sessions.begin() as s:
         make_mail_city(s)
@@ -146,7 +146,7 @@ def test_followers_get_the_resolution_without_a_survey(sessions, settings):
             media_dir=settings.media_dir,
             public_base_url=BASE,
         ).request
-        s.add(Follower(request_id=req.id, email="neighbour@example.org"))
+        s.add(Follower(request_id=req.id, email="neighbour@example.org", confirmed_at=now_utc()))
         s.flush()
         on_status_change(s, req, "new", "resolved", BASE)
         on_status_change(s, req, "new", "resolved", BASE)  # notified twice: sent once

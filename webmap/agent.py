@@ -255,6 +255,10 @@ def follow(public_id: str):
         return _page(city, results=results, q=req.public_id, search_error=str(exc), status=status)
     flash(
         f"The caller now follows {req.public_id}"
-        + (f" and gets its updates at {email.strip()}" if email and email.strip() else "")
+        + (
+            f". Updates go to {email.strip()} once the caller opens the link we e-mailed there"
+            if email and email.strip()
+            else ""
+        )
     )
     return redirect(url_for("agent.index", q=req.public_id), code=303)
