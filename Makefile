@@ -54,7 +54,7 @@ $(VENDOR_STAMP): $(NODE_STAMP) scripts/copy-assets.sh
 run: setup
 	$(BIN)/civicpin db up
 	$(BIN)/civicpin demo load
-	exec $(BIN)/civicpin serve
+	exec env DEMO_MAIL_PAGE=$${DEMO_MAIL_PAGE:-1} $(BIN)/civicpin serve
 
 test: setup
 	$(BIN)/ruff check $(LINT_PATHS)

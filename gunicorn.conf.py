@@ -20,3 +20,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS") or 2)
 keepalive = 30
+# The access log names the path only: query strings carry residents' private tokens
+# (/requests/<id>?token=...), and so may the Referer, which is left out. Otherwise
+# gunicorn's default line (client, time, request, status, size, user agent).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'

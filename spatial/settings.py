@@ -44,6 +44,13 @@ class Settings:
     open311_rate_limit: str = "10/60"
     report_rate_limit: str = "0.0083/5"
     duplicate_radius_m: float = 50.0
+    # Failed sign-ins (failures, minutes): that many in that many minutes lock the account
+    # or the client address out for as many minutes, doubling with each later lock-out.
+    signin_account_limit: tuple[int, int] = (5, 15)
+    signin_client_limit: tuple[int, int] = (20, 15)
+    # The /demo/mail page (residents' spooled mail, with their private links): off unless
+    # asked for, and then for admins only.
+    demo_mail_page: bool = False
     secret_key_generated: bool = field(default=False, compare=False)
 
     @property
@@ -144,7 +151,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"DUPLICATE_RADIUS_M: {v!r} is not a distance of 1-1000 metres"
             ) from None
         kw["duplicate_radius_m"] = radius
+    for name in ("SIGNIN_ACCOUNT_LIMIT", "SIGNIN_CLIENT_LIMIT"):
+        if (v := get(name)) is not None:
+            kw[name.lower()] = _signin_limit(name, v)
+    if (v := get("DEMO_MAIL_PAGE")) is not None:
+        if v.lower() not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
+            raise SettingsError(f"DEMO_MAIL_PAGE: {v!r} is not 1 or 0")
+        kw["demo_mail_page"] = v.lower() in {"1", "true", "yes", "on"}
     return Settings(**kw)
+
+
+def _signin_limit(name: str, value: str) -> tuple[int, int]:
+    failures, _, minutes = value.partition("/")
+    try:
+        limit = (int(failures), int(minutes))
+        if not (2 <= limit[0] <= 1000 and 1 <= limit[1] <= 1440):
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"{name}: {value!r} is not FAILURES/MINUTES (2-1000 failed sign-ins in 1-1440 "
+            "minutes, e.g. 5/15)"
+        ) from None
+    return limit
 
 
 def _rate(name: str, value: str) -> str:

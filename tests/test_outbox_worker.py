@@ -19,11 +19,12 @@ from intake.submit import Draft, submit
 from notify.outbox import enqueue
 from notify.worker import WorkerConfig, backoff, run_once
 from spatial.models import OutboxMessage, now_utc
-from spatial.settings import PROJECT_ROOT
+from spatial.settings import PROJECT_ROOT, load_settings
 from tests.support.city import INSIDE
 from tests.support.mail import DISPATCH, RESIDENT, Sink, free_port, make_mail_city
 
 BASE = "http://127.0.0.1:5000"
+KEY = {"SECRET_KEY": "test-secret-key-0123456789"}  # no key file written
 
 
 @pytest.fixture
@@ -249,8 +250,30 @@ def test_worker_once_cli_reports_an_outage(sessions, db_url, tmp_path):
     assert "Connection refused" in res.stdout
 
 
+def _demo_app(settings, engine, **overrides):
+    from webmap.app import create_app
+
+    app = create_app(settings.with_overrides(**overrides), engine=engine)
+    app.config["TESTING"] = True
+    return app
+
+
+def _staff_client(app, sessions, email: str, role: str):
+    from spatial.accounts import create_user
+    from tests.support.dispatch_city import csrf_from
+
+    password = "spool reader phrase 1"
+    with sessions.begin() as s:
+        create_user(s, email=email, role=role, password=password)
+    client = app.test_client()
+    token = csrf_from(client, "/login")
+    res = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    assert res.status_code == 302
+    return client
+
+
 def test_without_smtp_url_mail_goes_to_the_spool_and_the_demo_page(
-    sessions, settings, client, city
+    sessions, settings, engine, city
 ):
     with sessions.begin() as s:
         result = submit(
@@ -267,6 +290,8 @@ def test_without_smtp_url_mail_goes_to_the_spool_and_the_demo_page(
             public_base_url=BASE,
         )
     public_id = result.request.public_id
+    app = _demo_app(settings, engine, demo_mail_page=True)
+    client = _staff_client(app, sessions, "admin@city.example", "admin")
     page = client.get("/demo/mail")  # delivers what is due, then lists the spool
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -279,14 +304,49 @@ def test_without_smtp_url_mail_goes_to_the_spool_and_the_demo_page(
     msg = client.get(f"/demo/mail/{ack.name}").get_data(as_text=True)
     assert f'href="{BASE}/requests/{public_id}?token=' in msg
     assert "Content-Security-Policy" in page.headers
-    # Not for strangers: the spool holds residents' private links.
-    away = client.get("/demo/mail", environ_base={"REMOTE_ADDR": "203.0.113.9"})
-    assert away.status_code == 404
     assert client.get("/demo/mail/../../secret_key").status_code == 404
 
 
-def test_demo_page_is_off_when_smtp_is_configured(settings, engine):
-    from webmap.app import create_app
+def test_the_spool_page_is_for_admins_only(sessions, settings, engine, city):
+    # The spool holds residents' private links: a browser on this machine, a stranger
+    # elsewhere and staff of any other role learn nothing from it.
+    with sessions.begin() as s:
+        submit(
+            s,
+            Draft(
+                city="testville",
+                service_code="general",
+                lat=INSIDE[0],
+                lon=INSIDE[1],
+                contact_email=RESIDENT,
+                description="spooled",
+            ),
+            media_dir=settings.media_dir,
+            public_base_url=BASE,
+        )
+    app = _demo_app(settings, engine, demo_mail_page=True)
+    _staff_client(app, sessions, "admin@city.example", "admin").get("/demo/mail")
+    name = next((settings.var_dir / "mail-spool").glob("*.eml")).name
+    for addr in ("127.0.0.1", "::1", "203.0.113.9"):
+        for path in ("/demo/mail", f"/demo/mail/{name}"):
+            res = app.test_client().get(path, environ_base={"REMOTE_ADDR": addr})
+            assert res.status_code == 302 and "/login" in res.headers["Location"]
+            assert "token=" not in res.get_data(as_text=True)
+    for role in ("dispatcher", "agent", "crew", "planner"):
+        staff = _staff_client(app, sessions, f"{role}@city.example", role)
+        for path in ("/demo/mail", f"/demo/mail/{name}"):
+            res = staff.get(path)
+            assert res.status_code == 403
+            assert "token=" not in res.get_data(as_text=True)
 
-    app = create_app(settings.with_overrides(smtp_url="smtp://127.0.0.1:1"), engine=engine)
+
+def test_the_spool_page_is_off_unless_asked_for(sessions, settings, engine, city):
+    # Off by default, even for an admin on this machine...
+    app = _demo_app(settings, engine)
+    client = _staff_client(app, sessions, "admin@city.example", "admin")
+    assert client.get("/demo/mail").status_code == 404
+    # ...and whenever a real SMTP server takes the mail.
+    app = _demo_app(settings, engine, demo_mail_page=True, smtp_url="smtp://127.0.0.1:1")
     assert app.test_client().get("/demo/mail").status_code == 404
+    assert load_settings({**KEY, "DEMO_MAIL_PAGE": "1"}).demo_mail_page is True
+    assert load_settings(KEY).demo_mail_page is False

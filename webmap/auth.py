@@ -3,10 +3,18 @@
 Passwords are argon2 hashes (``spatial.accounts``); the session cookie is HttpOnly,
 SameSite=Lax and Secure behind https. A forbidden action answers 403 and changes nothing:
 the role check runs before the view.
+
+Failed sign-ins are throttled per account and per client address in the database
+(``spatial.signin``); a locked-out sign-in answers 429 with Retry-After, even with the
+right password. An account with a two-factor secret is asked for its 6-digit code after
+the password. The cookie carries the user's session generation: logout raises it, which
+ends every copy of the cookie, and so does a change of password, role or active flag.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from functools import wraps
 from urllib.parse import urlsplit
@@ -15,6 +23,7 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -24,9 +33,16 @@ from flask import (
     url_for,
 )
 
-from spatial.accounts import ROLE_IMPLIES, verify_password
+from spatial.accounts import ROLE_IMPLIES
 from spatial.models import User, now_utc
-from webmap.app import db_session
+from spatial.signin import (
+    accept_totp_code,
+    locked_seconds,
+    password_matches,
+    record_failure,
+    record_success,
+)
+from webmap.app import db_session, settings_of
 
 bp = Blueprint("auth", __name__)
 
@@ -38,16 +54,11 @@ def current_user() -> User | None:
         uid = session.get("uid")
         if uid is not None:
             user = db_session().get(User, uid)
-            if user is None or not user.active or session.get("pwh") != _pw_marker(user):
+            if user is None or not user.active or session.get("gen") != user.session_generation:
                 session.clear()
                 user = None
         g.current_user = user
     return g.current_user
-
-
-def _pw_marker(user: User) -> str:
-    # Changing the password (or deactivating) ends every existing session of that user.
-    return (user.password_hash or "")[-16:]
 
 
 def has_role(user: User | None, *roles: str) -> bool:
@@ -83,6 +94,45 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+# How long the code step waits after the password before it asks for the password again.
+CODE_STEP_SECONDS = 300
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _failed(email: str) -> int:
+    """Count a failed sign-in for ``email`` and this client; the lock-out it started, if any."""
+    settings = settings_of(current_app)
+    wait = record_failure(
+        db_session(),
+        email,
+        _client(),
+        account_limit=settings.signin_account_limit,
+        client_limit=settings.signin_client_limit,
+    )
+    db_session().commit()
+    return wait
+
+
+def _locked_out(seconds: int, template: str, **context):
+    # The same words for every address typed: they must not tell which accounts exist.
+    minutes = max(1, math.ceil(seconds / 60))
+    error = f"Too many failed sign-ins. Try again in {minutes} minute{'' if minutes == 1 else 's'}."
+    body = render_template(template, error=error, **context)
+    return body, 429, {"Retry-After": str(max(1, seconds))}
+
+
+def _start_session(user: User):
+    session.clear()
+    session["uid"] = user.id
+    session["gen"] = user.session_generation
+    session.permanent = True
+    flash(f"Signed in as {user.email}.")
+    return redirect(_safe_next(request.args.get("next")))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
@@ -90,22 +140,87 @@ def login():
     if request.method == "POST":
         email = (request.form.get("email") or "").strip().lower()
         password = request.form.get("password") or ""
+        if not email or not password:
+            error = "Enter your e-mail address and your password."
+            return render_template("auth/login.html", error=error, email=email), 400
+        wait = locked_seconds(db_session(), email, _client())
+        if wait:
+            return _locked_out(wait, "auth/login.html", email=email)
         user = db_session().scalar(sa.select(User).where(sa.func.lower(User.email) == email))
-        if user is None or not user.active or not verify_password(user.password_hash, password):
+        # Checked at the same cost whether the account exists or not (timing).
+        if not password_matches(user, password) or not user.active:
+            wait = _failed(email)
+            if wait:
+                return _locked_out(wait, "auth/login.html", email=email)
             error = "The e-mail address or the password is not right."
-        else:
+        elif user.totp_secret:
+            # The account's failures are cleared by the code, not by the password alone.
             session.clear()
-            session["uid"] = user.id
-            session["pwh"] = _pw_marker(user)
-            session.permanent = True
-            flash(f"Signed in as {user.email}.")
-            return redirect(_safe_next(request.args.get("next")))
+            session["pending_uid"] = user.id
+            session["pending_gen"] = user.session_generation
+            session["pending_at"] = int(time.time())
+            return redirect(url_for("auth.login_code", next=request.args.get("next")))
+        else:
+            record_success(db_session(), email)
+            db_session().commit()
+            return _start_session(user)
     status = 401 if error else 200
     return render_template("auth/login.html", error=error, email=email), status
 
 
+def _pending_user() -> User | None:
+    """The account whose password was right a moment ago and whose code is awaited."""
+    uid = session.get("pending_uid")
+    if uid is None or time.time() - session.get("pending_at", 0) > CODE_STEP_SECONDS:
+        return None
+    user = db_session().get(User, uid)
+    if (
+        user is None
+        or not user.active
+        or not user.totp_secret
+        or session.get("pending_gen") != user.session_generation
+    ):
+        return None
+    return user
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code():
+    """The second step for an account with two-factor sign-in: the authenticator's code."""
+    user = _pending_user()
+    if user is None:
+        session.clear()
+        return redirect(url_for("auth.login", next=request.args.get("next")))
+    error = None
+    if request.method == "POST":
+        wait = locked_seconds(db_session(), user.email, _client())
+        if wait:
+            return _locked_out(wait, "auth/login_code.html")
+        if accept_totp_code(db_session(), user, request.form.get("code") or ""):
+            record_success(db_session(), user.email)
+            db_session().commit()
+            return _start_session(user)
+        db_session().rollback()
+        wait = _failed(user.email)
+        if wait:
+            return _locked_out(wait, "auth/login_code.html")
+        error = "That code is not right. Enter the 6-digit code your authenticator app shows now."
+    status = 401 if error else 200
+    return render_template("auth/login_code.html", error=error), status
+
+
 @bp.post("/logout")
 def logout():
+    """Sign out everywhere: the user's session generation goes up, so every copy of the
+    cookie (another browser, a copied one) is signed out too."""
+    user = current_user()
+    if user is not None:
+        db_session().execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(session_generation=User.session_generation + 1)
+        )
+        db_session().commit()
     session.clear()
     return redirect(url_for("public.index"))
 

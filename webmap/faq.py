@@ -6,10 +6,10 @@ Pages here run no script at all; they share the app's strict CSP.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from email import policy
 from email.parser import BytesParser
+from functools import wraps
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -303,24 +303,28 @@ def template_reset(kind: str):
 # --- demo: the local mail spool ---------------------------------------------------------
 
 
-def _spool_allowed() -> Path:
-    """The spool folder, if this visitor may read it (404 otherwise).
+def _spool_page_on(view):
+    """404 unless the demo mail page was asked for (DEMO_MAIL_PAGE) and mail is spooled.
 
-    The spool holds residents' private tracking links, so it is shown only when no real
-    SMTP server is configured, and then only to staff or to a browser on this machine.
+    The spool holds residents' mail with their private links: the page is off by default,
+    and when on it is for admins only (``roles_required("admin")`` under this), whatever
+    the client's address.
     """
-    settings = settings_of(current_app)
-    if settings.smtp_url:
-        abort(404)
-    try:
-        local = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        local = False
-    if not local and current_user() is None:
-        abort(404)
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        settings = settings_of(current_app)
+        if not settings.demo_mail_page or settings.smtp_url:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _spool_folder() -> Path:
     from notify.worker import spool_dir
 
-    return spool_dir(settings)
+    return spool_dir(settings_of(current_app))
 
 
 def _deliver_to_spool() -> None:
@@ -339,9 +343,11 @@ def _read(path: Path):
 
 
 @bp.get("/demo/mail")
+@_spool_page_on
+@roles_required("admin")
 def demo_mail():
     """The messages the worker wrote to the spool, newest first (delivers what is due)."""
-    folder = _spool_allowed()
+    folder = _spool_folder()
     _deliver_to_spool()
     files = sorted(folder.glob("*.eml"), reverse=True)[:SPOOL_PAGE_SIZE] if folder.exists() else []
     items = []
@@ -363,8 +369,10 @@ def demo_mail():
 
 
 @bp.get("/demo/mail/<name>")
+@_spool_page_on
+@roles_required("admin")
 def demo_mail_message(name: str):
-    folder = _spool_allowed()
+    folder = _spool_folder()
     if not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9]{8}\.eml", name):
         abort(404)
     path = folder / name

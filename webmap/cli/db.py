@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import sqlalchemy as sa
+from werkzeug.serving import WSGIRequestHandler
 
 from spatial.db import DatabaseError, migrate
 from spatial.embedded import EmbeddedCluster
-from webmap.cli import Runtime, cli, pass_runtime
+from webmap.cli import Runtime, audit, cli, pass_runtime
 
 STATUS_TABLES = (
     ("jurisdictions", "jurisdiction"),
@@ -76,7 +79,38 @@ def serve(rt: Runtime, host: str | None, port: int | None, debug: bool) -> None:
     port = port or settings.port
     app = create_app(settings, engine=rt.ready_engine())
     click.echo(f"civicpin serving on http://{host}:{port}/ (Ctrl-C to stop)")
-    app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True)
+    app.run(
+        host=host,
+        port=port,
+        debug=debug,
+        use_reloader=debug,
+        threaded=True,
+        request_handler=PathOnlyRequestHandler,
+    )
+
+
+_QUERY_RE = re.compile(r"\?[^\s'\"]*")
+
+
+class PathOnlyRequestHandler(WSGIRequestHandler):
+    """The development server's request log without query strings: links such as a
+    resident's ``/requests/<id>?token=...`` must not be written to logs."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        full = getattr(self, "path", None)
+        if full is None:
+            self.requestline = _QUERY_RE.sub("", self.requestline)
+            return super().log_request(code, size)
+        self.path = full.partition("?")[0]
+        try:
+            super().log_request(code, size)
+        finally:
+            self.path = full
+
+    def log_error(self, format: str, *args) -> None:
+        super().log_error(
+            format, *(_QUERY_RE.sub("", a) if isinstance(a, str) else a for a in args)
+        )
 
 
 @cli.group()
@@ -104,6 +138,86 @@ def users_create(rt: Runtime, email: str, role: str, city_slug: str | None, name
         user, generated = create_user(
             session, email=email, role=role, city_slug=city_slug, name=name, password=password
         )
+        what = {"email": user.email, "role": user.role, "name": user.name}
+        audit(session, "user.create", "user", user.id, user.jurisdiction_id, **what)
     click.echo(f"created {user.role} {user.email}")
     if generated:
         click.echo(f"password: {generated}")
+
+
+def _user_by_email(session, email: str):
+    from spatial.accounts import validate_email
+    from spatial.errors import InvalidInput
+    from spatial.models import User
+
+    email = validate_email(email).lower()
+    user = session.scalar(sa.select(User).where(sa.func.lower(User.email) == email))
+    if user is None:
+        raise InvalidInput(f"no user with e-mail {email}", field="email")
+    return user
+
+
+@users.command("password")
+@click.option("--email", required=True)
+@click.option("--password", default=None, help="The new password (default: generated).")
+@pass_runtime
+def users_password(rt: Runtime, email: str, password: str | None) -> None:
+    """Set a user's password (at least 12 characters, not a common one); ends their sessions.
+
+    Prints the generated password if none was given.
+    """
+    from spatial.accounts import set_password
+
+    with rt.sessions().begin() as session:
+        user = _user_by_email(session, email)
+        generated = set_password(user, password)
+        audit(session, "user.password", "user", user.id, user.jurisdiction_id, email=user.email)
+    click.echo(f"password changed for {user.email}; their sessions are signed out")
+    if generated:
+        click.echo(f"password: {generated}")
+
+
+@users.group("totp")
+def users_totp() -> None:
+    """Two-factor sign-in with an authenticator app (TOTP codes)."""
+
+
+@users_totp.command("enable")
+@click.option("--email", required=True)
+@pass_runtime
+def users_totp_enable(rt: Runtime, email: str) -> None:
+    """Give the user a new two-factor secret; prints the otpauth:// address for their app.
+
+    From then on, sign-in asks for the app's 6-digit code after the password. Running it
+    again replaces the secret (a lost phone); either way the user's sessions end.
+    """
+    from spatial.signin import new_totp_secret, provisioning_uri
+
+    with rt.sessions().begin() as session:
+        user = _user_by_email(session, email)
+        user.totp_secret = new_totp_secret()
+        user.totp_last_step = None
+        audit(session, "user.totp_enable", "user", user.id, user.jurisdiction_id, email=user.email)
+        uri = provisioning_uri(user.totp_secret, user.email)
+    click.echo(f"two-factor sign-in enabled for {user.email}; add this to their authenticator app:")
+    click.echo(uri)
+
+
+@users_totp.command("disable")
+@click.option("--email", required=True)
+@pass_runtime
+def users_totp_disable(rt: Runtime, email: str) -> None:
+    """Turn two-factor sign-in off for the user (their sessions end)."""
+    with rt.sessions().begin() as session:
+        user = _user_by_email(session, email)
+        was_on = user.totp_secret is not None
+        user.totp_secret = None
+        user.totp_last_step = None
+        if was_on:
+            jid = user.jurisdiction_id
+            audit(session, "user.totp_disable", "user", user.id, jid, email=user.email)
+    click.echo(
+        f"two-factor sign-in disabled for {user.email}"
+        if was_on
+        else f"two-factor sign-in was not enabled for {user.email}"
+    )
