@@ -85,7 +85,8 @@ IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 QUOTE_HEADER_RE = re.compile(
     r"^(?:"
     r"(?:On|Le|Am|El|Il|Op|Em)\s[^\n]{0,200}(?:\n[^\n]{0,200})?"
-    r"(?:wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu)\s?:"
+    r"(?:(?:wrote|a écrit|escribió|ha scritto|escreveu)\s?|(?:schrieb|schreef)[^\n]{0,200}):"
+    r"[ \t]*$"
     r"|-{2,}\s*(?:Original Message|Message d'origine|Ursprüngliche Nachricht|Mensaje original)"
     r"\s*-{2,}"
     r"|_{10,}\s*\n\s*\*?(?:From|De|Von)\s?:\*?\s"

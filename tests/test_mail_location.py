@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake.email_intake import html_to_text, plain_safe, strip_quoted
+from intake.email_intake import gateway_verdict, html_to_text, plain_safe, strip_quoted
 from intake.mail_location import (
     address_candidates,
     coordinates_in_text,
@@ -101,3 +101,78 @@ def test_strip_quoted_reply():
     )
     assert strip_quoted(text) == "New photo attached.\nThanks"
     assert strip_quoted("> only quoted\nmine") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "gone"),
+    [
+        (  # Gmail wraps a long attribution line
+            "Still broken.\n\nOn Mon, 7 Dec 2026 at 10:00, Testville 311 <\n"
+            "311@city.example> wrote:\n> Follow it here: https://x/requests/A?token=s",
+            "Still broken.",
+            "token",
+        ),
+        (
+            "Still broken.\n\n-----Original Message-----\nFrom: 311\nSent: Monday\ntoken=s",
+            "Still broken.",
+            "token",
+        ),
+        (  # Outlook's header block under a rule, no "Original Message"
+            "Still broken.\n\n________________________________\nFrom: Testville 311 "
+            "<311@city.example>\nSent: Monday, 7 December 2026 10:00\nSubject: [TV-1]\ntoken=s",
+            "Still broken.",
+            "token",
+        ),
+        (
+            "Still broken.\n\nDe : Testville 311\nEnvoyé : lundi\nObjet : [TV-1]\ntoken=s",
+            "Still broken.",
+            "token",
+        ),
+        ("Still broken.\n\nSent from my iPhone", "Still broken.", "iPhone"),
+        ("Toujours cassé.\n\nEnvoyé de mon iPhone", "Toujours cassé.", "iPhone"),
+        ("Still broken.\n--\nAna Resident\n555 0100", "Still broken.", "555"),
+        ("Still broken.\nAm 7.12.2026 schrieb Testville 311:\n> alt", "Still broken.", "alt"),
+        # Not a quote: "From:" in the resident's own words, with no header block after it.
+        (
+            "From: the corner of 1st and Main\nTo: the bridge, the road is flooded.",
+            "From: the corner of 1st and Main\nTo: the bridge, the road is flooded.",
+            None,
+        ),
+        ("- pothole one\n- pothole two", "- pothole one\n- pothole two", None),
+    ],
+)
+def test_strip_quoted_leaves_the_senders_own_words(text, kept, gone):
+    out = strip_quoted(text)
+    assert out == kept
+    if gone:
+        assert gone not in out
+
+
+GW = "mx.city.example"
+
+
+@pytest.mark.parametrize(
+    ("headers", "from_addr", "trusted", "expected"),
+    [
+        ([f"{GW}; dmarc=pass header.from=example.org"], "a@example.org", GW, "pass"),
+        ([f"{GW}; dmarc=fail (p=reject) header.from=example.org"], "a@example.org", GW, "fail"),
+        ([f"{GW}; spf=pass smtp.mailfrom=a@example.org"], "a@example.org", GW, "pass"),
+        ([f"{GW}; spf=pass smtp.mailfrom=bounce@mailer.example"], "a@example.org", GW, "none"),
+        ([f"{GW}; dkim=pass header.d=example.org"], "a@news.example.org", GW, "pass"),
+        # A signer below the From domain does not speak for it.
+        ([f"{GW}; dkim=pass header.d=evil.example.org"], "a@example.org", GW, "none"),
+        ([f"{GW}; dkim=fail header.d=example.org; spf=softfail"], "a@example.org", GW, "fail"),
+        ([f"{GW}; dkim=fail; spf=pass smtp.mailfrom=example.org"], "a@example.org", GW, "pass"),
+        ([f"{GW}; none"], "a@example.org", GW, "none"),
+        # Only the gateway's id counts, compared without case; the topmost one decides.
+        (["MX.City.Example 1; dmarc=pass"], "a@example.org", GW, "pass"),
+        (["mx.other.example; dmarc=pass"], "a@example.org", GW, "none"),
+        ([f"{GW}; dmarc=fail", f"{GW}; dmarc=pass"], "a@example.org", GW, "fail"),
+        ([f"{GW} (comment); dmarc=pass"], "a@example.org", GW, "pass"),
+        ([f"{GW}; dmarc"], "a@example.org", GW, "none"),  # unreadable
+        ([f"{GW}; dmarc=pass"], "a@example.org", None, "none"),  # no gateway set
+        ([f"{GW}; dmarc=pass"], None, GW, "none"),
+    ],
+)
+def test_gateway_verdict(headers, from_addr, trusted, expected):
+    assert gateway_verdict(headers, from_addr, trusted)[0] == expected
