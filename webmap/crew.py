@@ -27,6 +27,7 @@ from flask import (
 )
 
 from routing import actions, queue
+from spatial.city_time import label_items
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.media import PhotoUpload
 from spatial.models import Crew, Department, Jurisdiction, User
@@ -129,6 +130,7 @@ def index():
     items = queue.crew_queue(session, crew.id, sort=sort)
     dept = session.get(Department, crew.department_id)
     city = session.get(Jurisdiction, dept.jurisdiction_id)
+    label_items(items, city)
     settings = settings_of(current_app)
     args = _crew_args(crew, user)
     return render_template(
@@ -158,6 +160,7 @@ def api_requests():
     near = queue.parse_near(request.args.get("near"))
     sort = request.args.get("sort") or "priority"
     items = queue.crew_queue(db_session(), crew.id, sort=sort, near=near)
+    label_items(items, _city_of(crew))
     for item in items:
         item["url"] = url_for("crew.request_page", public_id=item["public_id"])
     return jsonify({"crew": crew.name, "sort": sort, "items": items})

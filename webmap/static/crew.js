@@ -77,9 +77,8 @@
       a.appendChild(el("span", "badge priority", item.priority));
       if (item.overdue) a.appendChild(el("span", "badge overdue", "overdue"));
       a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
-      if (item.due_at) {
-        a.appendChild(el("span", "queue-item__due", "due " + item.due_at.slice(0, 16).replace("T", " ")));
-      }
+      // "due" is on the city's clock, labelled, as the server wrote it.
+      if (item.due) a.appendChild(el("span", "queue-item__due", "due " + item.due));
       if (item.meters !== undefined && item.meters !== null) {
         var d = item.meters >= 1000 ? (item.meters / 1000).toFixed(1) + " km" : item.meters + " m";
         a.appendChild(el("span", "queue-item__distance", d));

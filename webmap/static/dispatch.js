@@ -148,6 +148,12 @@
       (item.department || "central dispatch") + (item.crew ? " / " + item.crew : "")));
     a.appendChild(el("span", "queue-item__channel", item.channel));
     li.appendChild(a);
+    // "reported" is on the city's clock, labelled, as the server wrote it.
+    if (item.reported) {
+      var when = el("time", "queue-item__when", item.reported);
+      when.setAttribute("datetime", item.requested_at);
+      a.appendChild(when);
+    }
     if (selected === item.public_id) li.classList.add("is-selected");
     return li;
   }
