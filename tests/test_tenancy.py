@@ -1,0 +1,470 @@
+"""Cities apart: staff of one city can neither read nor change anything of another.
+
+Two cities share one install, each with its staff, a request with a photo, a crew, an API
+key, a help article and a response template. For every route of the staff, planner and
+admin blueprints (read from ``app.url_map``, so a new route is covered the day it is
+added) and every role of the first city, the second city's ids and its ``?city=`` (or its
+``/c/<slug>/`` address) answer 403 or 404, show none of its data and change no row. An
+install administrator reading the same addresses sees that data (so the addresses are
+right and the check can fail).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from conftest import TEMPLATE, make_settings
+
+from intake.submit import Draft, submit
+from notify import templates as mail_templates
+from spatial import apikeys
+from spatial.accounts import create_user
+from spatial.db import make_engine, make_sessionmaker
+from spatial.media import PhotoUpload
+from spatial.models import (
+    Crew,
+    Jurisdiction,
+    Photo,
+    ResponseTemplate,
+    RoutingRule,
+    RuleSet,
+    User,
+    ZoneLayer,
+)
+from spatial.models_mail import FaqArticle
+from tests.support.city import INSIDE, make_small_city
+from tests.support.images import jpeg_bytes
+
+PASSWORD = "correct horse battery staple"
+CITY_ROLES = ("agent", "dispatcher", "crew", "planner", "admin")
+# Blueprints whose every route is for signed-in staff of one city.
+STAFF_BLUEPRINTS = {"dispatch", "crew", "agent", "admin", "planner"}
+# Staff routes of other blueprints (the FAQ's admin pages, the demo mail spool).
+STAFF_PREFIXES = ("/admin/", "/demo/", "/staff/")
+# The staff start page names the user only: it has no city to get wrong.
+CITY_FREE = {"auth.staff_home"}
+DENIED = {403, 404}
+
+
+@dataclass
+class City:
+    slug: str
+    id: int
+    public_id: str
+    ids: dict[str, object]  # path argument -> this city's value
+    markers: tuple[str, ...]  # text only this city's pages may show
+
+
+def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int]) -> City:
+    base = make_small_city(s, slug)
+    city = base["city"]
+    city.name = slug.title()
+    city.public_id_prefix = prefix
+    layer = s.get(ZoneLayer, base["layer"].id)
+    crew = Crew(department_id=base["department"].id, code="crew-1", name=f"{slug} crew one")
+    template = ResponseTemplate(
+        jurisdiction_id=city.id, name=f"{slug} scheduled", body="Fixed within 3 days."
+    )
+    article = FaqArticle(
+        jurisdiction_id=city.id,
+        slug="parking",
+        title=f"{slug} parking rules",
+        body="Where to park.",
+        published=False,
+    )
+    s.add_all([crew, template, article])
+    s.flush()
+    users = {}
+    for role in CITY_ROLES:
+        user, _ = create_user(
+            s,
+            email=f"{role}@{slug}.example",
+            role=role,
+            city_slug=slug,
+            password=PASSWORD,
+        )
+        if role == "crew":
+            user.crew_id = crew.id
+        users[role] = user
+    key, _ = apikeys.create_key(s, slug, f"{slug} client")
+    draft = Draft(
+        city=slug,
+        service_code="pothole",
+        lat=INSIDE[0],
+        lon=INSIDE[1],
+        attributes={"depth": "12"},
+        description=f"{slug} secret description",
+        contact_name="Rosa Resident",
+        contact_email=f"rosa@{slug}.example",
+        # photos are stored by content: each city's own picture
+        photos=[PhotoUpload("hole.jpg", jpeg_bytes(color=colour))],
+        channel="web",
+    )
+    req = submit(s, draft, media_dir=media_dir, public_base_url="http://127.0.0.1:5000").request
+    req.crew_id = crew.id
+    photo = s.scalar(sa.select(Photo).where(Photo.request_id == req.id))
+    ruleset = s.scalar(sa.select(RuleSet).where(RuleSet.jurisdiction_id == city.id))
+    rule = s.scalar(sa.select(RoutingRule).where(RoutingRule.ruleset_id == ruleset.id))
+    s.flush()
+    ids = {
+        "public_id": req.public_id,
+        "user_id": users["dispatcher"].id,
+        "key_id": key.id,
+        "layer_id": layer.id,
+        "ruleset_id": ruleset.id,
+        "rule_id": rule.id,
+        "template_id": template.id,
+        "article_id": article.id,
+        "crew_id": crew.id,
+        "rest": photo.public_key.removeprefix("public/"),
+    }
+    markers = (
+        req.public_id,
+        f"{slug} secret description",
+        f"rosa@{slug}.example",
+        f"dispatcher@{slug}.example",
+        f"{slug} client",
+        f"{slug} parking rules",
+        f"{slug} scheduled",
+        f"{slug} crew one",
+    )
+    return City(slug=slug, id=city.id, public_id=req.public_id, ids=ids, markers=markers)
+
+
+@pytest.fixture(scope="module")
+def world(pg, tmp_path_factory):
+    name = f"tenancy_{os.getpid()}"
+    url = pg.create_db(name, template=TEMPLATE)
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    sessions = make_sessionmaker(engine)
+    settings = make_settings(tmp_path_factory.mktemp("tenancy"), url)
+    with sessions.begin() as s:
+        home = _make_city(s, "hometown", "HT", settings.media_dir, (200, 60, 40))
+        other = _make_city(s, "otherton", "OT", settings.media_dir, (40, 160, 90))
+        create_user(s, email="root@install.example", role="admin", password=PASSWORD)
+    from webmap.app import create_app
+
+    app = create_app(settings, engine=engine)
+    app.config["TESTING"] = True
+    yield app, sessions, home, other
+    engine.dispose()
+    pg.drop_db(name)
+
+
+def _login(client, email: str) -> None:
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    res = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert res.status_code == 302, res.get_data(as_text=True)[:500]
+
+
+_clients: dict = {}
+
+
+def _client(app, email: str):
+    """One signed-in client per account for the module (argon2 makes sign-ins slow)."""
+    if email not in _clients:
+        client = app.test_client()
+        _login(client, email)
+        _clients[email] = client
+    return _clients[email]
+
+
+def _csrf(client) -> str:
+    html = client.get("/staff").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def fingerprint(sessions) -> str:
+    """A digest of every row of every table: any write anywhere shows."""
+    with sessions() as s:
+        tables = s.scalars(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename NOT IN ('spatial_ref_sys', 'alembic_version') ORDER BY 1"
+            )
+        ).all()
+        parts = [
+            f"SELECT '{t}' AS name, count(*) || ':' || "  # noqa: S608 - names from the catalog
+            f"coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS digest FROM {t} t"
+            for t in tables
+        ]
+        rows = s.execute(sa.text(" UNION ALL ".join(parts))).all()
+    return "\n".join(f"{r.name} {r.digest}" for r in rows)
+
+
+def _action_values(endpoint: str) -> list[str]:
+    if endpoint == "dispatch.act":
+        from webmap.dispatch import ACTIONS
+
+        return list(ACTIONS)
+    if endpoint == "crew.act":
+        return ["status", "note"]
+    return []
+
+
+def _arg_values(rule, endpoint: str, city: City) -> list[dict[str, str]]:
+    """Every way to fill ``rule``'s path with ``city``'s ids (several for ``<action>``)."""
+    fixed = {
+        **{k: str(v) for k, v in city.ids.items()},
+        "fmt_name": "csv",
+        "view": "heat",
+        "kind": next(iter(mail_templates.DEFAULTS)),
+        "name": "message.eml",
+    }
+    out = [{}]
+    for arg in sorted(rule.arguments):
+        if arg == "action":
+            values = _action_values(endpoint)
+        elif arg in fixed:
+            values = [fixed[arg]]
+        else:
+            pytest.fail(
+                f"{rule.rule}: no value for <{arg}> in tests/test_tenancy.py: give it the "
+                "other city's id, so that the new route is checked too"
+            )
+        out = [{**o, arg: v} for o in out for v in values]
+    return out
+
+
+def _build(rule, values: dict[str, str]) -> str:
+    path = rule.rule
+    for arg, value in values.items():
+        path = re.sub(r"<(?:[^:<>]+:)?" + arg + r">", quote(value, safe="/"), path)
+    return path
+
+
+def staff_cases(app) -> list[tuple[str, str, object]]:
+    """(method, endpoint, rule) for every staff route of the app."""
+    cases = []
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.split(".")[0]
+        staff = blueprint in STAFF_BLUEPRINTS or rule.rule.startswith(STAFF_PREFIXES)
+        if not staff and rule.endpoint not in CITY_FREE:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            cases.append((method, rule.endpoint, rule))
+    return sorted(cases, key=lambda c: (c[2].rule, c[0]))
+
+
+POST_FIELDS = {
+    "note": "leak check",
+    "text": "leak check",
+    "body": "leak check",
+    "subject": "leak check",
+    "title": "leak check",
+    "slug": "leak-check",
+    "name": "leak check",
+    "email": "intruder@example.org",
+    "role": "planner",
+    "active": "0",
+    "status": "closed",
+    "priority": "urgent",
+    "confirm": "1",
+    "public": "1",
+    "reason": "leak check",
+    "published": "on",
+    "service_code": "pothole",
+    "lat": str(INSIDE[0]),
+    "lon": str(INSIDE[1]),
+}
+
+
+def _request(client, method: str, path: str, token: str | None):
+    if method == "GET":
+        return client.get(path)
+    return client.post(path, data={**POST_FIELDS, "csrf_token": token})
+
+
+def _addresses(rule, endpoint: str, other: City) -> list[str]:
+    """The ways to reach ``other``'s data through ``rule``: its ids, its ?city=, its address."""
+    out = []
+    for values in _arg_values(rule, endpoint, other):
+        path = _build(rule, values)
+        if set(values) & set(other.ids):
+            out.append(path)
+        sep = "&" if "?" in path else "?"
+        out.append(f"{path}{sep}city={other.slug}")
+        out.append(f"/c/{other.slug}{path}")
+    return out
+
+
+def test_every_staff_route_is_checked(world):
+    app, *_ = world
+    endpoints = {e for _, e, _ in staff_cases(app)}
+    # the routes that show or change a city's data are all among the cases
+    for endpoint in (
+        "dispatch.console",
+        "dispatch.act",
+        "dispatch.staff_media",
+        "crew.act",
+        "agent.create",
+        "admin.users",
+        "admin.change_role",
+        "admin.revoke_key",
+        "planner.export",
+        "planner.heatmap",
+        "faq.admin_edit",
+        "faq.template_edit",
+    ):
+        assert endpoint in endpoints, endpoint
+    assert len(endpoints) >= 60
+
+
+@pytest.mark.parametrize("role", CITY_ROLES)
+def test_no_cross_city_read_or_write(world, role):
+    app, sessions, home, other = world
+    client = _client(app, f"{role}@{home.slug}.example")
+    token = _csrf(client)
+    failures = []
+    before = fingerprint(sessions)
+    for method, endpoint, rule in staff_cases(app):
+        for path in _addresses(rule, endpoint, other):
+            if endpoint in CITY_FREE and "/c/" not in path and "city=" not in path:
+                continue
+            res = _request(client, method, path, token)
+            body = res.get_data().decode("utf-8", "replace")
+            leaked = [m for m in other.markers if m in body]
+            if endpoint in CITY_FREE:
+                ok = res.status_code in DENIED | {200} and not leaked
+            else:
+                ok = res.status_code in DENIED and not leaked
+            if not ok:
+                failures.append(f"{method} {path} -> {res.status_code} {leaked or body[:120]!r}")
+            if method == "POST":
+                after = fingerprint(sessions)
+                if after != before:
+                    changed = set(after.splitlines()) - set(before.splitlines())
+                    failures.append(f"{method} {path} changed {sorted(changed)}")
+                    before = after
+    assert not failures, "\n".join(failures)
+    # the city's own pages still work for the role's own work (the check is not blanket)
+    own = {
+        "agent": "/agent",
+        "dispatcher": "/dispatch",
+        "crew": "/crew",
+        "planner": "/planner/heatmap",
+        "admin": "/admin/users",
+    }[role]
+    assert client.get(own).status_code == 200
+    assert client.get(f"{own}?city={home.slug}").status_code == 200
+    assert client.get(f"/c/{home.slug}{own}").status_code == 200
+
+
+def test_an_install_admin_reads_every_city(world):
+    """The positive control: the same addresses show the other city's data to the install
+    administrator, so the denials above are real."""
+    app, sessions, home, other = world
+    client = _client(app, "root@install.example")
+    seen = {
+        "/dispatch/requests/{public_id}": f"{other.slug} secret description",
+        "/dispatch/api/queue?city={slug}": other.public_id,
+        "/admin/users?city={slug}": f"dispatcher@{other.slug}.example",
+        "/admin/apikeys?city={slug}": f"{other.slug} client",
+        "/admin/templates?city={slug}": f"{other.slug} scheduled",
+        "/admin/faq?city={slug}": f"{other.slug} parking rules",
+        "/c/{slug}/admin/users": f"dispatcher@{other.slug}.example",
+        "/crew?crew={crew_id}": other.public_id,
+        "/planner/export/heat.csv?city={slug}": "",
+    }
+    for template, marker in seen.items():
+        path = template.format(slug=other.slug, **other.ids)
+        res = client.get(path)
+        assert res.status_code == 200, (path, res.status_code)
+        assert marker in res.get_data(as_text=True), path
+    assert client.get(f"/staff/media/{other.ids['rest']}").status_code == 200
+
+
+def test_a_city_admin_manages_only_their_citys_accounts(world):
+    app, sessions, home, other = world
+    client = _client(app, f"admin@{home.slug}.example")
+    token = _csrf(client)
+    with sessions() as s:
+        root = s.scalar(sa.select(User).where(User.email == "root@install.example"))
+        own = s.scalar(sa.select(User).where(User.email == f"planner@{home.slug}.example"))
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert "root@install.example" not in page
+    assert f"planner@{home.slug}.example" in page
+    assert "install_admin" not in page  # not a role they may give
+    before = fingerprint(sessions)
+    # the install administrator's account is not theirs to change
+    for path, data in (
+        (f"/admin/users/{root.id}/role", {"role": "planner"}),
+        (f"/admin/users/{root.id}/active", {"active": "0"}),
+    ):
+        res = client.post(path, data={**data, "csrf_token": token})
+        assert res.status_code == 404, path
+    # nor may they make anyone an install administrator
+    res = client.post(
+        f"/admin/users/{own.id}/role", data={"role": "install_admin", "csrf_token": token}
+    )
+    assert res.status_code == 400 and "is not one of" in res.get_data(as_text=True)
+    res = client.post(
+        "/admin/users",
+        data={"email": "boss@example.org", "role": "install_admin", "csrf_token": token},
+    )
+    assert res.status_code == 400
+    assert fingerprint(sessions) == before
+    # their own city's accounts they do manage
+    res = client.post(
+        f"/admin/users/{own.id}/role", data={"role": "dispatcher", "csrf_token": token}
+    )
+    assert res.status_code == 302
+    res = client.post(
+        "/admin/users",
+        data={"email": f"new@{home.slug}.example", "role": "agent", "csrf_token": token},
+    )
+    assert res.status_code == 302
+    with sessions() as s:
+        assert s.get(User, own.id).role == "dispatcher"
+        made = s.scalar(sa.select(User).where(User.email == f"new@{home.slug}.example"))
+        assert made.jurisdiction_id == home.id
+
+
+def test_an_install_admin_grants_and_takes_install_admin(world):
+    app, sessions, home, other = world
+    client = _client(app, "root@install.example")
+    token = _csrf(client)
+    with sessions.begin() as s:
+        user, _ = create_user(
+            s, email="deputy@otherton.example", role="planner", city_slug=other.slug
+        )
+        uid = user.id
+    res = client.post(
+        f"/c/{other.slug}/admin/users/{uid}/role",
+        data={"role": "install_admin", "csrf_token": token},
+    )
+    assert res.status_code == 302
+    with sessions() as s:
+        user = s.get(User, uid)
+        assert (user.role, user.jurisdiction_id) == ("install_admin", None)
+    res = client.post(
+        f"/c/{other.slug}/admin/users/{uid}/role", data={"role": "admin", "csrf_token": token}
+    )
+    assert res.status_code == 302
+    with sessions() as s:
+        user = s.get(User, uid)
+        assert (user.role, user.jurisdiction_id) == ("admin", other.id)
+
+
+def test_a_city_address_keeps_its_prefix_in_links(world):
+    app, sessions, home, other = world
+    client = _client(app, f"dispatcher@{other.slug}.example")
+    html = client.get(f"/c/{other.slug}/dispatch").get_data(as_text=True)
+    assert other.public_id in html
+    assert f'href="/c/{other.slug}/static/' in html
+    assert "/dispatch/api/queue" in html and f"/c/{other.slug}/dispatch/api/queue" in html
+    assert client.get(f"/c/{home.slug}/dispatch").status_code == 403
+    assert client.get("/c/nowhere/dispatch").status_code == 403
+
+
+def test_the_cities_in_one_database_agree_with_the_jurisdiction_table(world):
+    _, sessions, home, other = world
+    with sessions() as s:
+        slugs = s.scalars(sa.select(Jurisdiction.slug).order_by(Jurisdiction.slug)).all()
+    assert slugs == [home.slug, other.slug]
