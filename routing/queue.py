@@ -57,6 +57,7 @@ class QueueFilters:
     overdue: bool = False
     channel: str | None = None
     needs_location: bool = False
+    held: bool = False  # held for review, not public yet (records.moderation)
     sort: str = "newest"
     limit: int = 200
 
@@ -100,6 +101,7 @@ def parse_filters(args: Mapping[str, str]) -> QueueFilters:
         overdue=_flag(args.get("overdue")),
         channel=_choice(args.get("channel"), "channel", CHANNELS),
         needs_location=_flag(args.get("needs_location")),
+        held=_flag(args.get("held")),
         sort=_choice(args.get("sort"), "sort", SORTS) or "newest",
         limit=limit or 200,
     )
@@ -144,6 +146,8 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
     if f.needs_location:
         # The same test as the item's badge (see _item): flagged, or no point at all.
         conds.append(sa.or_(r.needs_location.is_(True), r.location.is_(None)))
+    if f.held:
+        conds.append(r.held_at.is_not(None))
     return conds
 
 
@@ -174,6 +178,7 @@ def _select(now: datetime):
             r.requested_at,
             r.due_at,
             r.needs_location,
+            r.held_at,
             r.routing_explanation,
             r.department_id,
             r.crew_id,
@@ -229,6 +234,7 @@ def _item(row: Any) -> dict[str, Any]:
         "triaged": bool(row.triaged),
         "needs_location": bool(row.needs_location or row.lat is None),
         "possible_duplicate": bool(row.possible_duplicate),
+        "held": row.held_at is not None,
         "department": row.department,
         "department_id": row.department_id,
         "crew": row.crew,

@@ -274,12 +274,17 @@ def test_a_held_report_is_on_no_public_surface_until_a_dispatcher_confirms_it(
     login(client, "dispatcher")
     staff_page = client.get(f"/dispatch/requests/{held_pid}").get_data(as_text=True)
     assert "held: not public yet" in staff_page and "Held until reviewed" in staff_page
+    queued = client.get("/dispatch/api/queue", query_string={"held": "1"}).get_json()["items"]
+    assert [(i["public_id"], i["held"]) for i in queued] == [(held_pid, True)]
+    listed = client.get("/dispatch", query_string={"held": "1"}).get_data(as_text=True)
+    assert held_pid in listed and shown_pid not in listed
     res = _act(client, held_pid, "publish")
     assert res.status_code == 303
     texts = _public_texts(stranger, held_pid)
     for where in ("status page", "popup", "map", "duplicates", "open311 one json"):
         assert held_pid in texts[where] or "Held until reviewed" in texts[where], where
     assert held_key in texts["status page"]
+    assert client.get("/dispatch/api/queue", query_string={"held": "1"}).get_json()["items"] == []
     assert stranger.get(_media(held_key)).status_code == 200
     with sessions() as s:
         c = s.get(Jurisdiction, city.city_id)

@@ -143,17 +143,18 @@
     if (untriaged) a.appendChild(badge("untriaged", "untriaged"));
     if (item.needs_location) a.appendChild(badge("needs-location", "needs location"));
     if (item.possible_duplicate) a.appendChild(badge("possible-duplicate", "possible duplicate"));
+    if (item.held) a.appendChild(badge("held", "held: not public yet"));
     a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
     a.appendChild(el("span", "queue-item__to",
       (item.department || "central dispatch") + (item.crew ? " / " + item.crew : "")));
     a.appendChild(el("span", "queue-item__channel", item.channel));
-    li.appendChild(a);
     // "reported" is on the city's clock, labelled, as the server wrote it.
     if (item.reported) {
       var when = el("time", "queue-item__when", item.reported);
       when.setAttribute("datetime", item.requested_at);
       a.appendChild(when);
     }
+    li.appendChild(a);
     if (selected === item.public_id) li.classList.add("is-selected");
     return li;
   }
