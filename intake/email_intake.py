@@ -1144,7 +1144,8 @@ class MailIntake:
                 notes.append(
                     f"the photo's GPS position ({lat:.5f}, {lon:.5f}) is outside {city.name}"
                 )
-        text = f"{mail.subject}\n{mail.text}"
+        # The sender's own words: not an address in a quoted mail or their signature.
+        text = f"{mail.subject}\n{strip_quoted(mail.text)}"
         coords, link_notes = coordinates_in_text(text)
         notes += link_notes
         for c in coords:

@@ -28,7 +28,6 @@ from tests.support.mail import (
     smtp_send,
 )
 
-
 # The city's mail gateway: its Authentication-Results are the only ones believed.
 GATEWAY = "mx.testville.example"
 DMARC_PASS = {"Authentication-Results": f"{GATEWAY}; dmarc=pass header.from=example.org"}
@@ -433,3 +432,11 @@ def test_sender_over_the_hourly_limit_is_deferred(server, sessions, city):
     assert code == 451 and "try again later" in text
     assert len(requests(sessions)) == 2
     assert inbound(sessions)[-1].outcome == "rate_limited"
+
+
+def test_an_address_in_the_signature_is_not_the_place_of_the_report(server, sessions):
+    body = "The bins were not collected this week.\n-- \nAna Resident\n100 N Main St, Testville"
+    assert smtp_send(server, mime("Missed pickup", body, message_id="<sig@example.org>"))[0] == 250
+    (req,) = requests(sessions)
+    assert req.needs_location and req.address is None
+    assert "100 N Main St" not in req.description
