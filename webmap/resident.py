@@ -969,6 +969,8 @@ def follow_request(public_id: str):
     city = s.get(Jurisdiction, req.jurisdiction_id)
     email = ""
     error = None
+    status = 422
+    headers: dict[str, str] = {}
     if request.method == "POST":
         email = (
             request.form.get("follow_email") or request.form.get("contact_email") or ""
@@ -976,6 +978,7 @@ def follow_request(public_id: str):
         wait = _limiter().take(_client_key())
         if wait > 0:
             error = "Too many requests from your connection. Please wait a few minutes."
+            status, headers = 429, {"Retry-After": str(math.ceil(wait))}
         else:
             try:
                 follow(s, req, email, public_base_url=_settings().public_base_url)
@@ -1000,7 +1003,8 @@ def follow_request(public_id: str):
             error=error,
             view=public_view(s, city, req),
         ),
-        422 if error else 200,
+        status if error else 200,
+        headers,
     )
 
 
