@@ -133,6 +133,19 @@ def test_a_success_clears_the_account_count(client, city):
     assert _sign_in(client, email, PASSWORD).status_code == 302
 
 
+def test_an_admin_can_end_a_lock_out_from_the_command_line(client, city, cli):
+    for _ in range(5):
+        _sign_in(client, "crew@city.example", WRONG, addr="192.0.2.60")
+    assert _sign_in(client, "crew@city.example", PASSWORD).status_code == 429
+    res = cli("users", "unlock", "--email", "CREW@city.example")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "sign-in lock-out ended for crew@city.example"
+    assert _sign_in(client, "crew@city.example", PASSWORD).status_code == 302
+    res = cli("users", "unlock", "--email", "ghost@city.example")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "civicpin: error: no user with e-mail ghost@city.example"
+
+
 def test_the_next_lock_out_lasts_twice_as_long(client, city, engine):
     email = "agent@city.example"
     for _ in range(5):

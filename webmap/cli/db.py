@@ -221,3 +221,19 @@ def users_totp_disable(rt: Runtime, email: str) -> None:
         if was_on
         else f"two-factor sign-in was not enabled for {user.email}"
     )
+
+
+@users.command("unlock")
+@click.option("--email", required=True)
+@pass_runtime
+def users_unlock(rt: Runtime, email: str) -> None:
+    """End a sign-in lock-out of the account (its failed sign-ins are forgotten).
+
+    A client address stays locked out until its own lock-out ends.
+    """
+    from spatial.signin import record_success
+
+    with rt.sessions().begin() as session:
+        user = _user_by_email(session, email)
+        record_success(session, user.email)
+    click.echo(f"sign-in lock-out ended for {user.email}")
