@@ -73,6 +73,11 @@ def test_dispatch_list_request_page_and_json_show_the_citys_time(app, city_in):
     data = client.get("/dispatch/api/queue").get_json()
     (it,) = [i for i in data["items"] if i["public_id"] == public_id]
     assert (it["reported"], it["due"]) == (reported, due)
+    # the list's "updated" time is the server's, on the city's clock
+    label = city_time(datetime.now(UTC), zone).split()[-1]
+    assert data["cursor"]["updated"].endswith(label)
+    shown = console.split('data-updated="')[1].split('"')[0]
+    assert shown.endswith(label)
     page = client.get(f"/dispatch/requests/{public_id}").get_data(as_text=True)
     assert f"<dt>Reported</dt><dd>{reported} via web" in page
     assert f"<dt>Due</dt><dd>{due}</dd>" in page

@@ -27,7 +27,7 @@ from flask import (
 
 from records import moderation
 from routing import actions, queue
-from spatial.city_time import label_items
+from spatial.city_time import city_time, label_items
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import (
     Department,
@@ -124,6 +124,7 @@ def console():
         filters = queue.QueueFilters()
     items = label_items(queue.queue(session, city, filters), city)
     settings = settings_of(current_app)
+    now = _db_now()
     return render_template(
         "dispatch/console.html",
         user=user,
@@ -134,7 +135,8 @@ def console():
         options=queue.filter_options(session, city),
         bounds=city_bounds(city),
         latest_id=queue.latest_id(session, city),
-        now=_db_now().isoformat(),
+        now=now.isoformat(),
+        updated=city_time(now, city),
         poll_ms=POLL_MS,
         tile_url=settings.tile_url,
         tile_attribution=settings.tile_attribution,
@@ -150,12 +152,17 @@ def api_queue():
     session = db_session()
     city = staff_city(user)
     filters = queue.parse_filters(request.args)
+    now = _db_now()
     return jsonify(
         {
             "city": city.slug,
             "total": queue.count(session, city, filters),
             "items": label_items(queue.queue(session, city, filters), city),
-            "cursor": {"after_id": queue.latest_id(session, city), "since": _db_now().isoformat()},
+            "cursor": {
+                "after_id": queue.latest_id(session, city),
+                "since": now.isoformat(),
+                "updated": city_time(now, city),
+            },
         }
     )
 
@@ -183,6 +190,7 @@ def api_updates():
             "cursor": {
                 "after_id": max([after_id, queue.latest_id(session, city)]),
                 "since": now.isoformat(),
+                "updated": city_time(now, city),
             },
         }
     )

@@ -25,7 +25,11 @@
   var filtersForm = document.getElementById("filters");
   var soundButton = document.getElementById("sound-toggle");
   var pollMs = parseInt(root.dataset.pollMs, 10) || 3000;
-  var cursor = { after_id: parseInt(root.dataset.afterId, 10) || 0, since: root.dataset.since };
+  var cursor = {
+    after_id: parseInt(root.dataset.afterId, 10) || 0,
+    since: root.dataset.since,
+    updated: root.dataset.updated
+  };
   var known = {};
   var selected = null;
   var soundOn = true;
@@ -162,7 +166,8 @@
   function showCount(total, shown) {
     statusLine.textContent = total + (total === 1 ? " request" : " requests") +
       (total > shown ? " (showing " + shown + ")" : "") +
-      " · updated " + new Date().toLocaleTimeString();
+      // The server's time of the list, on the city's clock (not the browser's zone).
+      " · updated " + cursor.updated;
   }
 
   var total = parseInt(root.dataset.total, 10) || 0;
@@ -183,6 +188,7 @@
   function reloadList() {
     var params = filterParams();
     return getJSON(root.dataset.queueUrl + "?" + params.toString()).then(function (body) {
+      cursor.updated = body.cursor.updated;
       renderList(body.items, body.total);
       root.dataset.loaded = String(Date.now());
     });
