@@ -82,6 +82,7 @@ def _public_texts(stranger, public_id: str) -> dict[str, str]:
         ).get_data(as_text=True),
         "open311 one json": stranger.get(f"{V2}/requests/{public_id}.json").get_data(as_text=True),
         "open311 one xml": stranger.get(f"{V2}/requests/{public_id}.xml").get_data(as_text=True),
+        "open311 updates": stranger.get(f"{V2}/servicerequestupdates.json").get_data(as_text=True),
     }
 
 
@@ -246,7 +247,13 @@ def test_a_held_report_is_on_no_public_surface_until_a_dispatcher_confirms_it(
     texts = _public_texts(stranger, held_pid)
     for where, text in texts.items():
         # (A page asked for the held request by its id names that id in its "not found".)
-        if where in ("map", "duplicates", "open311 list json", "open311 list xml"):
+        if where in (
+            "map",
+            "duplicates",
+            "open311 list json",
+            "open311 list xml",
+            "open311 updates",
+        ):
             assert held_pid not in text, where
         assert "Held until reviewed" not in text, where
         assert held_key not in text and held_thumb not in text, where
@@ -281,7 +288,14 @@ def test_a_held_report_is_on_no_public_surface_until_a_dispatcher_confirms_it(
     res = _act(client, held_pid, "publish")
     assert res.status_code == 303
     texts = _public_texts(stranger, held_pid)
-    for where in ("status page", "popup", "map", "duplicates", "open311 one json"):
+    for where in (
+        "status page",
+        "popup",
+        "map",
+        "duplicates",
+        "open311 one json",
+        "open311 updates",
+    ):
         assert held_pid in texts[where] or "Held until reviewed" in texts[where], where
     assert held_key in texts["status page"]
     assert client.get("/dispatch/api/queue", query_string={"held": "1"}).get_json()["items"] == []
