@@ -359,3 +359,46 @@ def test_hold_setting_is_checked_by_the_database(sessions, city):
             .values(moderation_hold="some")
         )
         s.flush()
+
+
+def test_a_report_mailed_to_a_city_that_holds_mail_waits_and_its_sender_sees_it(
+    app, sessions, settings
+):
+    """Real SMTP: the intake server takes the mail, the worker delivers the auto-reply to a
+    sink; the link in it is the only way to the report until staff confirm it."""
+    from intake.email_intake import MailIntake, start_smtp_server
+    from notify.worker import run_once
+    from tests.support.mail import RESIDENT, Sink, free_port, make_mail_city, mime, smtp_send
+
+    with sessions.begin() as s:
+        info = make_mail_city(s)
+        moderation.set_hold_mode(s, info["city"], "email")
+    intake = MailIntake(
+        sessions,
+        public_base_url=settings.public_base_url,
+        media_dir=settings.media_dir,
+        mail_from=settings.mail_from,
+    )
+    port = free_port()
+    controller = start_smtp_server(intake, "127.0.0.1", port)
+    sink = Sink().start()
+    try:
+        code, text = smtp_send(
+            port, mime("Broken bench", "The bench by 100 North Main Street is broken.")
+        )
+        assert code == 250, text
+        run_once(sessions, settings.with_overrides(smtp_url=sink.url))
+        (ack,) = sink.to(RESIDENT)
+    finally:
+        sink.stop()
+        controller.stop()
+    with sessions() as s:
+        req = s.scalar(sa.select(ServiceRequest))
+        assert req.channel == "email" and req.held_at is not None
+        public_id, token = req.public_id, req.token
+    assert f"/requests/{public_id}?token={token}" in ack.text
+    stranger = app.test_client()
+    assert stranger.get(f"/requests/{public_id}").status_code == 404
+    assert public_id not in stranger.get(f"{V2}/requests.json").get_data(as_text=True)
+    own = stranger.get(f"/requests/{public_id}", query_string={"token": token})
+    assert own.status_code == 200 and "The bench" in own.get_data(as_text=True)
