@@ -402,3 +402,61 @@ def test_a_report_mailed_to_a_city_that_holds_mail_waits_and_its_sender_sees_it(
     assert public_id not in stranger.get(f"{V2}/requests.json").get_data(as_text=True)
     own = stranger.get(f"/requests/{public_id}", query_string={"token": token})
     assert own.status_code == 200 and "The bench" in own.get_data(as_text=True)
+
+
+@pytest.mark.e2e
+def test_the_dispatcher_moderates_from_the_console_in_chromium(app, sessions, settings):
+    """The console's own script posts the forms: the held report is confirmed, a photo
+    hidden and the text redacted, and a resident's browser then shows the result."""
+    from tests.support.browser import chromium, serve, watch_problems
+    from tests.support.dispatch_city import PASSWORD
+
+    with sessions.begin() as s:
+        make_dispatch_city(s)
+        moderation.set_hold_mode(s, s.scalar(sa.select(Jurisdiction)), "all")
+        req = report(
+            s,
+            settings.media_dir,
+            description=SECRET_TEXT,
+            photos=[PhotoUpload("hole.jpg", jpeg_bytes())],
+        )
+        pid = req.public_id
+    with sessions() as s:
+        photo_key = s.scalar(sa.select(Photo.public_key))
+
+    with serve(app) as base, chromium() as browser:
+        desk = browser.new_page(viewport={"width": 1400, "height": 900})
+        problems = watch_problems(desk)
+        desk.goto(f"{base}/login?next=/dispatch")
+        desk.fill('input[name="email"]', "dispatcher@city.example")
+        desk.fill('input[name="password"]', PASSWORD)
+        desk.click('button[type="submit"]')
+        desk.wait_for_url("**/dispatch")
+        item = desk.locator(f'.queue-item[data-public-id="{pid}"]')
+        assert "held: not public yet" in item.inner_text()
+        item.click()
+        desk.wait_for_selector(f'#panel .request-panel[data-public-id="{pid}"]')
+
+        def submit(action: str, expect: str) -> None:
+            desk.click(f'#panel form[data-action="{action}"] button[type="submit"]')
+            desk.locator("#panel .panel-message.form-ok").filter(has_text=expect).wait_for(
+                timeout=10_000
+            )
+
+        submit("publish", "the public sees it now")
+        assert desk.locator("#panel-held").count() == 0
+        desk.fill('#panel form[data-action="hide_photo"] input[name="reason"]', "A face")
+        submit("hide_photo", "Photo hidden from the public")
+        form = '#panel form[data-action="moderate_text"]'
+        desk.select_option(f"{form} select[name='mode']", "redact")
+        desk.fill(f"{form} textarea[name='text']", "Pothole outside a block of flats")
+        desk.fill(f"{form} input[name='reason']", "Names a resident")
+        submit("moderate_text", "Description redacted for the public")
+        assert "Pothole outside a block of flats" in desk.inner_text("#panel-moderated")
+        assert problems == [], problems
+
+        resident = browser.new_page()
+        resident.goto(f"{base}/requests/{pid}")
+        assert "Pothole outside a block of flats" in resident.inner_text("#description")
+        html = resident.content()
+        assert "Quigglesby" not in html and photo_key not in html
