@@ -27,6 +27,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -430,17 +431,39 @@ def run_once(
     return total
 
 
+# How often the worker asks whether a daily job is due (the job itself decides, from the
+# database, so that several workers run it once a day between them).
+DAILY_CHECK_SECONDS = 600.0
+
+
+def _run_daily(daily: Callable[[], object]) -> None:
+    try:
+        daily()
+    except Exception:  # noqa: BLE001 - a failed daily job must never stop delivery
+        log.exception("outbox worker: the daily job failed; it is tried again later")
+
+
 def run_forever(
     sessions: sessionmaker[Session],
     settings: Settings,
     cfg: WorkerConfig | None = None,
     stop: threading.Event | None = None,
+    daily: Callable[[], object] | None = None,
 ) -> BatchResult:
-    """Poll and deliver until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
+    """Poll and deliver until ``stop`` is set (SIGTERM/SIGINT in the CLI).
+
+    ``daily`` (the retention enforcement, wired by the CLI) is called every
+    :data:`DAILY_CHECK_SECONDS` between batches; it must find out itself whether its
+    day's work is due.
+    """
     cfg = cfg or WorkerConfig()
     stop = stop or threading.Event()
     total = BatchResult()
+    next_daily = 0.0
     while not stop.is_set():
+        if daily is not None and time.monotonic() >= next_daily:
+            next_daily = time.monotonic() + DAILY_CHECK_SECONDS
+            _run_daily(daily)
         try:
             result = deliver_batch(
                 sessions, settings, make_transport(settings, cfg), cfg, stop=stop

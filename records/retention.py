@@ -53,26 +53,24 @@ MAIL_ACTOR_RE = rf"^e-mail {EMAIL_RE}$"
 EVERY = timedelta(days=1)
 
 
-def parse_days(value: object, name: str) -> int | None:
+def parse_days(value: object, name: str, field: str | None = None) -> int | None:
     """A retention period from outside: a whole number of days from 1 to 36500, or
-    ``None``/empty/"keep" for "kept". Anything else raises :class:`InvalidInput`."""
-    if value is None or isinstance(value, bool):
-        if value is None:
-            return None
-        raise InvalidInput(f"{name}: give a whole number of days (1 or more)", field=name)
-    text = str(value).strip()
+    ``None``/empty/"keep" for "kept". Anything else raises :class:`InvalidInput`, whose
+    message starts with ``name`` and whose field is ``field`` (default: ``name``)."""
+    field = field or name
+    text = "" if value is None else str(value).strip()
     if text == "" or text.lower() == "keep":
         return None
     try:
         days = int(text)
     except ValueError:
         raise InvalidInput(
-            f"{name}: {text[:40]!r} is not a whole number of days (1 or more)", field=name
+            f"{name}: {text[:40]!r} is not a whole number of days", field=field
         ) from None
     if days < 1:
-        raise InvalidInput(f"{name}: a retention period is at least 1 day, not {days}", field=name)
+        raise InvalidInput(f"{name}: a period is at least 1 day, not {days}", field=field)
     if days > MAX_DAYS:
-        raise InvalidInput(f"{name}: at most {MAX_DAYS} days", field=name)
+        raise InvalidInput(f"{name}: a period is at most {MAX_DAYS} days", field=field)
     return days
 
 

@@ -105,9 +105,10 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
                 session.rollback()
             session.close()
 
-    from webmap import (  # noqa: F401 (admin_audit: its page joins the admin blueprint)
+    from webmap import (  # noqa: F401 (admin_audit, admin_privacy: pages on the admin blueprint)
         admin,
         admin_audit,
+        admin_privacy,
         agent,
         auth,
         crew,

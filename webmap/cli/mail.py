@@ -170,7 +170,16 @@ def worker(
         result = run_once(sessions, rt.settings, cfg)
     else:
         click.echo(f"civicpin worker delivering to {target} (Ctrl-C to stop)", err=True)
-        result = run_forever(sessions, rt.settings, cfg, stop=_stop_on_signals())
+        from records.retention import run_due
+
+        media_dir = rt.settings.media_dir
+        result = run_forever(
+            sessions,
+            rt.settings,
+            cfg,
+            stop=_stop_on_signals(),
+            daily=lambda: run_due(sessions, media_dir),
+        )
     line = f"{result.sent} sent, {result.retrying} to retry, {result.failed} failed"
     if result.errors:
         line += f" (last error: {result.errors[-1]})"
