@@ -204,6 +204,11 @@ RECIPES: dict[str, Recipe] = {
         {},
         "template.delete",
     ),
+    "admin.save_privacy": lambda c: (
+        "/admin/privacy",
+        {"contact_days": "365", "answers_days": "90", "raw_mail_days": "", "originals_days": ""},
+        "retention.set",
+    ),
 }
 
 
