@@ -370,6 +370,42 @@ def test_cli_changes_are_logged_with_the_os_user_and_no_secret(cli, sessions, ci
     assert key not in logged and "a very long password" not in logged
 
 
+def test_more_cli_changes_each_write_one_event(cli, sessions, city, engine, tmp_path):
+    layer = tmp_path / "wards.geojson"
+    layer.write_bytes(layer_file(tmp_path))
+    template = tmp_path / "ack.txt"
+    body = "We have your report\n\nThank you for $public_id.\nStop: $unsubscribe_url\n"
+    template.write_text(body, encoding="utf-8")
+    steps = [
+        (("zones", "import", str(layer), "--city", city.slug, "--layer", "wards",
+          "--code-field", "code"), "layer.import"),
+        (("mail", "address", "add", "--city", city.slug, "311@testville.example",
+          "--category", "pothole-nq"), None),
+        (("mail", "template", "set", "--city", city.slug, "acknowledgement", str(template)),
+         "mail.template_set"),
+        (("mail", "template", "reset", "--city", city.slug, "acknowledgement"),
+         "mail.template_reset"),
+        (("city", "set", city.slug, "--open311-id", "testville.example"), "city.open311_ids"),
+        (("users", "password", "--email", "planner@city.example", "--password",
+          "another long password 9"), "user.password"),
+    ]  # fmt: skip
+    for args, action in steps:
+        before = len(events(sessions))
+        res = cli(*args)
+        if action is None:  # a refused command (no such category) writes nothing
+            assert res.returncode != 0 and len(events(sessions)) == before, res.stderr
+            continue
+        assert res.returncode == 0, (args, res.stderr)
+        new = events(sessions)[before:]
+        assert [(e.action, e.jurisdiction_id) for e in new] == [(action, city.city_id)], args
+        assert new[0].actor_label.startswith("cli:")
+    by_action = {e.action: e for e in events(sessions)}
+    assert by_action["layer.import"].what["name"] == "wards"
+    assert by_action["city.open311_ids"].what == {"open311_ids": [[], ["testville.example"]]}
+    assert by_action["user.password"].what == {"email": "planner@city.example"}
+    assert "another long password 9" not in all_event_text(engine)
+
+
 # --------------------------------------------------------------------------- the page
 
 

@@ -236,4 +236,5 @@ def users_unlock(rt: Runtime, email: str) -> None:
     with rt.sessions().begin() as session:
         user = _user_by_email(session, email)
         record_success(session, user.email)
+        audit(session, "user.unlock", "user", user.id, user.jurisdiction_id, email=user.email)
     click.echo(f"sign-in lock-out ended for {user.email}")
