@@ -460,3 +460,36 @@ def test_the_dispatcher_moderates_from_the_console_in_chromium(app, sessions, se
         assert "Pothole outside a block of flats" in resident.inner_text("#description")
         html = resident.content()
         assert "Quigglesby" not in html and photo_key not in html
+
+
+def test_an_open311_post_after_the_setting_changes_is_held(app, sessions, city):
+    """The Open311 POST reads its city from a cache kept per process: a changed hold
+    setting reaches it at once."""
+    from spatial.apikeys import create_key
+
+    with sessions.begin() as s:
+        _, key = create_key(s, city.slug, "test client")
+    api = app.test_client()
+
+    def post() -> str:
+        res = api.post(
+            f"{V2}/requests.json",
+            data={
+                "api_key": key,
+                "service_code": "pothole",
+                "lat": WEST[0],
+                "long": WEST[1],
+                "attribute[depth]": "3",
+                "description": "Posted by an app",
+            },
+        )
+        assert res.status_code == 200, res.get_data(as_text=True)
+        return res.get_json()[0]["service_request_id"]
+
+    first = post()
+    assert api.get(f"{V2}/requests/{first}.json").status_code == 200
+    _set_hold(sessions, city.city_id, "all")
+    second = post()
+    assert api.get(f"{V2}/requests/{second}.json").status_code == 404
+    listed = api.get(f"{V2}/requests.json").get_data(as_text=True)
+    assert first in listed and second not in listed
