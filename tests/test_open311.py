@@ -420,7 +420,6 @@ def test_post_errors_say_what_is_wrong_and_write_nothing(api, fmt):
         (dict(device_id="d" * 201), 400, "device_id is longer than 200"),
         (dict(api_key=None), 403, "api_key was not provided"),
         (dict(api_key="cp_not-a-real-key"), 403, "invalid api_key"),
-        (dict(jurisdiction_id="atlantis"), 404, "jurisdiction_id 'atlantis' was not found"),
     ]
     for fields, status, message in cases:
         errors = open311_errors(post(api, fmt, **fields), fmt, status)
@@ -433,7 +432,6 @@ def test_get_errors(api, fmt):
     def err(path, expect, **query):
         return open311_errors(api.client.get(f"{V2}/{path}.{fmt}", query_string=query), fmt, expect)
 
-    assert err("services", 404, jurisdiction_id="atlantis")[0][0] == 404
     assert "was not found" in err("requests/TV-2020-000999", 404)[0][1]
     assert "token" in err("tokens/nosuchtoken", 404)[0][1]
     assert "start_date" in err("requests", 400, start_date="last tuesday")[0][1]
@@ -474,7 +472,7 @@ def test_unknown_routes_and_wrong_methods_answer_open311_errors(api):
     assert "too large" in text
 
 
-def test_several_cities_need_a_jurisdiction_id(api):
+def _add_otherton(api, **kw) -> None:
     with api.sessions.begin() as s:
         s.add(
             Jurisdiction(
@@ -483,13 +481,38 @@ def test_several_cities_need_a_jurisdiction_id(api):
                 timezone="Europe/Berlin",
                 public_id_prefix="OT",
                 boundary=from_shape(MultiPolygon([box(13.3, 52.4, 13.5, 52.6)]), srid=4326),
+                **kw,
             )
         )
+
+
+def test_one_city_served_ignores_an_unknown_jurisdiction_id(api):
+    # The spec needs jurisdiction_id only where an endpoint serves several jurisdictions.
     for fmt in ("json", "xml"):
-        [(code, text)] = open311_errors(api.client.get(f"{V2}/services.{fmt}"), fmt, 400)
-        assert "jurisdiction_id was not provided" in text and "otherton" in text
-        [(code, text)] = open311_errors(post(api, fmt), fmt, 400)
-        assert "jurisdiction_id was not provided" in text
+        resp = post(api, fmt, jurisdiction_id="lacity.org")
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert [s["service_code"] for s in get_json(api, "services", jurisdiction_id="x.org")] == [
+        "pothole"
+    ]
+    assert _count_requests(api) == 2
+
+
+def test_a_second_city_changes_nothing_for_the_first_citys_clients(api):
+    assert post(api).status_code == 200
+    _add_otherton(api)
+    # no jurisdiction_id: the oldest city (or CIVICPIN_CITY), never a 400
+    for fmt in ("json", "xml"):
+        resp = api.client.get(f"{V2}/services.{fmt}")
+        assert resp.status_code == 200 and "pothole" in resp.get_data(as_text=True)
+        assert post(api, fmt).status_code == 200
+    # with several cities an unknown jurisdiction_id is the spec's 404
+    for fmt in ("json", "xml"):
+        [(code, text)] = open311_errors(
+            api.client.get(f"{V2}/services.{fmt}?jurisdiction_id=atlantis"), fmt, 404
+        )
+        assert code == 404 and "jurisdiction_id 'atlantis' was not found" in text
+        [(_, text)] = open311_errors(post(api, fmt, jurisdiction_id="atlantis"), fmt, 404)
+        assert "was not found" in text
     assert get_json(api, "services", jurisdiction_id="otherton") == []
     # a key works only for its own city
     resp = post(api, "json", jurisdiction_id="otherton")
@@ -509,6 +532,57 @@ def test_several_cities_need_a_jurisdiction_id(api):
         },
     )
     assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_civicpin_city_is_the_default_and_a_key_names_its_own_city(api, settings, engine):
+    from webmap.app import create_app
+
+    _add_otherton(api)
+    client = create_app(settings.with_overrides(default_city="otherton"), engine=engine)
+    client = client.test_client()
+    resp = client.get(f"{V2}/services.json")
+    assert resp.status_code == 200 and resp.get_json() == []  # Otherton has no categories
+    # a POST without jurisdiction_id is for its API key's city
+    resp = client.post(
+        f"{V2}/requests.json",
+        data={
+            "api_key": api.key,
+            "service_code": "pothole",
+            "lat": WEST[0],
+            "long": WEST[1],
+            "attribute[depth]": "3",
+        },
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()[0]["service_request_id"].startswith("TV-")
+
+
+def test_alias_jurisdiction_ids_and_city_addresses(api):
+    _add_otherton(api, open311_ids=["otherton.de"])
+    with api.sessions.begin() as s:
+        s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville")).open311_ids = [
+            "lacity.org"
+        ]
+    assert [s["service_code"] for s in get_json(api, "services", jurisdiction_id="lacity.org")] == [
+        "pothole"
+    ]
+    assert get_json(api, "services", jurisdiction_id="otherton.de") == []
+    resp = post(api, "json", jurisdiction_id="LACITY.ORG")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    contact = get_json(api, "discovery")["contact"]
+    assert "jurisdiction_id testville or lacity.org" in contact
+    assert "jurisdiction_id otherton or otherton.de" in contact
+    # each city's own address serves that city, whatever else is asked
+    resp = api.client.get(f"/c/otherton{V2}/services.json")
+    assert resp.status_code == 200 and resp.get_json() == []
+    resp = api.client.get(f"/c/testville{V2}/services.json")
+    assert [s["service_code"] for s in resp.get_json()] == ["pothole"]
+    open311_errors(
+        api.client.get(f"/c/testville{V2}/services.json?jurisdiction_id=otherton"), "json", 404
+    )
+    open311_errors(api.client.get(f"/c/atlantis{V2}/services.json"), "json", 404)
+    endpoints = api.client.get(f"/c/testville{V2}/discovery.json").get_json()["endpoints"]
+    assert {e["url"] for e in endpoints} == {"http://127.0.0.1:5000/c/testville/open311/v2"}
 
 
 def test_an_unexpected_failure_is_an_open311_error_not_an_html_page(api, engine):

@@ -107,15 +107,19 @@ def test_a_second_city_is_seen_and_a_renamed_one_too(api, sessions):
     assert _post(client, key).status_code == 200
     with sessions.begin() as s:
         make_small_city(s, slug="otherville")["city"].public_id_prefix = "OV"
-    # two cities now: a POST must name its own
-    [(code, text)] = open311_errors(_post(client, key), "json", 400)
-    assert "jurisdiction_id" in text
+    # two cities now: a POST without jurisdiction_id is for its key's city
+    resp = _post(client, key)
+    assert resp.status_code == 200 and resp.get_json()[0]["service_request_id"].startswith("TV-")
     assert _post(client, key, jurisdiction_id="testville").status_code == 200
+    [(_, text)] = open311_errors(_post(client, key, jurisdiction_id="otherville"), "json", 403)
+    assert "not valid for jurisdiction otherville" in text
     with sessions.begin() as s:
         s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "otherville")).name = "Other"
         _, other_key = create_key(s, "otherville", "other client")
     resp = _post(client, other_key, jurisdiction_id="otherville")
     assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()[0]["service_request_id"].startswith("OV-")
+    resp = _post(client, other_key)
     assert resp.get_json()[0]["service_request_id"].startswith("OV-")
 
 

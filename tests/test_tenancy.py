@@ -468,3 +468,77 @@ def test_the_cities_in_one_database_agree_with_the_jurisdiction_table(world):
     with sessions() as s:
         slugs = s.scalars(sa.select(Jurisdiction.slug).order_by(Jurisdiction.slug)).all()
     assert slugs == [home.slug, other.slug]
+
+
+# --------------------------------------------------------------------------- several cities
+
+
+PUBLIC_PAGES = ("/", "/report", "/report/plain", "/help", "/help/triage")
+
+
+def _add_city(sessions, slug: str, name: str, prefix: str) -> None:
+    with sessions.begin() as s:
+        city = make_small_city(s, slug)["city"]
+        city.name, city.public_id_prefix = name, prefix
+
+
+def _public_app(settings, engine, **overrides):
+    from webmap.app import create_app
+
+    app = create_app(settings.with_overrides(**overrides), engine=engine)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def _shows(client, path: str, name: str) -> str:
+    res = client.get(path)
+    html = res.get_data(as_text=True)
+    assert res.status_code == 200, (path, res.status_code, html[:300])
+    assert name in html, (path, name)
+    return html
+
+
+def test_adding_a_city_changes_nothing_for_the_first(sessions, settings, engine):
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    client = _public_app(settings, engine)
+    for path in PUBLIC_PAGES:
+        _shows(client, path, "Firstville")
+    _add_city(sessions, "secondton", "Secondton", "SE")
+    for path in PUBLIC_PAGES:
+        html = _shows(client, path, "Firstville")
+        assert "Secondton" not in html, path
+    # the second city has its own addresses, and its pages' links keep them
+    for path in PUBLIC_PAGES:
+        html = _shows(client, f"/c/secondton{path}", "Secondton")
+        assert "Firstville" not in html, path
+    form = _shows(client, "/c/secondton/report/plain", "Secondton")
+    assert 'action="/c/secondton/report' in form
+    assert client.get("/c/nowhere/report").status_code == 404
+    bbox = "-118.30,34.00,-118.20,34.10"
+    assert client.get(f"/api/map/requests?bbox={bbox}&zoom=14").status_code == 200
+
+
+def test_civicpin_city_chooses_the_pages_without_a_prefix(sessions, settings, engine):
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    _add_city(sessions, "secondton", "Secondton", "SE")
+    client = _public_app(settings, engine, default_city="secondton")
+    for path in PUBLIC_PAGES:
+        html = _shows(client, path, "Secondton")
+        assert "Firstville" not in html, path
+    _shows(client, "/c/firstville/help/triage", "Firstville")
+
+
+def test_a_citys_base_url_is_its_own_and_is_served(sessions, settings, engine):
+    from spatial.cities import city_base_url
+
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    _add_city(sessions, "secondton", "Secondton", "SE")
+    with sessions() as s:
+        second = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "secondton"))
+        assert city_base_url(settings, second) == "http://127.0.0.1:5000/c/secondton"
+    assert city_base_url("https://311.example.org/", "firstville") == (
+        "https://311.example.org/c/firstville"
+    )
+    client = _public_app(settings, engine)
+    triage = city_base_url(settings, "secondton") + "/help/triage"
+    _shows(client, triage.removeprefix(settings.public_base_url), "Secondton")
