@@ -127,6 +127,22 @@ def test_a_followers_updates_over_smtp_carry_only_public_links(
     assert "/survey/" in reporter_resolution.text
 
 
+def test_a_follow_from_before_confirmations_gets_no_private_link_either(
+    sessions, settings, sink, req
+):
+    """Follows made before confirmation existed count as confirmed (migration 0450): their
+    mail is as clean as a new follower's."""
+    with sessions.begin() as s:
+        s.add(Follower(request_id=req.id, email=NEIGHBOUR, confirmed_at=req.requested_at))
+    change(sessions, req, "new", "in_progress")
+    change(sessions, req, "in_progress", "resolved")
+    deliver(sessions, settings, sink)
+    update, resolution = sink.to(NEIGHBOUR)
+    for mail in (update, resolution):
+        assert "token=" not in mail.text and "/survey/" not in mail.text
+        assert f"{BASE}/requests/{req.public_id}\r\n" in mail.text
+
+
 def test_a_follow_sends_only_a_confirmation_until_it_is_opened(
     client, sessions, settings, sink, req
 ):
