@@ -165,22 +165,30 @@ def accept_totp_code(session: Session, user: User, code: str, at: datetime | Non
     Accepting records the step, atomically, so the same code, or an earlier one, is
     refused afterwards even if two requests bring it at once.
     """
-    code = re.sub(r"\s", "", code or "")
-    if not user.totp_secret or not CODE_RE.match(code):
+    step = code_step(user.totp_secret, code, at)
+    if step is None:
         return False
-    totp = pyotp.TOTP(user.totp_secret)
+    claimed = session.execute(
+        sa.update(User)
+        .where(
+            User.id == user.id,
+            sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return claimed is not None
+
+
+def code_step(secret: str | None, code: str, at: datetime | None = None) -> int | None:
+    """The time step whose code ``code`` is for ``secret`` (this one or a neighbour), or None."""
+    code = re.sub(r"\s", "", code or "")
+    if not secret or not CODE_RE.match(code):
+        return None
+    totp = pyotp.TOTP(secret)
     now_step = totp.timecode(at or datetime.now())
     for step in (now_step - 1, now_step, now_step + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):
-            claimed = session.execute(
-                sa.update(User)
-                .where(
-                    User.id == user.id,
-                    sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
-                )
-                .values(totp_last_step=step)
-                .returning(User.id)
-                .execution_options(synchronize_session=False)
-            ).first()
-            return claimed is not None
-    return False
+            return step
+    return None

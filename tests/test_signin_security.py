@@ -484,6 +484,50 @@ def test_totp_cli_disable_and_errors(cli, client, city):
     assert res.stderr.startswith("civicpin: error: 'not an address' is not a valid e-mail")
 
 
+def _two_factor_form(client, action: str, code: str):
+    token = csrf_from(client, "/staff/two-factor")
+    return client.post(
+        "/staff/two-factor", data={"csrf_token": token, "action": action, "code": code}
+    )
+
+
+def test_staff_turn_two_factor_on_and_off_themselves(app, city):
+    me, other_device = app.test_client(), app.test_client()
+    login(me, "dispatcher")
+    login(other_device, "dispatcher")
+    page = me.get("/staff/two-factor").get_data(as_text=True)
+    assert "Off." in page
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
+    # Reloading shows the same key (the app may already have it).
+    assert secret in me.get("/staff/two-factor").get_data(as_text=True)
+    totp = pyotp.TOTP(secret)
+    # Each code below is of a later time step than the one before (a code of the step
+    # before or after the current one is accepted), so none is refused as a replay.
+    assert _two_factor_form(me, "on", _wrong_code(totp)).status_code == 400
+    enabling = totp.at(time.time() - 30)
+    assert _two_factor_form(me, "on", enabling).status_code == 302
+    assert "Two-factor sign-in is on." in me.get("/staff/two-factor").get_data(as_text=True)
+    assert _signed_in(me)
+    assert _is_sign_in_page(other_device.get("/staff"))
+    me.post("/logout", data={"csrf_token": csrf_from(me, "/staff")})
+    res = _sign_in(me, "dispatcher@city.example", PASSWORD)
+    assert urlsplit(res.headers["Location"]).path == "/login/code"
+    assert _code_step(me, enabling).status_code == 401  # used already
+    assert _code_step(me, totp.now()).status_code == 302
+    # Off needs a current code, not just the session.
+    assert _two_factor_form(me, "off", _wrong_code(totp)).status_code == 400
+    assert "On." in me.get("/staff/two-factor").get_data(as_text=True)
+    assert _two_factor_form(me, "off", totp.at(time.time() + 30)).status_code == 302
+    assert "Off." in me.get("/staff/two-factor").get_data(as_text=True)
+    me.post("/logout", data={"csrf_token": csrf_from(me, "/staff")})
+    assert _sign_in(me, "dispatcher@city.example", PASSWORD).headers["Location"] == "/"
+
+
+def _wrong_code(totp: pyotp.TOTP) -> str:
+    right = {totp.at(time.time() + d) for d in (-30, 0, 30)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in right)
+
+
 # --- tokens out of the access logs ----------------------------------------------------------
 
 

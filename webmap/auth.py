@@ -37,8 +37,11 @@ from spatial.accounts import ROLE_IMPLIES
 from spatial.models import User, now_utc
 from spatial.signin import (
     accept_totp_code,
+    code_step,
     locked_seconds,
+    new_totp_secret,
     password_matches,
+    provisioning_uri,
     record_failure,
     record_success,
 )
@@ -240,3 +243,64 @@ def audit_actor() -> dict:
 def staff_home():
     """The signed-in staff member's start page."""
     return render_template("auth/staff_home.html", user=current_user())
+
+
+@bp.route("/staff/two-factor", methods=["GET", "POST"])
+@roles_required(*ROLE_IMPLIES)
+def two_factor():
+    """Turn two-factor sign-in on (a new secret, confirmed with a first code) or off
+    (with a current code). Either change signs the user's other sessions out; this
+    browser stays signed in."""
+    user = current_user()
+    error = None
+    if request.method == "POST":
+        action = request.form.get("action")
+        code = request.form.get("code") or ""
+        wait = locked_seconds(db_session(), user.email, _client())
+        if wait:
+            return _locked_out(wait, "auth/two_factor.html", user=user, **_enrolment(user))
+        if action == "on" and not user.totp_secret:
+            secret = session.get("totp_new_secret")
+            step = code_step(secret, code)
+            if step is not None:
+                user.totp_secret = secret
+                user.totp_last_step = step
+                return _two_factor_changed(user, "Two-factor sign-in is on.")
+        elif action == "off" and user.totp_secret:
+            if accept_totp_code(db_session(), user, code):
+                user.totp_secret = None
+                user.totp_last_step = None
+                return _two_factor_changed(user, "Two-factor sign-in is off.")
+        else:
+            abort(400)
+        db_session().rollback()
+        wait = _failed(user.email)
+        if wait:
+            return _locked_out(wait, "auth/two_factor.html", user=user, **_enrolment(user))
+        error = "That code is not right. Enter the 6-digit code your authenticator app shows now."
+    status = 400 if error else 200
+    return render_template(
+        "auth/two_factor.html", user=user, error=error, **_enrolment(user)
+    ), status
+
+
+def _enrolment(user: User) -> dict:
+    """The new secret to show while two-factor sign-in is off (kept in the session until
+    confirmed, so reloading the page shows the same one)."""
+    if user.totp_secret:
+        session.pop("totp_new_secret", None)
+        return {"secret": None, "uri": None}
+    secret = session.get("totp_new_secret") or new_totp_secret()
+    session["totp_new_secret"] = secret
+    return {"secret": secret, "uri": provisioning_uri(secret, user.email)}
+
+
+def _two_factor_changed(user: User, message: str):
+    # The change raised the session generation (a trigger): every other session of the
+    # user ends; this one carries on with the new number.
+    db_session().commit()
+    db_session().refresh(user)
+    session.pop("totp_new_secret", None)
+    session["gen"] = user.session_generation
+    flash(message)
+    return redirect(url_for("auth.two_factor"))
