@@ -559,6 +559,31 @@ def parse_message(raw: bytes, limits: IntakeLimits | None = None) -> ParsedMail:
 # --- processing ------------------------------------------------------------------------
 
 
+def _aside_row(
+    raw: bytes,
+    mail_from: str | None,
+    rcpt_tos: list[str],
+    outcome: str,
+    detail: str,
+    now: datetime,
+    message_id: str | None,
+    subject: str | None,
+    size: int | None,
+) -> InboundEmail:
+    """The record of a message kept under a fresh key (its Message-ID stays free)."""
+    key = f"<{outcome}-{secrets.token_hex(8)}>" + (f" {message_id}" if message_id else "")
+    return InboundEmail(
+        message_id=key[:998],
+        received_at=now,
+        mail_from=(mail_from or "")[:998] or None,
+        rcpt_to=", ".join(rcpt_tos)[:998] or None,
+        subject=(subject or "")[:2000] or None,
+        size=size or len(raw),
+        outcome=outcome,
+        detail=detail,
+    )
+
+
 class MailIntake:
     """Turns raw messages into requests and notes; shared by the SMTP server and IMAP poll."""
 
@@ -656,20 +681,12 @@ class MailIntake:
         size: int | None = None,
     ) -> int | None:
         """Record a message under a fresh key, leaving its Message-ID free for a retry."""
-        key = f"<{outcome}-{secrets.token_hex(8)}>" + (f" {message_id}" if message_id else "")
         try:
             with self.sessions.begin() as session:
-                row = InboundEmail(
-                    message_id=key[:998],
-                    jurisdiction_id=jurisdiction_id,
-                    received_at=now,
-                    mail_from=(mail_from or "")[:998] or None,
-                    rcpt_to=", ".join(rcpt_tos)[:998] or None,
-                    subject=(subject or "")[:2000] or None,
-                    size=size or len(raw),
-                    outcome=outcome,
-                    detail=detail,
+                row = _aside_row(
+                    raw, mail_from, rcpt_tos, outcome, detail, now, message_id, subject, size
                 )
+                row.jurisdiction_id = jurisdiction_id
                 session.add(row)
                 session.flush()
                 return row.id
@@ -792,17 +809,31 @@ class MailIntake:
             mail = parse_message(head + b"\r\n\r\n", self.limits)
         except MalformedMail:
             mail = None
-        city_id = None
+        sender = (mail.from_addr if mail else None) or env_from
+        message_id = mail.message_id if mail else None
+        subject = mail.subject if mail else None
+        inbound_id = None
         if via != "smtp" and mail is not None and mail.from_addr:
             # No SMTP session to refuse in: tell the sender by mail, loop rules permitting.
             with self.sessions.begin() as session:
                 address = self._recipient(session, rcpt_tos, mail, default_address)
                 if address is not None:
-                    city_id = address.jurisdiction_id
-                    if self._may_reply(session, mail, mail.from_addr, env_from, address, now)[0]:
+                    row = _aside_row(
+                        raw, sender, rcpt_tos, "too_large", reason, now, message_id, subject, size
+                    )
+                    row.jurisdiction_id = address.jurisdiction_id
+                    row.mail_address_id = address.id
+                    session.add(row)
+                    session.flush()
+                    inbound_id = row.id
+                    may, why = self._may_reply(
+                        session, mail, mail.from_addr, env_from, address, now
+                    )
+                    cfg = mail_config(session, address.jurisdiction_id)
+                    if _Answer(row, address, cfg, now, may, why, "").allowed(session)[0]:
                         messages.intake_refused(
                             session,
-                            city_id,
+                            address.jurisdiction_id,
                             self.public_base_url,
                             to_addr=mail.from_addr,
                             original_subject=mail.subject,
@@ -810,18 +841,10 @@ class MailIntake:
                             reason=reason,
                             in_reply_to=None if mail.synthesized_id else mail.message_id,
                         )
-        inbound_id = self._record_aside(
-            raw,
-            (mail.from_addr if mail else None) or env_from,
-            rcpt_tos,
-            "too_large",
-            reason,
-            now,
-            message_id=mail.message_id if mail else None,
-            subject=mail.subject if mail else None,
-            jurisdiction_id=city_id,
-            size=size,
-        )
+        if inbound_id is None:
+            inbound_id = self._record_aside(
+                raw, sender, rcpt_tos, "too_large", reason, now, message_id, subject, size=size
+            )
         return IntakeOutcome(
             "too_large", reason, f"552 5.3.4 Message too big: {reason}", inbound_id=inbound_id
         )

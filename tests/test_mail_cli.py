@@ -354,12 +354,13 @@ def test_mail_poll_processes_unseen_mail_and_marks_it_seen(cli, sessions, city, 
         ),
     )
     res = cli("mail-poll", "--url", url, "--address", INTAKE)
-    assert "1 note" in res.stdout, res.stdout + res.stderr
+    # No mail gateway vouches for the sender here: a note, marked unverified.
+    assert "1 note_unverified" in res.stdout, res.stdout + res.stderr
     with sessions() as s:
         notes = s.scalars(sa.select(RequestEvent.note).where(RequestEvent.kind == "note")).all()
-        assert any("It is deeper now." in n for n in notes)
+        assert any("It is deeper now." in n and "unverified sender" in n for n in notes)
         outcomes = s.scalars(sa.select(InboundEmail.outcome).order_by(InboundEmail.id)).all()
-        assert outcomes == ["created", "ignored_auto_reply", "unknown_recipient", "note"]
+        assert outcomes == ["created", "ignored_auto_reply", "unknown_recipient", "note_unverified"]
 
 
 def test_mail_poll_refuses_oversized_mail_by_reply(cli, sessions, city, dovecot):
