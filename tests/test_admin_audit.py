@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, box
 
+from intake import faq as faq_domain
+from notify import templates as mail_templates
 from routing import rules as rulesmod
 from spatial import admin_audit
 from spatial.accounts import create_user
@@ -109,6 +111,28 @@ def _second_layer_version(sessions, city: DispatchCity) -> int:
             )
         )
         return layer.id
+
+
+def _article(sessions, city: DispatchCity) -> int:
+    with sessions.begin() as s:
+        c = s.get(Jurisdiction, city.city_id)
+        return faq_domain.save_article(s, c, ARTICLE_FORM).id
+
+
+def _mail_override(sessions, city: DispatchCity) -> str:
+    with sessions.begin() as s:
+        c = s.get(Jurisdiction, city.city_id)
+        ack = mail_templates.DEFAULTS["acknowledgement"]
+        mail_templates.save_override(s, c, ack.kind, "Got it: $public_id", ack.body, "cli")
+    return ack.kind
+
+
+ARTICLE_FORM = {
+    "title": "Bulky items",
+    "slug": "bulky-items",
+    "body": "Call us.",
+    "published": "on",
+}
 
 
 def _key(sessions, city: DispatchCity) -> int:
@@ -209,6 +233,30 @@ RECIPES: dict[str, Recipe] = {
         {"contact_days": "365", "answers_days": "90", "raw_mail_days": "", "originals_days": ""},
         "retention.set",
     ),
+    "faq.admin_new": lambda c: ("/admin/faq/new", ARTICLE_FORM, "faq.create"),
+    "faq.admin_edit": lambda c: (
+        f"/admin/faq/{_article(c.sessions, c.city)}/edit",
+        {**ARTICLE_FORM, "body": "Book a pick-up online."},
+        "faq.edit",
+    ),
+    "faq.admin_delete": lambda c: (
+        f"/admin/faq/{_article(c.sessions, c.city)}/delete",
+        {},
+        "faq.delete",
+    ),
+    "faq.template_edit": lambda c: (
+        "/admin/mail-templates/acknowledgement",
+        {
+            "subject": "Thanks: $public_id",
+            "body": mail_templates.DEFAULTS["acknowledgement"].body,
+        },
+        "mail.template_set",
+    ),
+    "faq.template_reset": lambda c: (
+        f"/admin/mail-templates/{_mail_override(c.sessions, c.city)}/reset",
+        {},
+        "mail.template_reset",
+    ),
 }
 
 
@@ -216,7 +264,8 @@ def test_every_admin_post_route_has_an_audit_case(app):
     posts = {
         rule.endpoint
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("admin.") and "POST" in (rule.methods or ())
+        if "POST" in (rule.methods or ())
+        and (rule.endpoint.startswith("admin.") or "/admin/" in rule.rule)
     }
     missing = sorted(posts - set(RECIPES))
     assert not missing, (

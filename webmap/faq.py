@@ -27,6 +27,7 @@ from flask import (
 
 from intake import faq as faq_domain
 from notify import templates as mail_templates
+from spatial import admin_audit
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.models import Jurisdiction, Service
 from spatial.models_mail import FaqArticle
@@ -65,6 +66,13 @@ def _domain_error(exc: CivicpinError):
 def _city() -> Jurisdiction:
     """The help pages' city: the address's, else ``?city=``, else the install's default."""
     return current_city()
+
+
+def _audit(city: Jurisdiction, action: str, object_type: str, object_id: object, **what) -> None:
+    """Log an admin change before its commit (see :mod:`spatial.admin_audit`)."""
+    admin_audit.record(
+        db_session(), action, object_type, object_id, city=city, actor=current_user(), what=what
+    )
 
 
 def _admin_city() -> Jurisdiction:
@@ -192,6 +200,9 @@ def _edit(city: Jurisdiction, article_id: int | None, initial: dict):
                 article_id=article_id,
                 by=user.email if user else None,
             )
+            action = "faq.create" if article_id is None else "faq.edit"
+            what = {"slug": saved.slug, "title": saved.title, "published": saved.published}
+            _audit(city, action, "faq_article", saved.id, **what)
             session.commit()
             flash(f"Saved: {saved.title}")
             return redirect(url_for("faq.admin_index", city=city.slug))
@@ -234,6 +245,7 @@ def admin_delete(article_id: int):
     session = db_session()
     city = _admin_city()
     title = faq_domain.delete_article(session, city, article_id)
+    _audit(city, "faq.delete", "faq_article", article_id, title=title)
     session.commit()
     flash(f"Deleted: {title}")
     return redirect(url_for("faq.admin_index", city=city.slug))
@@ -271,6 +283,7 @@ def template_edit(kind: str):
             mail_templates.save_override(
                 session, city, kind, subject, body, user.email if user else None
             )
+            _audit(city, "mail.template_set", "message_template", kind, subject=subject)
             session.commit()
             flash(f"Saved the {kind} message of {city.name}.")
             return redirect(url_for("faq.templates_index", city=city.slug))
@@ -294,7 +307,8 @@ def template_edit(kind: str):
 def template_reset(kind: str):
     session = db_session()
     city = _admin_city()
-    mail_templates.reset_override(session, city, kind)
+    if mail_templates.reset_override(session, city, kind):
+        _audit(city, "mail.template_reset", "message_template", kind)
     session.commit()
     flash(f"The {kind} message is back to the default text.")
     return redirect(url_for("faq.templates_index", city=city.slug))
