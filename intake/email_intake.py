@@ -5,17 +5,27 @@ unknown recipients at RCPT time, and an IMAP poll (imapclient, ``civicpin mail-p
 Both hand the raw bytes to :meth:`MailIntake.process`, which
 
 1. records the message in ``inbound_email`` first (``Message-ID`` unique: a message is
-   never processed twice; one without an id gets one derived from its bytes);
+   never processed twice; one without an id gets one derived from its bytes), with its
+   raw bytes for staff;
 2. ignores bounces, out-of-office replies and mail from our own addresses, and refuses a
    sender over the per-hour limit (answering nothing, so no mail loop can start);
-3. turns a reply (``In-Reply-To``/``References`` to one of our messages, or
-   ``[LA-2026-000123]`` in the subject) into a note on that request;
-4. otherwise calls ``intake.submit()`` with channel ``email``: subject and body (plain
-   text, or the HTML made plain) as the description, image attachments through the photo
-   pipeline, and the location from a photo's GPS, a map link or coordinates in the text,
-   or an address in the text; without one the request waits as "needs location";
-5. writes the auto-reply (unless loop protection says no) and the dispatcher alert to the
-   outbox, in the same transaction.
+3. reads what the city's mail gateway says of the sender (:func:`gateway_verdict`: the
+   ``Authentication-Results`` of the one trusted authserv-id, ``mail config
+   --trusted-authserv-id``);
+4. for a reply (``In-Reply-To``/``References`` to one of our messages, or
+   ``[XX-2026-000123]`` in the subject, in this city): when the gateway vouches for the
+   sender and the sender is the reporter, a confirmed follower or staff of the city, a
+   note on that request; otherwise an internal note marked "unverified sender", its
+   photos for staff only, and an answer that says nothing of the request. A reference
+   this city does not have gets that same answer (and becomes a new request), so the
+   intake is no oracle of which requests exist;
+5. otherwise calls ``intake.submit()`` with channel ``email``: subject and body (plain
+   text, or the HTML made plain; quoted mail and signature left out) as the description,
+   image attachments through the photo pipeline, and the location from a photo's GPS, a
+   map link or coordinates in the text, or an address in the text; without one the
+   request waits as "needs location";
+6. writes the auto-reply (unless loop protection or the intake address's hourly cap says
+   no) and the dispatcher alert to the outbox, in the same transaction.
 
 Malformed MIME gives a best-effort request when a sender and some text can be read, and
 a logged rejection otherwise; every message gets an ``inbound_email`` row with its outcome.
