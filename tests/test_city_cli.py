@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from shapely.geometry import box
 
-from spatial.models import Service, ServiceRequest
+from spatial.models import Jurisdiction, Service, ServiceRequest, User
 from spatial.settings import PROJECT_ROOT
 from spatial.zones import create_city, import_layer
 
@@ -173,11 +173,19 @@ def test_city_create_then_list(cli, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "public ids SPR1-YYYY-NNNNNN" in res.stdout
-    res = cli("city", "list")
+    res = cli("city", "list", env={"PUBLIC_BASE_URL": "https://311.example.org"})
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
-        "los-angeles\tLos Angeles\t0 requests",
-        "springfield\tSpringfield\t0 requests",
+        "los-angeles\tLos Angeles (default)\t0 requests"
+        "\thttps://311.example.org/c/los-angeles/\topen311 los-angeles",
+        "springfield\tSpringfield\t0 requests"
+        "\thttps://311.example.org/c/springfield/\topen311 springfield",
+    ]
+    # CIVICPIN_CITY moves the default: the addresses without /c/<slug>/ serve it
+    res = cli("city", "list", env={"CIVICPIN_CITY": "springfield"})
+    assert [line.split("\t")[1] for line in res.stdout.splitlines()] == [
+        "Los Angeles",
+        "Springfield (default)",
     ]
 
 
@@ -199,9 +207,62 @@ def test_city_list_counts_each_citys_requests(cli, sessions, files):
         )
     res = cli("city", "list")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [
-        "busy\tBusy Town\t2 requests",
-        "quiet\tQuiet Town\t0 requests",
+    assert [line.split("\t")[:3] for line in res.stdout.splitlines()] == [
+        ["busy", "Busy Town (default)", "2 requests"],
+        ["quiet", "Quiet Town", "0 requests"],
+    ]
+
+
+def test_city_set_open311_ids(cli, sessions, files):
+    with sessions.begin() as s:
+        create_city(s, "busy", "Busy Town", "UTC", files["good"])
+        create_city(s, "quiet", "Quiet Town", "UTC", files["good"])
+    res = cli("city", "set", "busy", "--open311-id", "Busy.example.org", "--open311-id", "bt")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "city busy: Open311 ids busy, busy.example.org, bt\n"
+    listed = cli("city", "list").stdout.splitlines()
+    assert listed[0].endswith("\topen311 busy,busy.example.org,bt")
+    # one id names one city; bad input is one line and changes nothing
+    for args, message in (
+        (("quiet", "--open311-id", "bt"), "Open311 id 'bt' already names the city 'busy'"),
+        (("quiet", "--open311-id", "busy"), "Open311 id 'busy' already names the city 'busy'"),
+        (("quiet", "--open311-id", "no spaces"), "must be lower-case letters, digits, dots"),
+        (("nowhere", "--open311-id", "x.org"), "no city with slug 'nowhere'"),
+        (("quiet",), "nothing to change"),
+    ):
+        res = cli("city", "set", *args)
+        assert res.returncode == 1, args
+        assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    with sessions() as s:
+        ids = dict(s.execute(sa.select(Jurisdiction.slug, Jurisdiction.open311_ids)).all())
+    assert ids == {"busy": ["busy.example.org", "bt"], "quiet": []}
+    res = cli("city", "set", "busy", "--no-open311-ids")
+    assert res.returncode == 0 and res.stdout == "city busy: Open311 ids busy\n"
+
+
+def test_users_create_admin_without_a_city_is_an_install_admin(cli, sessions, files):
+    with sessions.begin() as s:
+        create_city(s, "busy", "Busy Town", "UTC", files["good"])
+        create_city(s, "quiet", "Quiet Town", "UTC", files["good"])
+    res = cli("users", "create", "--email", "root@example.org", "--role", "admin")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("created install_admin root@example.org\n")
+    res = cli("users", "create", "--email", "a@example.org", "--role", "admin", "--city", "quiet")
+    assert res.returncode == 0 and res.stdout.startswith("created admin a@example.org\n")
+    # with several cities, a city role must name its city
+    res = cli("users", "create", "--email", "d@example.org", "--role", "dispatcher")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "civicpin: error: several cities exist: name one with --city SLUG"
+    res = cli(
+        "users", "create", "--email", "i@example.org", "--role", "install_admin", "--city", "busy"
+    )
+    assert res.returncode == 1 and "belongs to no one city" in res.stderr
+    with sessions() as s:
+        rows = s.execute(sa.select(User.email, User.role, User.jurisdiction_id)).all()
+        quiet = s.scalar(sa.select(Jurisdiction.id).where(Jurisdiction.slug == "quiet"))
+    assert sorted(rows) == [
+        ("a@example.org", "admin", quiet),
+        ("root@example.org", "install_admin", None),
     ]
 
 
