@@ -542,3 +542,51 @@ def test_a_citys_base_url_is_its_own_and_is_served(sessions, settings, engine):
     client = _public_app(settings, engine)
     triage = city_base_url(settings, "secondton") + "/help/triage"
     _shows(client, triage.removeprefix(settings.public_base_url), "Secondton")
+
+
+def test_the_migration_makes_city_less_admins_install_admins(engine):
+    """Before: an admin with no city ran every city, other staff with no city worked in
+    every city. After: the admin is an install administrator; the others belong to the
+    city created first."""
+    from spatial.db import downgrade, migrate
+
+    downgrade(engine, "0460")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jurisdiction (slug, name, timezone, metric_srid, public_id_prefix, "
+                "created_at) VALUES "
+                "('elder', 'Elder', 'UTC', 3857, 'EL', now() - interval '1 day'), "
+                "('younger', 'Younger', 'UTC', 3857, 'YO', now())"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO app_user (email, role, jurisdiction_id, active, created_at) VALUES "
+                "('root@example.org', 'admin', NULL, true, now()), "
+                "('roving@example.org', 'dispatcher', NULL, true, now()), "
+                "('city-admin@example.org', 'admin', "
+                " (SELECT id FROM jurisdiction WHERE slug = 'younger'), true, now())"
+            )
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT u.email, u.role, j.slug FROM app_user u "
+                "LEFT JOIN jurisdiction j ON j.id = u.jurisdiction_id ORDER BY u.email"
+            )
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("city-admin@example.org", "admin", "younger"),
+            ("root@example.org", "install_admin", None),
+            ("roving@example.org", "dispatcher", "elder"),
+        ]
+        # an install administrator never belongs to a city
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.execute(
+                sa.text(
+                    "UPDATE app_user SET jurisdiction_id = "
+                    "(SELECT id FROM jurisdiction LIMIT 1) WHERE role = 'install_admin'"
+                )
+            )
