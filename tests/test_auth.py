@@ -1,10 +1,15 @@
-"""Staff sign-in with argon2 hashes, CSRF on forms, and role checks."""
+"""Staff sign-in with argon2 hashes, CSRF on forms, and role checks; the cookie keeps
+nothing of the password."""
 
+import base64
 import re
+import zlib
 
 import pytest
+import sqlalchemy as sa
 
 from spatial.accounts import create_user
+from spatial.models import User
 
 
 @pytest.fixture
@@ -53,3 +58,25 @@ def test_open_redirect_is_not_followed(client, staff):
         data={"email": "crew@city.example", "password": "correct horse 2", "csrf_token": token},
     )
     assert res.headers["Location"] == "/"
+
+
+def _cookie_payload(client) -> str:
+    """What anyone holding the session cookie can read (it is signed, not encrypted)."""
+    value = client.get_cookie("civicpin_session").value
+    compressed = value.startswith(".")
+    data = value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    return (zlib.decompress(raw) if compressed else raw).decode()
+
+
+def test_the_session_cookie_carries_nothing_of_the_password(client, staff, sessions):
+    token = _csrf(client)
+    client.post(
+        "/login",
+        data={"email": "disp@city.example", "password": "correct horse 1", "csrf_token": token},
+    )
+    payload = _cookie_payload(client)
+    assert '"uid"' in payload
+    with sessions() as s:
+        stored = s.scalar(sa.select(User.password_hash).where(User.email == "disp@city.example"))
+    assert not any(stored[i : i + 8] in payload for i in range(len(stored) - 8))
