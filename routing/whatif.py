@@ -4,7 +4,8 @@ How it is computed: inside a SAVEPOINT that is always rolled back, the draft is 
 live exactly as publishing would (the draft rule set becomes ``published``, or the draft
 layer version becomes current), :func:`routing.engine.route_bulk` re-routes the requests
 of the last N days with the real engine, and the decisions are compared with a snapshot
-taken before. Nothing is written: the savepoint rollback undoes the routing, its events
+taken before. Like ``civicpin route``, it looks at open requests (and closed ones never
+routed): closed requests keep the decision they were closed with. Nothing is written: the savepoint rollback undoes the routing, its events
 and the status swap. Because it *is* the engine, the numbers equal what publishing and
 then ``civicpin route --since`` would change.
 
@@ -22,21 +23,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from routing.engine import forget_rules, route_bulk
+from routing.engine import OPEN_OR_UNROUTED, forget_rules, route_bulk
 from spatial.errors import InvalidInput
 from spatial.models import Jurisdiction, RuleSet, ZoneLayer, now_utc
 
 MAX_DAYS = 3650
 MAP_LIMIT = 5000  # features on the map; the counts always cover every request
 
-SNAPSHOT_SQL = """
+SNAPSHOT_SQL = f"""
 CREATE TEMP TABLE _whatif_before ON COMMIT DROP AS
 SELECT r.id, r.department_id, r.crew_id, l.name AS layer_name, z.code AS zone_code
 FROM service_request r
 LEFT JOIN zone z ON z.id = r.zone_id
 LEFT JOIN zone_layer l ON l.id = z.layer_id
-WHERE r.jurisdiction_id = :jid AND r.requested_at >= :since
-"""
+WHERE r.jurisdiction_id = :jid AND r.requested_at >= :since AND {OPEN_OR_UNROUTED}
+"""  # noqa: S608 (a constant of the engine, no input)
 
 DIFF_SQL = """
 CREATE TEMP TABLE _whatif_diff ON COMMIT DROP AS

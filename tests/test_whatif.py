@@ -97,6 +97,30 @@ def test_ruleset_whatif_equals_publish_then_route_bulk(sessions, engine, city):
                                                                               "Park rangers"]
 
 
+def test_whatif_and_re_routing_leave_a_closed_request_as_it_was(sessions, engine, city):
+    with sessions.begin() as s:
+        c = _city(s)
+        closed = s.scalar(
+            sa.select(ServiceRequest).where(ServiceRequest.description == "pothole 1")
+        )  # an eastern request, closed with its crew
+        closed.status, closed.closed_at = "resolved", now_utc()
+        closed_id, closed_crew, closed_pid = closed.id, closed.crew_id, closed.public_id
+        draft = rules.create_draft(s, c)
+        rules.add_rule(s, draft, rules.parse_rule(s, c, {
+            "name": "East to parks", "match": "any", "layer_name": "districts",
+            "zone_code": "E", "department": "parks", "crew": "parks-1"}), position=1)
+        draft_id = draft.id
+    with sessions() as s:
+        result = what_if(s, _city(s), 30, ruleset_id=draft_id)
+    assert (result.examined, result.changed) == (4, 2)
+    assert closed_pid not in [f["properties"]["public_id"] for f in result.geojson["features"]]
+    with sessions.begin() as s:
+        c = _city(s)
+        rules.publish(s, c, draft_id)
+        route_bulk(s, c, since=now_utc() - timedelta(days=30))
+        assert s.get(ServiceRequest, closed_id).crew_id == closed_crew
+
+
 def test_layer_draft_whatif_equals_publishing_the_layer(sessions, engine, city, tmp_path):
     w, s_, e, n = BOUNDS
     path = tmp_path / "districts2.geojson"
