@@ -17,6 +17,7 @@ from shapely.geometry import MultiPolygon, box
 
 from intake.email_intake import MailIntake, start_smtp_server
 from notify.worker import run_once
+from spatial.accounts import hash_password
 from spatial.models import (
     Follower,
     InboundEmail,
@@ -45,6 +46,7 @@ from tests.support.mail import (
 GATEWAY = "mx.testville.example"
 STRANGER = "mallory@stranger.example"
 STAFF = "dispatcher@testville.example"
+STAFF_PASSWORD = "correct horse battery staple"
 NEIGHBOUR = "ben@example.net"
 OTHER_INTAKE = "311@otherville.example"
 
@@ -60,7 +62,11 @@ def city(sessions):
         info = make_mail_city(s)
         s.get(MailConfig, info["city"].id).trusted_authserv_id = GATEWAY
         staff = User(
-            email=STAFF, name="Dee Spatcher", role="dispatcher", jurisdiction_id=info["city"].id
+            email=STAFF,
+            name="Dee Spatcher",
+            role="dispatcher",
+            jurisdiction_id=info["city"].id,
+            password_hash=hash_password(STAFF_PASSWORD),
         )
         s.add(staff)
         s.flush()
@@ -211,6 +217,18 @@ def test_a_strangers_reply_naming_a_report_learns_nothing(server, sessions, sett
     # The photo's public copy is not served either, to anyone who guesses its address.
     assert client.get(f"/media/{stored.public_key}").status_code == 404
     assert client.get(f"/media/{stored.thumb_key}").status_code == 404
+
+    # Staff have it all: the note, and the photo marked as theirs only.
+    form = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    signed_in = client.post(
+        "/login", data={"email": STAFF, "password": STAFF_PASSWORD, "csrf_token": csrf}
+    )
+    assert signed_in.status_code == 302
+    panel = client.get(f"/dispatch/requests/{req.public_id}").get_data(as_text=True)
+    assert "staff only: mailed by an unverified sender" in panel
+    assert stored.thumb_key.removeprefix("public/") in panel
+    assert client.get(f"/staff/media/{stored.thumb_key.removeprefix('public/')}").status_code == 200
 
 
 def test_a_reference_that_names_no_report_gets_the_same_answer(
