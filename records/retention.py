@@ -136,17 +136,20 @@ class RetentionResult:
         return sum(1 for r in self.requests if label in r.removed)
 
     def summary(self) -> str:
+        """One line, e.g. "la: removed from 3 requests: contact data (3), private answers (1)"."""
         verb = "would remove" if self.dry_run else "removed"
-        if not self.requests and not self.unlinked_mail:
-            return f"{self.city}: nothing to remove"
-        parts = [
-            f"{label} of {self.count(label)}" for label in PERIODS.values() if self.count(label)
-        ]
-        line = f"{self.city}: {verb} " + ", ".join(parts or ["nothing"])
-        line += f" request{'s' if len(self.requests) != 1 else ''}" if parts else ""
+        parts = []
+        if self.requests:
+            n = len(self.requests)
+            counts = ", ".join(
+                f"{label} ({self.count(label)})" for label in PERIODS.values() if self.count(label)
+            )
+            parts.append(f"from {n} request{'s' if n != 1 else ''}: {counts}")
         if self.unlinked_mail:
-            line += f"; {self.unlinked_mail} inbound mail{'s' if self.unlinked_mail != 1 else ''} that became no request"
-        return line
+            parts.append(f"inbound mail that became no request ({self.unlinked_mail})")
+        if not parts:
+            return f"{self.city}: nothing to remove"
+        return f"{self.city}: {verb} " + "; ".join(parts)
 
 
 # Each statement works on the requests of a city closed before a cutoff. A reopened

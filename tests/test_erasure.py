@@ -35,8 +35,10 @@ from spatial.models import (
     User,
 )
 from spatial.models_mail import MailAddress, SurveyToken
+from tests.support.dispatch_city import PASSWORD, login
 from tests.support.images import jpeg_bytes
 from tests.support.mail import mime
+from webmap.app import create_app
 
 PERSON = "maria.lopez@example.org"
 # Another person whose address contains the first one, and a neighbour: both untouched.
@@ -78,6 +80,9 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
             role="dispatcher",
             city_slug=city.slug,
             password="a long dispatcher passphrase 42",
+        )
+        create_user(
+            s, email="planner@city.example", role="planner", city_slug=city.slug, password=PASSWORD
         )
         # Mail to the city's intake address becomes a general report, with no questions.
         dumping = s.scalar(
@@ -179,7 +184,16 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
         rcpt_tos=[INTAKE_ADDRESS],
     )
     env = {"DATABASE_URL": demo_db_url, "VAR_DIR": str(settings.var_dir)}
-    return {"sessions": sessions, "settings": settings, "ids": ids, "slug": slug, "env": env}
+    app = create_app(settings, engine=demo_engine)
+    app.config["TESTING"] = True
+    return {
+        "sessions": sessions,
+        "settings": settings,
+        "ids": ids,
+        "slug": slug,
+        "env": env,
+        "app": app,
+    }
 
 
 def holders(engine, address: str) -> list[str]:
@@ -227,6 +241,19 @@ def figures(sessions) -> dict:
             "zones_city": zones.city,
             "scorecards": analytics.scorecards(s, city, f, now=NOW).to_json(orient="records"),
         }
+
+
+def planner_downloads(app) -> dict[str, str]:
+    """The planner's area and scorecard tables, downloaded as CSV by a signed-in planner."""
+    client = app.test_client()
+    login(client, "planner")
+    out = {}
+    for view in ("areas", "scorecards"):
+        res = client.get(f"/planner/export/{view}.csv")
+        assert res.status_code == 200, res.get_data(as_text=True)[:300]
+        out[view] = res.get_data(as_text=True)
+    assert len(out["areas"].splitlines()) > 50  # every council of the city, with figures
+    return out
 
 
 def fingerprint(engine) -> str:
@@ -299,6 +326,7 @@ def test_a_dry_run_says_what_would_go_and_changes_nothing(la, demo_engine):
 def test_erasure_removes_the_address_from_every_table_and_keeps_the_figures(la, demo_engine):
     sessions, ids = la["sessions"], la["ids"]
     figures_before = figures(sessions)
+    downloads_before = planner_downloads(la["app"])
     with sessions() as s:
         first = s.get(ServiceRequest, ids["first"])
         kept = {
@@ -339,6 +367,7 @@ def test_erasure_removes_the_address_from_every_table_and_keeps_the_figures(la, 
     assert "service_request.contact_email" in holders(demo_engine, NEIGHBOUR)
     # The planner's counts and medians are the same.
     assert figures(sessions) == figures_before
+    assert planner_downloads(la["app"]) == downloads_before
 
     with sessions() as s:
         for key, request_id in ids.items():

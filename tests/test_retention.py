@@ -287,8 +287,8 @@ def test_enforce_removes_what_the_periods_allow_and_nothing_else(la, demo_engine
     done = run_cli(["privacy", "enforce", "--city", la["slug"]], env=la["env"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == (
-        f"{la['slug']}: removed contact data of 3, private answers of 1, inbound mail of 1, "
-        "photo originals of 2 requests"
+        f"{la['slug']}: removed from 3 requests: contact data (3), private answers (1), "
+        "inbound mail (1), photo originals (2)"
     )
 
     with sessions() as s:
