@@ -493,3 +493,29 @@ def test_an_open311_post_after_the_setting_changes_is_held(app, sessions, city):
     assert api.get(f"{V2}/requests/{second}.json").status_code == 404
     listed = api.get(f"{V2}/requests.json").get_data(as_text=True)
     assert first in listed and second not in listed
+
+
+def test_a_web_report_in_a_city_that_holds_all_says_so_to_its_reporter(app, sessions, city):
+    _set_hold(sessions, city.city_id, "all")
+    resident = app.test_client()
+    res = resident.post(
+        "/report",
+        data={
+            "csrf_token": csrf_from(resident, "/report"),
+            "form": "map",
+            "service_code": "pothole",
+            "lat": str(WEST[0]),
+            "lon": str(WEST[1]),
+            "attribute[depth]": "12",
+            "description": "Deep hole by the bus stop",
+            "contact_email": "ana@example.org",
+        },
+    )
+    assert res.status_code in (302, 303), res.get_data(as_text=True)[:500]
+    done = resident.get(res.headers["Location"]).get_data(as_text=True)
+    assert "The city reviews new reports before they are published" in done
+    assert "Anyone can see the public part" not in done
+    with sessions() as s:
+        req = s.scalar(sa.select(ServiceRequest))
+        assert req.channel == "web" and req.held_at is not None
+    assert app.test_client().get(f"/requests/{req.public_id}").status_code == 404
