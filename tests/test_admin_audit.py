@@ -512,6 +512,43 @@ def test_a_city_admin_sees_only_their_citys_events(client, sessions, city):
     assert "secret partner" not in res.get_data(as_text=True)
 
 
+def _sign_in(client, email: str) -> None:
+    html = client.get("/login").get_data(as_text=True)
+    token = html.split('name="csrf_token" value="')[1].split('"')[0]
+    res = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert res.status_code == 302
+
+
+def test_only_an_install_admin_sees_every_city_and_install_wide_events(client, sessions, city):
+    with sessions.begin() as s:
+        other = make_small_city(s, slug="otherville")["city"]
+        other.name, other.public_id_prefix = "Otherville", "OV"
+        for email, role in [
+            ("root@install.example", "install_admin"),
+            ("old@city.example", "admin"),
+        ]:
+            slug = None if role == "install_admin" else city.slug
+            user, _ = create_user(s, email=email, role=role, city_slug=slug, password=PASSWORD)
+            user.jurisdiction_id = None  # "old": an admin made before any city existed
+        admin_audit.record(s, "user.role", "user", 1, city=city.city_id, actor="cli:x")
+        admin_audit.record(s, "city.create", "city", "otherville", city=None, actor="cli:x")
+        admin_audit.record(s, "apikey.create", "api_key", 2, city=other.id, actor="cli:x")
+    # an admin without a city works in the install's default city (the oldest): its events
+    _sign_in(client, "old@city.example")
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert page.count('class="audit-event"') == 1 and 'data-action="user.role"' in page
+    client.post("/logout", data={"csrf_token": page.split('name="csrf_token" value="')[1]
+                                 .split('"')[0]})  # fmt: skip
+    root = client.application.test_client()
+    _sign_in(root, "root@install.example")
+    page = root.get("/admin/audit").get_data(as_text=True)
+    assert page.count('class="audit-event"') == 3 and "install-wide" in page
+    narrowed = root.get("/admin/audit?city=otherville").get_data(as_text=True)
+    assert narrowed.count('class="audit-event"') == 1
+    assert 'data-action="apikey.create"' in narrowed
+    assert root.get("/admin/audit?city=nowhere").status_code == 404
+
+
 @pytest.mark.parametrize("role", ["agent", "dispatcher", "crew", "planner"])
 def test_other_roles_cannot_read_the_log(client, sessions, city, role):
     with sessions.begin() as s:

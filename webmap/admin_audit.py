@@ -1,8 +1,9 @@
 """The admin audit page, ``/admin/audit``: who changed the city's set-up, when, and what.
 
 On the admin blueprint (admin-only, like every admin page). A city's administrator sees
-their city's events; an install-wide administrator sees every city's and the
-install-wide ones, and may narrow them with ``?city=SLUG``. Newest first, filtered by
+their city's events only; an install administrator sees every city's and the
+install-wide ones (a new city, an install administrator), and may narrow them to one
+city with ``?city=SLUG``. Newest first, filtered by
 ``?action=``, one page of :data:`spatial.admin_audit.PAGE_SIZE` at a time (``?page=``).
 """
 
@@ -14,21 +15,23 @@ import sqlalchemy as sa
 from flask import request
 
 from spatial import admin_audit
+from spatial.accounts import is_install_admin
 from spatial.cities import validate_slug
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import Jurisdiction, User
 from webmap.admin import _page, bp
 from webmap.app import db_session
 from webmap.auth import current_user, roles_required
+from webmap.staffkit import home_city_id
 
 ACTION_MAX = 64
 
 
 def _scope(user: User) -> tuple[list[int] | None, Jurisdiction | None]:
     """The cities whose events ``user`` may read (None: all), and the one asked for."""
+    if not is_install_admin(user):
+        return [home_city_id(user)], None
     slug = (request.args.get("city") or "").strip()
-    if user.jurisdiction_id is not None:
-        return [user.jurisdiction_id], None
     if not slug:
         return None, None
     validate_slug(slug, "city")
@@ -57,7 +60,7 @@ def audit():
     session.rollback()
     cities = (
         session.scalars(sa.select(Jurisdiction).order_by(Jurisdiction.name)).all()
-        if user.jurisdiction_id is None
+        if is_install_admin(user)
         else []
     )
     return _page("audit.html", result=result, chosen=chosen, cities=cities, **ctx)
