@@ -13,7 +13,9 @@ every city):
   (also the raw copy of other mail that names the address);
 - the address wherever it was written into text (notes, descriptions, answers, other
   mail, comments): replaced by ``[erased]``;
-- the private originals of photos they reported (the EXIF-free public copies stay).
+- the private originals of photos they reported (the EXIF-free public copies stay);
+- with no SMTP server set, the files of the local mail spool that name the address
+  (:func:`spooled_mail`; the spool is not per city).
 
 A staff account with the address is not changed: it is named in the result, to be
 deactivated in the admin pages, since the audit trail refers to it.
@@ -32,6 +34,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import message_from_bytes, policy
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -59,6 +63,33 @@ def _pattern(address: str) -> str:
     ``bob@x.org`` is not found in ``jimbob@x.org`` or ``bob@x.org.uk``."""
     body = "".join(c if c.isalnum() else "\\" + c for c in address)
     return rf"(?<![A-Za-z0-9._%+-]){body}(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
+
+
+def spooled_mail(spool: Path, address: str) -> list[Path]:
+    """The files of the local mail spool (where mail goes when no SMTP server is set)
+    that name ``address`` in a header or a text part, decoded as a mail client would."""
+    if not spool.is_dir():
+        return []
+    body = re.escape(address)
+    found = re.compile(
+        rf"(?<![A-Za-z0-9._%+-]){body}(?![A-Za-z0-9_-]|\.[A-Za-z0-9])", re.IGNORECASE
+    )
+    out = []
+    for path in sorted(spool.glob("*.eml")):
+        try:
+            msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        except OSError:
+            continue
+        texts = [str(value) for value in msg.values()]
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                try:
+                    texts.append(part.get_content())
+                except (LookupError, ValueError):
+                    texts.append(part.get_payload(decode=True).decode("utf-8", "replace"))
+        if any(found.search(text) for text in texts):
+            out.append(path)
+    return out
 
 
 @dataclass
@@ -211,12 +242,14 @@ _STEPS = (
         "request texts naming the address",
         """UPDATE service_request SET
             description = regexp_replace(description, :pattern, :erased, 'gi'),
+            public_description = regexp_replace(public_description, :pattern, :erased, 'gi'),
             address = regexp_replace(address, :pattern, :erased, 'gi'),
             close_reason = regexp_replace(close_reason, :pattern, :erased, 'gi'),
             attributes = CAST(regexp_replace(CAST(attributes AS text), :pattern, :erased, 'gi')
                 AS jsonb)
         WHERE (CAST(:city AS integer) IS NULL OR jurisdiction_id = CAST(:city AS integer))
-            AND (description ~* :pattern OR address ~* :pattern OR close_reason ~* :pattern
+            AND (description ~* :pattern OR public_description ~* :pattern
+                OR address ~* :pattern OR close_reason ~* :pattern
                 OR CAST(attributes AS text) ~* :pattern)
         RETURNING id""",
     ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +16,10 @@ from conftest import make_settings, run_cli
 from intake.duplicates import follow
 from intake.email_intake import MailIntake
 from intake.submit import Draft, submit
+from notify import messages
 from notify.links import unsubscribe
 from notify.survey import create_link
+from notify.worker import run_once, spool_dir
 from routing.actions import add_note, close
 from spatial import analytics
 from spatial.accounts import create_user
@@ -161,7 +164,7 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
             public_base_url=BASE,
             now=NOW - timedelta(days=6),
         ).request
-        unsubscribe(s, PERSON, first.id)
+        unsubscribe(s, PERSON, second.id)
         ids = {
             "first": first.id,
             "second": second.id,
@@ -183,6 +186,13 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
         mail_from=PERSON,
         rcpt_tos=[INTAKE_ADDRESS],
     )
+    # The worker delivers what is due to the local spool (no SMTP server is set) ...
+    assert run_once(sessions, settings).sent > 0
+    # ... and then her first report moves on: that mail to her is still waiting.
+    with sessions.begin() as s:
+        first = s.get(ServiceRequest, ids["first"])
+        first.status = Status.IN_PROGRESS.value
+        assert messages.on_status_change(s, first, "new", "in_progress", BASE)
     env = {"DATABASE_URL": demo_db_url, "VAR_DIR": str(settings.var_dir)}
     app = create_app(settings, engine=demo_engine)
     app.config["TESTING"] = True
@@ -241,6 +251,20 @@ def figures(sessions) -> dict:
             "zones_city": zones.city,
             "scorecards": analytics.scorecards(s, city, f, now=NOW).to_json(orient="records"),
         }
+
+
+def spooled_text(spool, address: str) -> list[str]:
+    """The mail files in the spool that name ``address``, read as a mail client would."""
+    pattern = re.compile(rf"(?<![a-z0-9._%+-]){re.escape(address)}(?![a-z0-9-]|\.[a-z0-9])", re.I)
+    found = []
+    for path in sorted(spool.glob("*.eml")):
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        texts = [str(v) for v in msg.values()] + [
+            part.get_content() for part in msg.walk() if part.get_content_maintype() == "text"
+        ]
+        if any(pattern.search(t) for t in texts):
+            found.append(path.name)
+    return found
 
 
 def planner_downloads(app) -> dict[str, str]:
@@ -345,6 +369,9 @@ def test_erasure_removes_the_address_from_every_table_and_keeps_the_figures(la, 
             )
         )
     assert original.exists() and public_copy.exists()
+    spool = spool_dir(la["settings"])
+    spooled_before = len(spooled_text(spool, PERSON))
+    assert spooled_before and spooled_text(spool, LONGER)
 
     done = run_cli(["privacy", "erase", "--email", "  Maria.Lopez@EXAMPLE.org "], env=la["env"])
     assert done.returncode == 0, done.stderr
@@ -357,6 +384,7 @@ def test_erasure_removes_the_address_from_every_table_and_keeps_the_figures(la, 
         "  unsubscribes: 1",
         "  mail received from the address: 1",
         "  photo originals: 1",
+        "  messages not yet sent (cancelled): 1",
     ):
         assert line in out, out
 
@@ -415,6 +443,10 @@ def test_erasure_removes_the_address_from_every_table_and_keeps_the_figures(la, 
         assert (
             s.scalar(sa.select(sa.func.count()).select_from(User).where(User.email == PERSON)) == 0
         )
+    # No mail file in the spool names her; the other person's are still there.
+    assert spooled_text(spool, PERSON) == []
+    assert spooled_text(spool, LONGER)
+    assert f"  mail files in the local spool: {spooled_before}" in out
     # The private original (with its EXIF) is gone; the public copy stays.
     assert not original.exists()
     assert public_copy.exists()

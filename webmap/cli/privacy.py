@@ -47,16 +47,21 @@ def privacy_enforce(rt: Runtime, slug: str | None, dry_run: bool) -> None:
 @pass_runtime
 def privacy_erase(rt: Runtime, email: str, slug: str | None, dry_run: bool) -> None:
     """Remove an e-mail address, with the contact data that came with it, from every table."""
-    from records.erasure import check_address, erase
+    from notify.worker import spool_dir
+    from records.erasure import check_address, erase, spooled_mail
     from records.retention import delete_original_files
     from spatial.cities import get_city
 
-    check_address(email)
+    address = check_address(email)
     with rt.sessions().begin() as session:
         city = get_city(session, slug) if slug is not None else None
-        result = erase(session, email, city=city, dry_run=dry_run)
+        result = erase(session, address, city=city, dry_run=dry_run)
+    spooled = spooled_mail(spool_dir(rt.settings), address)
+    result.changes.append(("mail files in the local spool", len(spooled)))
     if not dry_run:
         delete_original_files(rt.settings.media_dir, result.original_keys)
+        for path in spooled:
+            path.unlink(missing_ok=True)
     for line in result.lines():
         click.echo(line)
 
