@@ -15,7 +15,15 @@ import sqlalchemy as sa
 from PIL import Image
 from playwright.sync_api import expect
 
-from spatial.models import Follower, Jurisdiction, Photo, RequestEvent, Service, ServiceRequest
+from spatial.models import (
+    Follower,
+    Jurisdiction,
+    OutboxMessage,
+    Photo,
+    RequestEvent,
+    Service,
+    ServiceRequest,
+)
 from spatial.models_mail import FaqArticle
 from tests.support.browser import chromium, serve, watch_problems
 from tests.support.images import jpeg_bytes
@@ -200,11 +208,21 @@ def test_duplicate_is_offered_and_followed_instead(site, sessions, city):
     page.get_by_label("Your e-mail, to follow a report").fill("ben@example.org")
     page.get_by_role("button", name=f"Follow report {old_id} instead").click()
     page.wait_for_url(f"**/requests/{old_id}/follow")
-    assert f"You are following report {old_id}" in page.locator("h1").inner_text()
-    assert page.locator("#supporters").inner_text() == "1 resident"
+    assert page.locator("h1").inner_text() == "Check your mail"
     with sessions() as s:
         assert s.scalars(sa.select(Follower.email)).all() == ["ben@example.org"]
         assert s.scalar(sa.select(sa.func.count()).select_from(ServiceRequest)) == 1
+        assert s.scalars(sa.select(RequestEvent.kind)).all() == []
+        body = s.scalar(
+            sa.select(OutboxMessage.body_text).where(OutboxMessage.kind == "follow_confirmation")
+        )
+    # the link in the confirmation e-mail, then its button
+    link = re.search(r"http://\S+/follow/confirm/\S+", body).group(0)
+    page.goto(base + urlsplit(link).path)
+    page.get_by_role("button", name="Yes, follow this report").click()
+    page.locator("h1", has_text=f"You are following report {old_id}").wait_for()
+    assert page.locator("#supporters").inner_text() == "1 resident"
+    with sessions() as s:
         assert s.scalars(sa.select(RequestEvent.kind)).all() == ["followed"]
     _local_only(requested)
     assert problems == []
