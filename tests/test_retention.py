@@ -413,6 +413,20 @@ def test_the_worker_enforces_once_a_day(la):
     assert run_due(sessions, settings.media_dir) == []
     (next_day,) = run_due(sessions, settings.media_dir, now=now_utc() + timedelta(days=1))
     assert next_day.city == la["slug"] and next_day.requests == []
+    # Two workers at the same moment, a day later still: one of them runs the city.
+    later = now_utc() + timedelta(days=2, hours=1)
+    results: list = []
+    workers = [
+        threading.Thread(
+            target=lambda: results.extend(run_due(sessions, settings.media_dir, now=later))
+        )
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert [r.city for r in results] == [la["slug"]]
 
 
 # --------------------------------------------------------------------------- admin page
