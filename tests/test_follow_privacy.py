@@ -318,3 +318,31 @@ def test_list_unsubscribe_reaches_the_wire_unencoded(sessions, settings, sink, r
         assert value.strip("<>") in mail.text
         assert len(value) > 78  # long enough that the old folding encoded it
         assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in unfolded
+
+
+def test_a_confirmation_link_still_works_after_its_report_was_merged(
+    client, sessions, settings, sink, req
+):
+    from routing import actions
+    from spatial.accounts import create_user
+
+    parent = new_request(sessions, settings, description="The same swing")
+    follow_by_http(client, req.public_id, NEIGHBOUR)
+    deliver(sessions, settings, sink)
+    path = confirm_path(sink.to(NEIGHBOUR)[0].text)
+    with sessions.begin() as s:
+        dispatcher, _ = create_user(
+            s, email="d@city.example", role="dispatcher", password="pw-123456789-abc"
+        )
+        actions.merge(
+            s,
+            dispatcher,
+            s.get(ServiceRequest, req.id),
+            s.get(ServiceRequest, parent.id),
+            public_base_url=BASE,
+        )
+    res = confirm_by_http(client, path)
+    assert f"You are following report {parent.public_id}" in res.get_data(as_text=True)
+    with sessions() as s:
+        follower = s.scalar(sa.select(Follower).where(Follower.email == NEIGHBOUR))
+        assert follower.request_id == parent.id and follower.confirmed_at is not None

@@ -188,6 +188,14 @@ def test_city_template_override_is_used_and_checked(sessions, settings, sink, re
     assert update.text.startswith(f"Hola! {req.public_id} is now In progress.")
 
 
+def test_follow_confirmation_template_keeps_its_link():
+    with pytest.raises(InvalidInput, match=r"\$confirm_url"):
+        templates.check_template("follow_confirmation", "Follow", "Hello $unsubscribe_url")
+    assert templates.check_template(
+        "follow_confirmation", "Follow", "Open $confirm_url\n$unsubscribe_url"
+    )
+
+
 def test_template_values_cannot_inject_headers(sessions, req):
     with sessions() as s:
         rendered = templates.render(
