@@ -51,6 +51,9 @@ from spatial.models import (
 )
 
 REMOVED = "[personal data removed]"
+# Dates outside these years are typing mistakes (and the last day of year 9999 has no
+# next day to end the period).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 REQUEST_COLUMNS = [
     "public_id",
     "service_code",
@@ -114,11 +117,16 @@ def parse_day(text: str | None, name: str) -> date:
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
             f"--{name} {value!r} is not a date: write it as YYYY-MM-DD", field=name
         ) from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidInput(
+            f"--{name} {value} is out of range (years {FIRST_YEAR} to {LAST_YEAR})", field=name
+        )
+    return day
 
 
 def check_period(since: date, until: date) -> ExportPeriod:

@@ -240,6 +240,7 @@ def test_bad_arguments_stop_with_one_line_and_leave_nothing(cli, records, tmp_pa
         (["--since", "2026-13-01", "--until", "2026-12-31"], "--since '2026-13-01' is not a date"),
         (["--since", "yesterday", "--until", "2026-12-31"], "write it as YYYY-MM-DD"),
         (["--since", "2026-02-01", "--until", "2026-01-01"], "is after --until 2026-01-01"),
+        (["--since", "2026-01-01", "--until", "9999-12-31"], "out of range (years 1900 to 2999)"),
     ]
     dates = ["--since", records["since"], "--until", records["until"]]
     for args, message in cases:
