@@ -254,8 +254,10 @@ def hide_photo(
         wanted = int(str(photo_id).strip())
     except (TypeError, ValueError):
         raise InvalidInput("Choose the photo to hide", field="photo_id") from None
-    photo = session.scalar(
-        sa.select(Photo).where(Photo.id == wanted, Photo.request_id == request.id)
+    photo = (
+        session.scalar(sa.select(Photo).where(Photo.id == wanted, Photo.request_id == request.id))
+        if 0 < wanted < 2**31
+        else None
     )
     if photo is None:
         raise InvalidInput(f"{request.public_id} has no such photo", field="photo_id")

@@ -184,6 +184,7 @@ def test_moderation_refuses_bad_input_and_other_roles_and_writes_nothing(
         ("moderate_text", {"mode": "shred", "reason": "x"}, "hide, redact or restore"),
         ("moderate_text", {"mode": "restore", "reason": "x"}, "reporter&#39;s text already"),
         ("hide_photo", {"photo_id": "999999", "reason": "x"}, "has no such photo"),
+        ("hide_photo", {"photo_id": "99999999999999999999", "reason": "x"}, "has no such photo"),
         ("hide_photo", {"photo_id": "abc", "reason": "x"}, "Choose the photo"),
         ("publish", {}, "is not held"),
     ]
