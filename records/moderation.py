@@ -147,7 +147,7 @@ def _duration(seconds: float) -> str:
 
 
 def _reason(value: str | None) -> str:
-    text = (value or "").replace("\r\n", "\n").strip()
+    text = (value if isinstance(value, str) else "").replace("\r\n", "\n").strip()
     if not text:
         raise InvalidInput("Give the reason (staff see it in the history)", field="reason")
     if len(text) > MAX_REASON:
@@ -197,12 +197,12 @@ def moderate_description(
     ``text`` instead) or ``restore`` the reporter's text."""
     require(user, "moderate", request)
     reason = _reason(reason)
-    mode = (mode or "").strip().lower()
+    mode = (mode if isinstance(mode, str) else "").strip().lower()
     if mode not in ("hide", "redact", "restore"):
         raise InvalidInput("Choose to hide, redact or restore the description", field="mode")
     public_text = None
     if mode == "redact":
-        public_text = (text or "").replace("\r\n", "\n").strip()
+        public_text = (text if isinstance(text, str) else "").replace("\r\n", "\n").strip()
         if not public_text:
             raise InvalidInput("Write the text the public sees instead", field="text")
         if len(public_text) > MAX_PUBLIC_TEXT:

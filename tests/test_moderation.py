@@ -200,6 +200,12 @@ def test_moderation_refuses_bad_input_and_other_roles_and_writes_nothing(
         headers={"X-CSRFToken": token},
     )
     assert res.status_code == 400 and "reason" in res.get_json()["error"].lower()
+    res = client.post(
+        f"/dispatch/requests/{public_id}/moderate_text",
+        json={"mode": "redact", "text": ["a", "b"], "reason": {"x": 1}},
+        headers={"X-CSRFToken": token},
+    )
+    assert res.status_code == 400 and res.get_json()["field"] == "reason"
     # No CSRF token: refused.
     res = client.post(
         f"/dispatch/requests/{public_id}/moderate_text", data={"mode": "hide", "reason": "x"}

@@ -350,7 +350,7 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
             session,
             user,
             req,
-            mode=str(data.get("mode") or ""),
+            mode=data.get("mode"),
             text=data.get("text"),
             reason=data.get("reason") or "",
         )
