@@ -254,14 +254,25 @@ def test_users_create_admin_without_a_city_is_an_install_admin(cli, sessions, fi
     assert res.returncode == 1
     assert res.stderr.strip() == "civicpin: error: several cities exist: name one with --city SLUG"
     res = cli(
+        "users",
+        "create",
+        "--email",
+        "d@example.org",
+        "--role",
+        "dispatcher",
+        env={"CIVICPIN_CITY": "busy"},
+    )
+    assert res.returncode == 0, res.stderr
+    res = cli(
         "users", "create", "--email", "i@example.org", "--role", "install_admin", "--city", "busy"
     )
     assert res.returncode == 1 and "belongs to no one city" in res.stderr
     with sessions() as s:
         rows = s.execute(sa.select(User.email, User.role, User.jurisdiction_id)).all()
-        quiet = s.scalar(sa.select(Jurisdiction.id).where(Jurisdiction.slug == "quiet"))
+        ids = dict(s.execute(sa.select(Jurisdiction.slug, Jurisdiction.id)).all())
     assert sorted(rows) == [
-        ("a@example.org", "admin", quiet),
+        ("a@example.org", "admin", ids["quiet"]),
+        ("d@example.org", "dispatcher", ids["busy"]),
         ("root@example.org", "install_admin", None),
     ]
 

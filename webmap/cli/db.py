@@ -134,6 +134,8 @@ def users_create(rt: Runtime, email: str, role: str, city_slug: str | None, name
     """Create a staff user; prints the generated password if none was given."""
     from spatial.accounts import create_user
 
+    if city_slug is None and role not in ("admin", "install_admin"):
+        city_slug = rt.settings.default_city  # CIVICPIN_CITY; None: the only city
     with rt.sessions().begin() as session:
         user, generated = create_user(
             session, email=email, role=role, city_slug=city_slug, name=name, password=password
