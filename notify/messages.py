@@ -223,9 +223,11 @@ def _send(
     if (reply_to := reply_to_address(session, city_id)) is not None:
         hdrs["Reply-To"] = reply_to
     if request is not None and kind != "acknowledgement":
-        # Thread under the resident's own first e-mail as well as our thread root.
+        # Thread under the resident's own first e-mail as well as our thread root; that
+        # e-mail's Message-ID is the reporter's (it may name their machine or address).
         root = thread_root_id(request, mail_domain(public_base_url))
-        refs = [r for r in (_original_message_id(session, request), root) if r]
+        own = _original_message_id(session, request) if _is_reporter(request, to_addr) else None
+        refs = [r for r in (own, root) if r]
         hdrs["In-Reply-To"] = root
         hdrs["References"] = " ".join(refs)
     hdrs.update(headers or {})

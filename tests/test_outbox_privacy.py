@@ -14,7 +14,7 @@ from notify.links import FOLLOW_SALT, SURVEY_SALT, UNSUBSCRIBE_SALT, mail_config
 from notify.worker import run_once
 from routing import actions
 from spatial.accounts import create_user
-from spatial.models import ServiceRequest
+from spatial.models import Follower, InboundEmail, ServiceRequest, now_utc
 from spatial.models_mail import SurveyToken
 from tests.support.dispatch_city import EAST, PASSWORD, make_dispatch_city, report, user
 from tests.support.mail import DISPATCH, NIGHT_DESK, Sink
@@ -253,3 +253,35 @@ def test_stop_all_mail_is_one_address_and_one_city(client, sessions, settings, s
         "acknowledgement",
         "acknowledgement",
     ]
+
+
+def test_only_the_reporter_is_threaded_under_their_own_e_mail(sessions, settings, sink, city):
+    """The Message-ID of the e-mail that made a request is the reporter's (it may name
+    their machine or address): only their own messages refer to it."""
+    own_id = "<20261207.laptop-of-rosa.home@example.org>"
+    with sessions.begin() as s:
+        req = report(s, settings.media_dir, email=REPORTER, channel="email")
+        s.add(
+            InboundEmail(
+                message_id=own_id,
+                jurisdiction_id=city.city_id,
+                mail_from=REPORTER,
+                outcome="created",
+                request_id=req.id,
+            )
+        )
+        s.add(Follower(request_id=req.id, email=NEIGHBOUR, confirmed_at=now_utc()))
+    with sessions.begin() as s:
+        actions.set_status(
+            s,
+            user(s, "crew"),
+            s.get(ServiceRequest, req.id),
+            status="in_progress",
+            public_base_url=BASE,
+        )
+    deliver(sessions, settings, sink)
+    (to_reporter,) = [m for m in sink.to(REPORTER) if "In progress" in m.message["Subject"]]
+    (to_neighbour,) = sink.to(NEIGHBOUR)
+    assert own_id in to_reporter.message["References"]
+    assert to_reporter.message["In-Reply-To"] == to_neighbour.message["In-Reply-To"]
+    assert b"laptop-of-rosa" not in to_neighbour.raw
