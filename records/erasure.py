@@ -23,7 +23,9 @@ deactivated in the admin pages, since the audit trail refers to it.
 Unsubscribes are deleted, not kept as a hash: a hash of an address is still the address
 to anyone who tries a list of addresses, and with the address gone from every request and
 follow nothing is sent to it any more. If the person later gives the address again (a new
-report or follow), that is a new choice.
+report or follow), that is a new choice. An erasure in one city (``city``) keeps the
+unsubscribes about other cities and about every city, since other cities still hold the
+address.
 
 Every request touched gets one internal event (actor "erasure request") that says what
 was removed, never the address.
@@ -162,10 +164,12 @@ _STEPS = (
     ),
     (
         "unsubscribes",
+        # With a city, only that city's: a wish about every city keeps other cities quiet.
         """DELETE FROM mail_unsubscribe
         WHERE lower(email) = :address
-            AND (request_id IS NULL OR (CAST(:city AS integer) IS NULL OR request_id IN
-                (SELECT id FROM service_request WHERE jurisdiction_id = CAST(:city AS integer))))
+            AND (CAST(:city AS integer) IS NULL OR jurisdiction_id = CAST(:city AS integer)
+                OR request_id IN (SELECT id FROM service_request
+                    WHERE jurisdiction_id = CAST(:city AS integer)))
         RETURNING request_id""",
     ),
     (

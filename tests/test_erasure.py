@@ -477,3 +477,28 @@ def test_a_staff_address_is_named_not_erased(la, demo_engine):
             )
         )
         assert closed.actor_id == user.id
+
+
+def test_an_erasure_in_one_city_keeps_a_wish_for_no_mail_from_any_city(la, demo_engine):
+    address = "kim.quiet@example.org"
+    with la["sessions"].begin() as s:
+        city = s.scalar(sa.select(Jurisdiction))
+        submit(
+            s,
+            _draft(city, address, "Kim Quiet", "213-555-0111", dlat=0.04),
+            media_dir=la["settings"].media_dir,
+            public_base_url=BASE,
+            now=NOW - timedelta(days=3),
+        )
+        unsubscribe(s, address, None)  # no mail from any city, about anything
+    done = run_cli(["privacy", "erase", "--email", address, "--city", la["slug"]], env=la["env"])
+    assert done.returncode == 0, done.stderr
+    assert "  reporter's contact data on requests: 1" in done.stdout
+    assert "unsubscribes" not in done.stdout
+    # The other cities (there may be more later) still must not write to her.
+    assert holders(demo_engine, address) == ["mail_unsubscribe.email"]
+    # Erased everywhere, the wish goes too: nothing holds the address to write to.
+    everywhere = run_cli(["privacy", "erase", "--email", address], env=la["env"])
+    assert everywhere.returncode == 0, everywhere.stderr
+    assert "  unsubscribes: 1" in everywhere.stdout
+    assert holders(demo_engine, address) == []
