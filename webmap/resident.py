@@ -1017,7 +1017,7 @@ def follow_confirm(public_id: str, token: str):
     if req is not None and req.duplicate_of_id is not None:
         # merged since the link was mailed: its followers follow the request it joined
         req = s.get(ServiceRequest, req.duplicate_of_id)
-    if req is None or req.service.private:
+    if req is None or req.service.private or moderation.is_held(req):
         return _message("Report not found", f"There is no public report {public_id}.", 404)
     city = s.get(Jurisdiction, req.jurisdiction_id)
     try:
