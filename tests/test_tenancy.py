@@ -590,3 +590,24 @@ def test_the_migration_makes_city_less_admins_install_admins(engine):
                     "(SELECT id FROM jurisdiction LIMIT 1) WHERE role = 'install_admin'"
                 )
             )
+
+
+def test_the_demo_mail_spool_is_for_install_admins_only(world):
+    """The spool holds every city's mail: no city's staff may read it."""
+    app, sessions, home, other = world
+    from webmap.app import create_app
+
+    settings = app.extensions["civicpin"]["settings"]
+    engine = app.extensions["civicpin"]["engine"]
+    demo = create_app(settings.with_overrides(demo_mail_page=True), engine=engine)
+    demo.config["TESTING"] = True
+    for role in CITY_ROLES:
+        client = demo.test_client()
+        _login(client, f"{role}@{home.slug}.example")
+        res = client.get("/demo/mail")
+        assert res.status_code == 403, role
+        assert other.public_id not in res.get_data(as_text=True)
+    root = demo.test_client()
+    _login(root, "root@install.example")
+    page = root.get("/demo/mail")
+    assert page.status_code == 200 and other.public_id in page.get_data(as_text=True)

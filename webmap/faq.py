@@ -321,8 +321,8 @@ def _spool_page_on(view):
     """404 unless the demo mail page was asked for (DEMO_MAIL_PAGE) and mail is spooled.
 
     The spool holds residents' mail with their private links: the page is off by default,
-    and when on it is for admins only (``roles_required("admin")`` under this), whatever
-    the client's address.
+    and when on it is for install administrators only (the spool holds every city's
+    mail: ``roles_required("install_admin")`` under this), whatever the client's address.
     """
 
     @wraps(view)
@@ -358,7 +358,7 @@ def _read(path: Path):
 
 @bp.get("/demo/mail")
 @_spool_page_on
-@roles_required("admin")
+@roles_required("install_admin")
 def demo_mail():
     """The messages the worker wrote to the spool, newest first (delivers what is due)."""
     folder = _spool_folder()
@@ -384,7 +384,7 @@ def demo_mail():
 
 @bp.get("/demo/mail/<name>")
 @_spool_page_on
-@roles_required("admin")
+@roles_required("install_admin")
 def demo_mail_message(name: str):
     folder = _spool_folder()
     if not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9]{8}\.eml", name):
