@@ -463,6 +463,25 @@ def test_a_city_address_keeps_its_prefix_in_links(world):
     assert client.get("/c/nowhere/dispatch").status_code == 403
 
 
+def test_signing_in_at_a_city_address_returns_to_it(world):
+    app, sessions, home, other = world
+    client = app.test_client()
+    res = client.get(f"/c/{other.slug}/admin/users")
+    assert res.status_code == 302
+    login_url = res.headers["Location"]
+    assert login_url.startswith(f"/c/{other.slug}/login?next=/c/{other.slug}/admin/users")
+    html = client.get(login_url).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    res = client.post(
+        login_url,
+        data={"email": "root@install.example", "password": PASSWORD, "csrf_token": token},
+    )
+    assert res.status_code == 302
+    assert res.headers["Location"].startswith(f"/c/{other.slug}/admin/users")
+    page = client.get(res.headers["Location"]).get_data(as_text=True)
+    assert f"dispatcher@{other.slug}.example" in page
+
+
 def test_the_cities_in_one_database_agree_with_the_jurisdiction_table(world):
     _, sessions, home, other = world
     with sessions() as s:

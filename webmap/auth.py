@@ -77,7 +77,9 @@ def roles_required(*roles: str) -> Callable:
             user = current_user()
             if user is None:
                 if request.method == "GET":
-                    return redirect(url_for("auth.login", next=request.full_path))
+                    return redirect(
+                        url_for("auth.login", next=request.script_root + request.full_path)
+                    )
                 abort(401)
             if not has_role(user, *roles):
                 abort(403)
