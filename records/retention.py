@@ -4,7 +4,8 @@ Four periods per city, in days after a request is closed (``None``: kept):
 - ``contact_days``: the reporter's name, e-mail, phone, device and account ids; followers'
   addresses; survey-link addresses; unsubscribes about the request; every stored copy of
   mail about it (addresses, subjects and bodies; a message not yet sent is cancelled);
-  e-mail addresses written in its internal notes;
+  e-mail addresses written in its internal notes. Copies of mail sent about no request
+  are measured from when they were written;
 - ``answers_days``: the answers to the category's questions, which only the reporter and
   staff see;
 - ``raw_mail_days``: what the e-mail intake kept of the mail about it (the raw message,
@@ -129,6 +130,8 @@ class RetentionResult:
     requests: list[RequestChange] = field(default_factory=list)
     # Mail the intake recorded that became no request (rejected, unknown recipient...).
     unlinked_mail: int = 0
+    # Copies of mail sent about no request (an answer to mail that became none).
+    unlinked_sent: int = 0
     # Original files no photo row needs any more; deleted after commit.
     original_keys: list[str] = field(default_factory=list)
 
@@ -147,6 +150,8 @@ class RetentionResult:
             parts.append(f"from {n} request{'s' if n != 1 else ''}: {counts}")
         if self.unlinked_mail:
             parts.append(f"inbound mail that became no request ({self.unlinked_mail})")
+        if self.unlinked_sent:
+            parts.append(f"copies of mail sent about no request ({self.unlinked_sent})")
         if not parts:
             return f"{self.city}: nothing to remove"
         return f"{self.city}: {verb} " + "; ".join(parts)
@@ -227,6 +232,14 @@ _UNLINKED_MAIL_SQL = """
     WHERE jurisdiction_id = :city AND request_id IS NULL AND received_at < :cutoff
         AND (mail_from IS NOT NULL OR subject IS NOT NULL OR detail IS NOT NULL
             OR raw IS NOT NULL)
+    RETURNING id"""
+
+# Mail sent about no request is measured from when it was written.
+_UNLINKED_SENT_SQL = """
+    UPDATE outbox_message SET to_addr = '', subject = '', body_text = '', body_html = NULL,
+        headers = NULL
+    WHERE jurisdiction_id = :city AND request_id IS NULL AND created_at < :cutoff
+        AND status IN ('sent', 'failed') AND (to_addr <> '' OR body_text <> '')
     RETURNING id"""
 
 _ORIGINALS_SQL = """
@@ -316,6 +329,10 @@ def enforce(
             }
             for request_id in _run(session, statements, params):
                 removed.setdefault(request_id, []).append(PERIODS[name])
+            if name == "contact_days":
+                result.unlinked_sent = len(
+                    session.execute(sa.text(_UNLINKED_SENT_SQL), params).all()
+                )
             if name == "raw_mail_days":
                 result.unlinked_mail = len(
                     session.execute(sa.text(_UNLINKED_MAIL_SQL), params).all()

@@ -16,6 +16,7 @@ from conftest import make_settings, run_cli
 from intake.duplicates import follow
 from intake.email_intake import MailIntake
 from intake.submit import Draft, submit
+from notify.outbox import enqueue
 from notify.worker import WorkerConfig, run_forever
 from records.retention import run_due
 from routing.actions import close
@@ -146,9 +147,10 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
         }
         slug = city.slug
     # A report by e-mail, 50 days ago, closed 40 days ago.
-    outcome = MailIntake(
+    intake = MailIntake(
         sessions, public_base_url=BASE, media_dir=settings.media_dir, mail_from=settings.mail_from
-    ).process(
+    )
+    outcome = intake.process(
         mime(
             "Couch on the sidewalk",
             "A couch left on the sidewalk in front of 500 S Main St.\nRosa",
@@ -177,11 +179,45 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
         )
         ids["mailed_40"] = mailed
         public_ids = {k: s.get(ServiceRequest, i).public_id for k, i in ids.items()}
+    # A bounce 50 days ago (mail that became no request), and a refusal sent then.
+    intake.process(
+        mime(
+            "Undelivered Mail Returned to Sender",
+            "This is the mail system at host mx.example.org.",
+            sender="MAILER-DAEMON@mx.example.org",
+            to=INTAKE_ADDRESS,
+            message_id="<bounce-1@mx.example.org>",
+        ).as_bytes(),
+        mail_from="",
+        rcpt_tos=[INTAKE_ADDRESS],
+        now=now - 50 * day,
+    )
+    with sessions.begin() as s:
+        bounce = s.scalar(
+            sa.select(InboundEmail).where(
+                InboundEmail.message_id.contains("<bounce-1@mx.example.org>")
+            )
+        )
+        assert (bounce.request_id, bounce.jurisdiction_id) == (None, city.id)
+        refusal = enqueue(
+            s,
+            kind="intake_refused",
+            to_addr="lee.toolarge@example.org",
+            subject="Your e-mail could not become a report",
+            body_text="Hello lee.toolarge@example.org, your message was too large.",
+            public_base_url=BASE,
+            jurisdiction_id=city.id,
+        )
+        s.flush()
+        refusal.status, refusal.sent_at = "sent", now - 50 * day
+        refusal.created_at = now - 50 * day
+        ids["bounce"], ids["refusal"] = bounce.id, refusal.id
     env = {"DATABASE_URL": demo_db_url, "VAR_DIR": str(settings.var_dir)}
     return {
         "sessions": sessions,
         "settings": settings,
-        "ids": ids,
+        "ids": {k: v for k, v in ids.items() if k not in ("bounce", "refusal")},
+        "mail_ids": {k: ids[k] for k in ("bounce", "refusal")},
         "public_ids": public_ids,
         "slug": slug,
         "env": env,
@@ -288,7 +324,8 @@ def test_enforce_removes_what_the_periods_allow_and_nothing_else(la, demo_engine
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == (
         f"{la['slug']}: removed from 3 requests: contact data (3), private answers (1), "
-        "inbound mail (1), photo originals (2)"
+        "inbound mail (1), photo originals (2); inbound mail that became no request (1); "
+        "copies of mail sent about no request (1)"
     )
 
     with sessions() as s:
@@ -352,6 +389,12 @@ def test_enforce_removes_what_the_periods_allow_and_nothing_else(la, demo_engine
             )
         )
         photos = {k: s.get(Photo, p.id) for k, p in photos.items()}
+    with sessions() as s:
+        bounce = s.get(InboundEmail, la["mail_ids"]["bounce"])
+        assert (bounce.mail_from, bounce.subject, bounce.raw) == (None, None, None)
+        assert bounce.outcome == "ignored_bounce"  # what happened stays
+        refusal = s.get(OutboxMessage, la["mail_ids"]["refusal"])
+        assert (refusal.to_addr, refusal.body_text, refusal.status) == ("", "", "sent")
     # The original only closed_70 had is gone; the one closed_5 still needs stays.
     assert not (media / photos["closed_70"].original_key).exists()
     assert (media / photos["closed_5"].original_key).exists()
