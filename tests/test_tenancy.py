@@ -630,3 +630,34 @@ def test_the_demo_mail_spool_is_for_install_admins_only(world):
     _login(root, "root@install.example")
     page = root.get("/demo/mail")
     assert page.status_code == 200 and other.public_id in page.get_data(as_text=True)
+
+
+def _report(client, base: str) -> str:
+    page = client.get(f"{base}/report").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    res = client.post(
+        f"{base}/report",
+        data={
+            "csrf_token": token,
+            "form": "map",
+            "service_code": "pothole",
+            "lat": str(INSIDE[0]),
+            "lon": str(INSIDE[1]),
+            "attribute[depth]": "12",
+            "description": "Deep hole by the bus stop",
+            "contact_email": "ana@example.org",
+        },
+    )
+    assert res.status_code == 303, res.get_data(as_text=True)[:500]
+    assert res.headers["Location"].startswith(f"{base}/report/done/")
+    html = client.get(res.headers["Location"]).get_data(as_text=True)
+    return re.search(r'id="public-id">([^<]+)<', html).group(1)
+
+
+def test_a_report_goes_to_the_city_of_the_address(sessions, settings, engine):
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    _add_city(sessions, "secondton", "Secondton", "SE")
+    client = _public_app(settings, engine)
+    assert _report(client, "/c/secondton").startswith("SE-")
+    assert _report(client, "").startswith("FV-")
+    assert _report(client, "/c/firstville").startswith("FV-")
