@@ -18,10 +18,11 @@ from intake.email_intake import MailIntake
 from intake.submit import Draft, submit
 from notify.outbox import enqueue
 from notify.worker import WorkerConfig, run_forever
-from records.retention import run_due
+from records.retention import parse_days, run_due
 from routing.actions import close
 from spatial.accounts import create_user
 from spatial.db import make_sessionmaker
+from spatial.errors import InvalidInput
 from spatial.media import PhotoUpload
 from spatial.models import (
     Follower,
@@ -549,3 +550,28 @@ def test_other_roles_cannot_read_or_change_the_periods(client, dispatch_city, se
     assert res.status_code == 403
     with sessions() as s:
         assert s.get(RetentionPolicy, dispatch_city.city_id) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [("30", 30), (" 7 ", 7), ("", None), (None, None), ("keep", None), ("KEEP", None), (1, 1)],
+)
+def test_a_period_is_a_whole_number_of_days_or_kept(value, days):
+    assert parse_days(value, "Contact data") == days
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "Contact data: a period is at least 1 day, not 0"),
+        ("-1", "Contact data: a period is at least 1 day, not -1"),
+        ("2.5", "Contact data: '2.5' is not a whole number of days"),
+        ("30 days", "Contact data: '30 days' is not a whole number of days"),
+        ("36501", "Contact data: a period is at most 36500 days"),
+    ],
+)
+def test_anything_else_is_refused_with_one_line(value, message):
+    with pytest.raises(InvalidInput) as refused:
+        parse_days(value, "Contact data", field="contact_days")
+    assert str(refused.value) == message
+    assert refused.value.field == "contact_days"
