@@ -232,8 +232,10 @@ def supporters(session: Session, request: ServiceRequest) -> int:
 
 # A confirmation link is mailed again to an unconfirmed follower at most this often, and
 # one address gets at most CONFIRMATIONS_PER_DAY of them (for any requests of the city):
-# typing a stranger's address in again and again cannot fill their mailbox.
-CONFIRMATION_RESEND = timedelta(hours=1)
+# typing a stranger's address in again and again cannot fill their mailbox. The daily cap
+# counts followers whose link went out in the last day, so a follower may not be mailed
+# more than once in that time either.
+CONFIRMATION_RESEND = timedelta(days=1)
 CONFIRMATIONS_PER_DAY = 5
 
 

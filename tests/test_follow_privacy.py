@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 from itsdangerous import URLSafeTimedSerializer
 
+from intake.duplicates import follow
 from intake.submit import Draft, submit
 from notify import messages
 from notify.links import FOLLOW_SALT, UNSUBSCRIBE_SALT, verify
 from notify.worker import run_once
-from spatial.models import Follower, OutboxMessage, RequestEvent, ServiceRequest
+from spatial.models import Follower, OutboxMessage, RequestEvent, ServiceRequest, now_utc
 from tests.support.city import INSIDE
 from tests.support.mail import DISPATCH, RESIDENT, Sink, make_mail_city
 
@@ -258,7 +260,7 @@ def test_follows_are_rate_limited_per_connection_and_per_address(
     assert res.status_code == 429 and int(res.headers["Retry-After"]) > 0
     assert "Too many requests" in res.get_data(as_text=True)
     app.config["REPORT_RATE_LIMIT"] = "1000/1000"
-    # from many connections, the same address and report: one confirmation per hour
+    # from many connections, the same address and report: one confirmation a day
     for n in range(4):
         follow_by_http(client, req.public_id, VICTIM, ip=f"203.0.113.{n + 1}")
     # and over many reports, at most five a day to one address
@@ -271,6 +273,11 @@ def test_follows_are_rate_limited_per_connection_and_per_address(
         ).all()
         assert len(to_victim) == 5 and to_victim.count(req.id) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Follower)) == 3 + 1 + 6
+    with sessions.begin() as s:
+        r = s.get(ServiceRequest, req.id)
+        soon, tomorrow = now_utc() + timedelta(hours=2), now_utc() + timedelta(hours=25)
+        assert not follow(s, r, VICTIM, public_base_url=BASE, now=soon).mailed
+        assert follow(s, r, VICTIM, public_base_url=BASE, now=tomorrow).mailed
 
 
 def test_a_followers_unsubscribe_is_theirs_for_this_report_and_undoable(
