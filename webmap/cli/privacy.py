@@ -68,10 +68,17 @@ def privacy_erase(rt: Runtime, email: str, slug: str | None, dry_run: bool) -> N
 
 @city_group.command("retention")
 @click.argument("slug")
-@click.option("--contact-days", default=None, help="Days contact data is kept ('keep': always).")
-@click.option("--answers-days", default=None, help="Days private answers are kept.")
-@click.option("--raw-mail-days", default=None, help="Days inbound mail is kept.")
-@click.option("--originals-days", default=None, help="Days photo originals are kept.")
+@click.option(
+    "--contact-days",
+    default=None,
+    metavar="DAYS",
+    help="Days contact data is kept ('keep': always).",
+)
+@click.option("--answers-days", default=None, metavar="DAYS", help="Days private answers are kept.")
+@click.option("--raw-mail-days", default=None, metavar="DAYS", help="Days inbound mail is kept.")
+@click.option(
+    "--originals-days", default=None, metavar="DAYS", help="Days photo originals are kept."
+)
 @pass_runtime
 def city_retention(
     rt: Runtime,
