@@ -7,6 +7,7 @@ process starts (the CLI, the WSGI entry point, the tests) and pass the object on
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -133,6 +134,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if (v := get("PORT")) is not None:
         kw["port"] = _port("PORT", v)
     if (v := get("CIVICPIN_CITY")) is not None:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", v):
+            raise SettingsError(
+                f"CIVICPIN_CITY: {v!r} is not a city slug (lower-case letters, digits and dashes)"
+            )
         kw["default_city"] = v
     if (v := get("LOG_LEVEL")) is not None:
         if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

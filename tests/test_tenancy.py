@@ -661,3 +661,24 @@ def test_a_report_goes_to_the_city_of_the_address(sessions, settings, engine):
     assert _report(client, "/c/secondton").startswith("SE-")
     assert _report(client, "").startswith("FV-")
     assert _report(client, "/c/firstville").startswith("FV-")
+
+
+def test_a_bad_civicpin_city_stops_civicpin_with_one_line(cli):
+    res = cli("city", "list", env={"CIVICPIN_CITY": "Los Angeles"})
+    assert res.returncode != 0
+    assert res.stderr.strip() == (
+        "civicpin: error: CIVICPIN_CITY: 'Los Angeles' is not a city slug "
+        "(lower-case letters, digits and dashes)"
+    )
+
+
+def test_civicpin_city_naming_no_city_is_said_plainly(cli, sessions, settings, engine):
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    res = cli("city", "list", env={"CIVICPIN_CITY": "atlantis"})
+    assert res.returncode == 0 and res.stdout.startswith("firstville\tFirstville\t")
+    assert "CIVICPIN_CITY names no city: there is no city 'atlantis'" in res.stderr
+    client = _public_app(settings, engine, default_city="atlantis")
+    res = client.get("/report")
+    assert res.status_code == 404
+    assert "CIVICPIN_CITY names no city" in res.get_data(as_text=True)
+    _shows(client, "/c/firstville/report", "Firstville")

@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 
 from spatial.cities import city_base_url, default_city, get_city, set_open311_ids, validate_slug
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 from spatial.models import Jurisdiction, ServiceRequest
 from webmap.cli import Runtime, audit, cli, pass_runtime
 
@@ -123,7 +123,11 @@ def city_list(rt: Runtime) -> None:
     settings = rt.settings
     with rt.sessions().begin() as session:
         rows = session.execute(query).all()
-        default_id = default_city(session, settings.default_city).id if rows else None
+        try:
+            default_id = default_city(session, settings.default_city).id if rows else None
+        except NotFound as exc:  # listed all the same: this is where one looks for the slug
+            default_id = None
+            click.echo(f"civicpin: warning: {exc}", err=True)
     if not rows:
         click.echo("no cities yet: create one with 'civicpin city create'", err=True)
     for city_id, slug, name, aliases, count in rows:
