@@ -48,6 +48,7 @@ from spatial.models import (
     ServiceRequest,
     Status,
     User,
+    shown_description,
 )
 
 STATUS_LABELS = {
@@ -135,7 +136,10 @@ def _common(
         ),
         "triage_url": f"{public_base_url}/help/triage",
         "address": request.address or "",
-        "description": request.description or "(no description)",
+        # The reporter sees their own text; anyone else what the public page shows.
+        "description": (
+            (request.description if private else shown_description(request)) or "(no description)"
+        ),
         "where": _where(request),
         "routing": (
             f"Routed to: {request.routing_explanation}\n" if request.routing_explanation else ""
@@ -346,6 +350,7 @@ def on_new_request(
         return None
     values = _common(session, request, public_base_url)
     values.update(
+        description=request.description or "(no description)",  # staff read the original
         channel=request.channel,
         staff_url=staff_url(public_base_url, request),
         needs_location_tag=" (needs location)" if request.needs_location else "",
@@ -487,7 +492,11 @@ def on_crew_assigned(
     if crew is None or not _once(session, ("crew", request.id, crew.id)):
         return []
     values = _common(session, request, public_base_url)
-    values.update(crew=crew.name, staff_url=staff_url(public_base_url, request))
+    values.update(
+        crew=crew.name,
+        staff_url=staff_url(public_base_url, request),
+        description=request.description or "(no description)",  # staff read the original
+    )
     members = session.scalars(
         sa.select(User.email)
         .where(User.crew_id == crew.id, User.active.is_(True))

@@ -27,9 +27,17 @@ from sqlalchemy.orm import Session
 
 from routing.actions import require
 from spatial.errors import InvalidInput
-from spatial.models import Jurisdiction, Photo, RequestEvent, ServiceRequest, User, now_utc
+from spatial.models import (
+    TEXT_REMOVED,
+    Jurisdiction,
+    Photo,
+    RequestEvent,
+    ServiceRequest,
+    User,
+    now_utc,
+    shown_description,
+)
 
-TEXT_REMOVED = "Text removed by the city"
 HOLD_MODES = ("none", "email", "all")
 # History imported in bulk is the city's own record of the past, not a new report.
 NEVER_HELD_CHANNELS = frozenset({"import"})
@@ -53,15 +61,6 @@ EVENT_LABELS = {
 
 
 # --------------------------------------------------------------------------- public view
-
-
-def shown_description(request: ServiceRequest) -> str | None:
-    """The description as the public sees it."""
-    if request.description_moderation == "hidden":
-        return TEXT_REMOVED
-    if request.description_moderation == "redacted":
-        return request.public_description
-    return request.description
 
 
 def shown_description_sql(table=ServiceRequest):

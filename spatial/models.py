@@ -274,6 +274,20 @@ class RoutingRule(Base):
     ruleset: Mapped[RuleSet] = relationship(back_populates="rules")
 
 
+# What the public sees where staff hid a request's description (records.moderation).
+TEXT_REMOVED = "Text removed by the city"
+
+
+def shown_description(request: ServiceRequest) -> str | None:
+    """The description as the public sees it: a notice where staff hid it, their
+    redacted text where they replaced it, else the reporter's own."""
+    if request.description_moderation == "hidden":
+        return TEXT_REMOVED
+    if request.description_moderation == "redacted":
+        return request.public_description
+    return request.description
+
+
 class ServiceRequest(Base):
     __tablename__ = "service_request"
     __table_args__ = (

@@ -526,3 +526,41 @@ def test_a_web_report_in_a_city_that_holds_all_says_so_to_its_reporter(app, sess
         req = s.scalar(sa.select(ServiceRequest))
         assert req.channel == "web" and req.held_at is not None
     assert app.test_client().get(f"/requests/{req.public_id}").status_code == 404
+
+
+def test_mail_to_followers_carries_the_text_the_public_sees(sessions, settings, city):
+    """A city's own template may print $description: a follower's mail then shows what the
+    public page shows, the reporter's their own words, staff alerts the original."""
+    from notify import templates
+    from notify.messages import on_status_change
+    from spatial.models import Follower, OutboxMessage, User, now_utc
+
+    rid, _public_id, _token = _report(sessions, settings, description=SECRET_TEXT)
+    with sessions.begin() as s:
+        town = s.get(Jurisdiction, city.city_id)
+        templates.save_override(
+            s,
+            town,
+            "status_change",
+            "[$public_id] $status",
+            "Now $status.\n$description\n$tracking_url\n$unsubscribe_url",
+            by="test",
+        )
+        s.add(Follower(request_id=rid, email="neighbour@example.org", confirmed_at=now_utc()))
+        req = s.get(ServiceRequest, rid)
+        dispatcher = s.get(User, city.users["dispatcher"])
+        moderation.moderate_description(s, dispatcher, req, mode="hide", reason="Names a person")
+        on_status_change(s, req, "new", "in_progress", "http://127.0.0.1:5000")
+    with sessions() as s:
+        bodies = {
+            m.to_addr: m.body_text
+            for m in s.scalars(
+                sa.select(OutboxMessage).where(
+                    OutboxMessage.request_id == rid, OutboxMessage.kind == "status_change"
+                )
+            )
+        }
+    assert set(bodies) == {"resident@example.org", "neighbour@example.org"}
+    assert "Quigglesby" not in bodies["neighbour@example.org"]
+    assert moderation.TEXT_REMOVED in bodies["neighbour@example.org"]
+    assert SECRET_TEXT in bodies["resident@example.org"]
