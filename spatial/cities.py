@@ -1,15 +1,18 @@
 """Looking up jurisdictions: by slug, by Open311 id, the install's default, their addresses.
 
-Each city's pages live under its own path prefix, ``/c/<slug>/`` (``city_base_url``): the
-links mailed for a city keep working however many cities are added later. Pages without
-a prefix serve the install's default city: ``CIVICPIN_CITY`` when set, else the city
-created first. A city is never chosen by "the only one there is" on the web, so adding a
-second city changes nothing for the first.
+Each city's pages live under its own path prefix, ``/c/<slug>/``, and, when the city has
+a host name of its own (``jurisdiction.host``), at that host too; ``city_base_url`` is
+the address links are built from, so the links mailed for a city keep working however
+many cities are added later. Pages without a prefix, at the install's own host, serve
+the install's default city: ``CIVICPIN_CITY`` when set, else the city created first. A
+city is never chosen by "the only one there is" on the web, so adding a second city
+changes nothing for the first.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,6 +25,9 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 # An Open311 jurisdiction id is usually the city's domain name ("lacity.org").
 OPEN311_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,98}[a-z0-9])?$")
 CITY_PATH_PREFIX = "/c/"
+HOST_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
 
 
 def validate_slug(slug: str, what: str = "slug") -> str:
@@ -124,6 +130,42 @@ def set_open311_ids(session: Session, city: Jurisdiction, ids: list[str]) -> lis
     return clean
 
 
+def validate_host(value: str) -> str:
+    """A host name such as ``311.cambridge.example`` (lower-cased; no scheme, port or path)."""
+    value = (value or "").strip().lower().rstrip(".")
+    if not HOST_RE.match(value):
+        raise InvalidInput(
+            f"host {value!r} must be a host name such as 311.cambridge.example "
+            "(no scheme, port or path)",
+            field="host",
+        )
+    return value
+
+
+def set_host(session: Session, city: Jurisdiction, host: str | None) -> str | None:
+    """Give ``city`` a host name of its own (None: none); one host serves one city."""
+    if host is not None:
+        host = validate_host(host)
+        other = session.scalar(
+            sa.select(Jurisdiction.slug).where(
+                Jurisdiction.host == host, Jurisdiction.id != city.id
+            )
+        )
+        if other is not None:
+            raise InvalidInput(f"host {host!r} already serves the city {other!r}", field="host")
+    city.host = host
+    session.flush()
+    return host
+
+
+def city_by_host(session: Session, host: str) -> str | None:
+    """The slug of the city whose own host is ``host`` (a request's Host, port dropped)."""
+    host = host.rsplit(":", 1)[0].strip().lower().rstrip(".")
+    if not HOST_RE.match(host):
+        return None
+    return session.scalar(sa.select(Jurisdiction.slug).where(Jurisdiction.host == host))
+
+
 def city_path(city_slug: str) -> str:
     """The path prefix of a city's pages: ``/c/<slug>``."""
     return CITY_PATH_PREFIX + validate_slug(city_slug, "city")
@@ -133,8 +175,12 @@ def city_base_url(settings: Settings | str, city: Jurisdiction | str) -> str:
     """The address of ``city``'s pages, for links that leave the app (mail, feeds, APIs).
 
     ``settings`` is the Settings (or their ``public_base_url``); ``city`` a jurisdiction
-    or its slug. No trailing slash: append ``/requests/<id>``, ``/help/triage``.
+    (its own host when it has one, with the base URL's scheme) or its slug (always
+    ``<base>/c/<slug>``). No trailing slash: append ``/requests/<id>``, ``/help/triage``.
     """
     base = settings if isinstance(settings, str) else settings.public_base_url
-    slug = city if isinstance(city, str) else city.slug
-    return base.rstrip("/") + city_path(slug)
+    if isinstance(city, str):
+        return base.rstrip("/") + city_path(city)
+    if city.host:
+        return f"{urlsplit(base).scheme}://{city.host}"
+    return base.rstrip("/") + city_path(city.slug)

@@ -85,6 +85,9 @@ class Jurisdiction(Base):
     open311_ids: Mapped[list[str]] = mapped_column(
         sa.ARRAY(sa.Text), default=list, server_default="{}"
     )
+    # A host name of the city's own ("311.cambridge.example"): its pages' address, besides
+    # PUBLIC_BASE_URL/c/<slug>/ (spatial.cities.city_base_url).
+    host: Mapped[str | None] = mapped_column(sa.String(253), unique=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     # Which new reports wait for a dispatcher before the public sees them: none, those
     # from e-mail, or all (records.moderation.HOLD_MODES).

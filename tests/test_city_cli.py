@@ -240,6 +240,34 @@ def test_city_set_open311_ids(cli, sessions, files):
     assert res.returncode == 0 and res.stdout == "city busy: Open311 ids busy\n"
 
 
+def test_city_set_host(cli, sessions, files):
+    with sessions.begin() as s:
+        create_city(s, "busy", "Busy Town", "UTC", files["good"])
+        create_city(s, "quiet", "Quiet Town", "UTC", files["good"])
+    env = {"PUBLIC_BASE_URL": "https://311.example.org"}
+    res = cli("city", "set", "busy", "--host", "311.Busy.example", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "city busy: address https://311.busy.example/\n"
+    listed = cli("city", "list", env=env).stdout.splitlines()
+    assert [line.split("\t")[3] for line in listed] == [
+        "https://311.busy.example/",
+        "https://311.example.org/c/quiet/",
+    ]
+    for args, message in (
+        (("quiet", "--host", "311.busy.example"), "host '311.busy.example' already serves"),
+        (("quiet", "--host", "https://quiet.example/"), "must be a host name"),
+        (("quiet", "--host", "q.example", "--no-host"), "not both"),
+    ):
+        res = cli("city", "set", *args)
+        assert res.returncode == 1, args
+        assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    with sessions() as s:
+        hosts = dict(s.execute(sa.select(Jurisdiction.slug, Jurisdiction.host)).all())
+    assert hosts == {"busy": "311.busy.example", "quiet": None}
+    res = cli("city", "set", "busy", "--no-host", env=env)
+    assert res.stdout == "city busy: address https://311.example.org/c/busy/\n"
+
+
 def test_users_create_admin_without_a_city_is_an_install_admin(cli, sessions, files):
     with sessions.begin() as s:
         create_city(s, "busy", "Busy Town", "UTC", files["good"])

@@ -49,6 +49,7 @@ STAFF_PREFIXES = ("/admin/", "/demo/", "/staff/")
 # The user's own start page and sign-in settings: they hold no city's data.
 CITY_FREE = {"auth.staff_home", "auth.two_factor"}
 DENIED = {403, 404}
+OTHER_HOST = "311.otherton.example"  # the second city's own host name
 
 
 @dataclass
@@ -147,6 +148,7 @@ def world(pg, tmp_path_factory):
         home = _make_city(s, "hometown", "HT", settings.media_dir, (200, 60, 40))
         other = _make_city(s, "otherton", "OT", settings.media_dir, (40, 160, 90))
         create_user(s, email="root@install.example", role="admin", password=PASSWORD)
+        s.get(Jurisdiction, other.id).host = OTHER_HOST
     from webmap.app import create_app
 
     app = create_app(settings, engine=engine)
@@ -171,6 +173,10 @@ def _client(app, email: str):
     if email not in _clients:
         client = app.test_client()
         _login(client, email)
+        _csrf(client)  # the session holds its CSRF secret from now on
+        # signed in at the second city's own host too (cookies are kept per host)
+        cookie = client.get_cookie("civicpin_session")
+        client.set_cookie("civicpin_session", cookie.value, domain=OTHER_HOST)
         _clients[email] = client
     return _clients[email]
 
@@ -276,13 +282,17 @@ POST_FIELDS = {
 
 
 def _request(client, method: str, path: str, token: str | None):
+    # "//host/path": the path at that host
+    host, _, path = path[2:].partition("/") if path.startswith("//") else ("", "", path[1:])
+    kw = {"base_url": f"http://{host}"} if host else {}
     if method == "GET":
-        return client.get(path)
-    return client.post(path, data={**POST_FIELDS, "csrf_token": token})
+        return client.get("/" + path, **kw)
+    return client.post("/" + path, data={**POST_FIELDS, "csrf_token": token}, **kw)
 
 
 def _addresses(rule, endpoint: str, other: City) -> list[str]:
-    """The ways to reach ``other``'s data through ``rule``: its ids, its ?city=, its address."""
+    """The ways to reach ``other``'s data through ``rule``: its ids, its ?city=, its
+    addresses (``/c/<slug>/`` and its own host name)."""
     out = []
     for values in _arg_values(rule, endpoint, other):
         path = _build(rule, values)
@@ -291,6 +301,7 @@ def _addresses(rule, endpoint: str, other: City) -> list[str]:
         sep = "&" if "?" in path else "?"
         out.append(f"{path}{sep}city={other.slug}")
         out.append(f"/c/{other.slug}{path}")
+        out.append(f"//{OTHER_HOST}{path}")
     return out
 
 
@@ -325,7 +336,7 @@ def test_no_cross_city_read_or_write(world, role):
     before = fingerprint(sessions)
     for method, endpoint, rule in staff_cases(app):
         for path in _addresses(rule, endpoint, other):
-            if endpoint in CITY_FREE and "/c/" not in path and "city=" not in path:
+            if endpoint in CITY_FREE and not re.search(r"/c/|city=|^//", path):
                 continue
             res = _request(client, method, path, token)
             body = res.get_data().decode("utf-8", "replace")
@@ -461,6 +472,9 @@ def test_a_city_address_keeps_its_prefix_in_links(world):
     assert "/dispatch/api/queue" in html and f"/c/{other.slug}/dispatch/api/queue" in html
     assert client.get(f"/c/{home.slug}/dispatch").status_code == 403
     assert client.get("/c/nowhere/dispatch").status_code == 403
+    # at the city's own host name, the links need no prefix
+    html = client.get("/dispatch", base_url=f"http://{OTHER_HOST}").get_data(as_text=True)
+    assert other.public_id in html and 'href="/static/' in html
 
 
 def test_signing_in_at_a_city_address_returns_to_it(world):
@@ -545,6 +559,30 @@ def test_civicpin_city_chooses_the_pages_without_a_prefix(sessions, settings, en
         html = _shows(client, path, "Secondton")
         assert "Firstville" not in html, path
     _shows(client, "/c/firstville/help/triage", "Firstville")
+
+
+def test_a_city_with_a_host_name_of_its_own(sessions, settings, engine):
+    from spatial.cities import city_base_url, set_host
+
+    _add_city(sessions, "firstville", "Firstville", "FV")
+    _add_city(sessions, "secondton", "Secondton", "SE")
+    with sessions.begin() as s:
+        second = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "secondton"))
+        set_host(s, second, "311.Secondton.example")
+        assert city_base_url(settings, second) == "http://311.secondton.example"
+    client = _public_app(settings, engine)
+    at_host = {"base_url": "http://311.secondton.example:8080"}
+    for path in PUBLIC_PAGES:
+        res = client.get(path, **at_host)
+        html = res.get_data(as_text=True)
+        assert res.status_code == 200 and "Secondton" in html and "Firstville" not in html
+    assert 'action="/report' in client.get("/report/plain", **at_host).get_data(as_text=True)
+    # the install's own address still serves the first city, and the prefix still works
+    _shows(client, "/report", "Firstville")
+    _shows(client, "/c/secondton/report", "Secondton")
+    found = client.get("/open311/v2/discovery.json", **at_host).get_json()
+    assert "Secondton" in found["contact"] and "Firstville" not in found["contact"]
+    assert found["endpoints"][0]["url"] == "http://311.secondton.example/open311/v2"
 
 
 def test_a_citys_base_url_is_its_own_and_is_served(sessions, settings, engine):

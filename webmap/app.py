@@ -1,19 +1,21 @@
 """The Flask application factory; blueprints per audience register here.
 
 Each city has its own addresses: ``/c/<slug>/...`` is the page ``/...`` of that city
-(:class:`CityPrefix`). Pages without the prefix serve the install's default city.
+(:class:`CityPrefix`), and so is every page at the city's own host name, if it has one
+(:func:`path_city`). Pages without either serve the install's default city.
 """
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
-from spatial.cities import CITY_PATH_PREFIX, SLUG_RE
+from spatial.cities import CITY_PATH_PREFIX, SLUG_RE, city_by_host
 from spatial.city_time import city_time
 from spatial.db import autocommit_engine, make_engine, make_sessionmaker, resolve_database_url
 from spatial.settings import Settings, load_settings
@@ -62,8 +64,17 @@ class CityPrefix:
 
 
 def path_city() -> str | None:
-    """The slug of the city whose address (``/c/<slug>/``) this request came to, if any."""
-    return request.environ.get("civicpin.city")
+    """The slug of the city whose address this request came to: ``/c/<slug>/``, or the
+    city's own host name (``jurisdiction.host``); None at the install's own address."""
+    slug = request.environ.get("civicpin.city")
+    if slug is not None:
+        return slug
+    if "host_city" not in g:
+        g.host_city = None
+        host = request.host.rsplit(":", 1)[0].lower()
+        if host != urlsplit(settings_of(current_app).public_base_url).hostname:
+            g.host_city = city_by_host(db_session(), host)
+    return g.host_city
 
 
 def create_app(settings: Settings | None = None, engine: sa.Engine | None = None) -> Flask:

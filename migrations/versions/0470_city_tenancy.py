@@ -4,7 +4,8 @@ An admin with no city administered every city; that is now the explicit role
 ``install_admin`` (never tied to a city). Other staff with no city worked in every city;
 they now belong to the city created first (none is created here when no city exists:
 such an account works in the install's default city). ``jurisdiction.open311_ids``
-holds the ids besides the slug that name a city in Open311 calls ("lacity.org").
+holds the ids besides the slug that name a city in Open311 calls ("lacity.org"), and
+``jurisdiction.host`` a host name of the city's own for its pages.
 
 Revision ID: 0470
 Revises: 0460
@@ -24,6 +25,8 @@ def upgrade() -> None:
         "jurisdiction",
         sa.Column("open311_ids", sa.ARRAY(sa.Text()), server_default="{}", nullable=False),
     )
+    op.add_column("jurisdiction", sa.Column("host", sa.String(length=253), nullable=True))
+    op.create_unique_constraint(op.f("uq_jurisdiction_host"), "jurisdiction", ["host"])
     op.drop_constraint(op.f("ck_app_user_role"), "app_user", type_="check")
     op.create_check_constraint(
         op.f("ck_app_user_role"),
@@ -54,4 +57,6 @@ def downgrade() -> None:
         "app_user",
         "role IN ('agent','dispatcher','crew','planner','admin')",
     )
+    op.drop_constraint(op.f("uq_jurisdiction_host"), "jurisdiction", type_="unique")
+    op.drop_column("jurisdiction", "host")
     op.drop_column("jurisdiction", "open311_ids")

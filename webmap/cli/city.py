@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from spatial.cities import city_base_url, default_city, get_city, set_open311_ids, validate_slug
+from spatial.cities import (
+    city_base_url,
+    default_city,
+    get_city,
+    set_host,
+    set_open311_ids,
+    validate_slug,
+)
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import Jurisdiction, ServiceRequest
 from webmap.cli import Runtime, audit, cli, pass_runtime
@@ -83,44 +90,73 @@ def city_create(
     "lacity.org (repeat for several; replaces the ones set before).",
 )
 @click.option("--no-open311-ids", is_flag=True, help="Remove every alias Open311 id.")
+@click.option(
+    "--host",
+    default=None,
+    help="A host name of the city's own (311.cambridge.example): its pages are served "
+    "there too, and its links use it.",
+)
+@click.option("--no-host", is_flag=True, help="Remove the city's own host name.")
 @pass_runtime
-def city_set(rt: Runtime, slug: str, open311_ids: tuple[str, ...], no_open311_ids: bool) -> None:
-    """Change city SLUG's settings."""
-    if not open311_ids and not no_open311_ids:
-        raise InvalidInput("nothing to change: give --open311-id or --no-open311-ids")
+def city_set(
+    rt: Runtime,
+    slug: str,
+    open311_ids: tuple[str, ...],
+    no_open311_ids: bool,
+    host: str | None,
+    no_host: bool,
+) -> None:
+    """Change city SLUG's Open311 ids or host name."""
+    if not (open311_ids or no_open311_ids or host is not None or no_host):
+        raise InvalidInput("nothing to change: give --open311-id, --host or their --no- forms")
     if open311_ids and no_open311_ids:
         raise InvalidInput("give --open311-id or --no-open311-ids, not both")
+    if host is not None and no_host:
+        raise InvalidInput("give --host or --no-host, not both")
+    lines = []
     with rt.sessions().begin() as session:
         target = get_city(session, validate_slug(slug, "city"))
-        before = list(target.open311_ids or [])
-        ids = set_open311_ids(session, target, list(open311_ids))
-        if ids != before:
-            what = {"open311_ids": [before, ids]}
-            audit(session, "city.open311_ids", "city", target.slug, target, **what)
-    click.echo(f"city {slug}: Open311 ids {', '.join([slug, *ids])}")
+        if open311_ids or no_open311_ids:
+            before = list(target.open311_ids or [])
+            ids = set_open311_ids(session, target, list(open311_ids))
+            if ids != before:
+                what = {"open311_ids": [before, ids]}
+                audit(session, "city.open311_ids", "city", target.slug, target, **what)
+            lines.append(f"city {slug}: Open311 ids {', '.join([slug, *ids])}")
+        if host is not None or no_host:
+            before_host = target.host
+            set_host(session, target, None if no_host else host)
+            if target.host != before_host:
+                audit(
+                    session,
+                    "city.host",
+                    "city",
+                    target.slug,
+                    target,
+                    host=[before_host, target.host],
+                )
+            lines.append(f"city {slug}: address {city_base_url(rt.settings, target)}/")
+    for line in lines:
+        click.echo(line)
 
 
 @city.command("list")
 @pass_runtime
 def city_list(rt: Runtime) -> None:
-    """One line per city: SLUG, NAME, N requests, its address, its Open311 ids.
+    """One line per city: SLUG, NAME, N requests, its address (its own host name, else
+    PUBLIC_BASE_URL/c/SLUG/), its Open311 ids.
 
     The install's default city (CIVICPIN_CITY, else the oldest) is marked "(default)": the
     addresses without a city prefix serve it.
     """
     query = (
-        sa.select(
-            Jurisdiction.id,
-            Jurisdiction.slug,
-            Jurisdiction.name,
-            Jurisdiction.open311_ids,
-            sa.func.count(ServiceRequest.id),
-        )
+        sa.select(Jurisdiction, sa.func.count(ServiceRequest.id))
         .outerjoin(ServiceRequest, ServiceRequest.jurisdiction_id == Jurisdiction.id)
         .group_by(Jurisdiction.id)
         .order_by(Jurisdiction.slug)
     )
     settings = rt.settings
+    lines = []
     with rt.sessions().begin() as session:
         rows = session.execute(query).all()
         try:
@@ -128,15 +164,17 @@ def city_list(rt: Runtime) -> None:
         except NotFound as exc:  # listed all the same: this is where one looks for the slug
             default_id = None
             click.echo(f"civicpin: warning: {exc}", err=True)
+        for city, count in rows:
+            mark = " (default)" if city.id == default_id else ""
+            ids = ",".join([city.slug, *(city.open311_ids or [])])
+            address = city_base_url(settings, city)
+            lines.append(
+                f"{city.slug}\t{city.name}{mark}\t{count} requests\t{address}/\topen311 {ids}"
+            )
     if not rows:
         click.echo("no cities yet: create one with 'civicpin city create'", err=True)
-    for city_id, slug, name, aliases, count in rows:
-        mark = " (default)" if city_id == default_id else ""
-        ids = ",".join([slug, *(aliases or [])])
-        click.echo(
-            f"{slug}\t{name}{mark}\t{count} requests\t{city_base_url(settings, slug)}/"
-            f"\topen311 {ids}"
-        )
+    for line in lines:
+        click.echo(line)
 
 
 @city.command("moderation")

@@ -154,10 +154,14 @@ def _buckets() -> TokenBuckets:
 
 
 def _base_url() -> str:
-    """The endpoint's address: the city's own (``/c/<slug>``) when called through it."""
+    """The endpoint's address: the city's own (``/c/<slug>``, its host) when called there."""
     settings = settings_of(current_app)
-    slug = path_city()
-    return city_base_url(settings, slug) if slug else settings.public_base_url
+    if (slug := request.environ.get("civicpin.city")) is not None:
+        return city_base_url(settings, slug)
+    if (slug := path_city()) is not None:  # the city's own host name
+        city = db_session().scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == slug))
+        return city_base_url(settings, city)
+    return settings.public_base_url
 
 
 def _city(session, key_city_id: int | None = None) -> Jurisdiction:
