@@ -83,7 +83,8 @@ def staff_city(user: User) -> Jurisdiction:
     """The city a staff page works in.
 
     City staff work in their own city only: an address naming any other city
-    (``/c/<slug>/`` or ``?city=``) answers 403, whether that city exists or not.
+    (``/c/<slug>/``, its host name, or ``?city=``) answers 403, whether that city exists
+    or not.
     Install administrators pick a city that way; without one, the install's default.
     """
     session = db_session()
