@@ -104,7 +104,7 @@ def city_by_open311_id(session: Session, value: str) -> Jurisdiction | None:
         .where(
             sa.or_(
                 Jurisdiction.slug == value,
-                Jurisdiction.open311_ids.any(value),
+                sa.literal(value) == sa.any_(Jurisdiction.open311_ids),
             )
         )
         .order_by(Jurisdiction.id)
