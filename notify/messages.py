@@ -39,6 +39,7 @@ from notify.links import (
 )
 from notify.outbox import enqueue, mail_domain, thread_root_id
 from spatial.accounts import EMAIL_RE
+from spatial.cities import city_base_url, city_path
 from spatial.models import (
     Crew,
     Follower,
@@ -87,6 +88,19 @@ def locate_url(public_base_url: str, request: ServiceRequest) -> str:
 
 def staff_url(public_base_url: str, request: ServiceRequest) -> str:
     return f"{public_base_url}/dispatch/requests/{request.public_id}"
+
+
+def city_links_base(session: Session, city_id: int, public_base_url: str) -> str:
+    """Where the links in a message about ``city_id`` point: the city's own address
+    (``spatial.cities.city_base_url``: its host name, or ``/c/<slug>`` under the install's
+    address), so that adding another city, or changing the install's default one, never
+    changes the links a city has mailed. Given that address already, returns it as is."""
+    city = session.get(Jurisdiction, city_id)
+    if city is None:
+        return public_base_url
+    if not city.host and public_base_url.rstrip("/").endswith(city_path(city.slug)):
+        return public_base_url
+    return city_base_url(public_base_url, city)
 
 
 def _once(session: Session, key: tuple) -> bool:
@@ -268,6 +282,7 @@ def acknowledge(
     ``outbox``: for a request not written yet, the list its message goes to (see
     :func:`notify.outbox.enqueue`'s ``defer_to``).
     """
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     to_addr = to_addr or request.contact_email
     if not to_addr or not _once(session, ("ack", request.public_id)):
         return None
@@ -312,6 +327,7 @@ def note_received(
 ) -> OutboxMessage | None:
     """Tell the sender of a reply that it was added to their request (the private link
     only if the sender is the reporter)."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     values = _common(session, request, public_base_url, private=_is_reporter(request, to_addr))
     if notes:
         values["notes"] = "\n" + "\n".join(f"Note: {n}" for n in notes) + "\n"
@@ -343,6 +359,7 @@ def on_new_request(
     """Alert the city's dispatch address (``civicpin mail config --dispatch-email``).
 
     ``outbox``: as for :func:`acknowledge`."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     if request.channel in QUIET_CHANNELS or not _once(session, ("new", request.public_id)):
         return None
     cfg = mail_config(session, request.jurisdiction_id)
@@ -412,6 +429,7 @@ def on_status_change(
     note: str | None = None,
 ) -> list[OutboxMessage]:
     """Tell the reporter (opted in) and followers; ``new == 'resolved'`` -> resolution."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     if old == new:
         return []
     if new == Status.RESOLVED.value:
@@ -446,6 +464,7 @@ def on_resolved(
     session: Session, request: ServiceRequest, public_base_url: str, *, note: str | None = None
 ) -> list[OutboxMessage]:
     """The resolution message: the reporter's carries a one-time survey link."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     from notify.survey import create_link
 
     if not _once(session, ("status", request.id, Status.RESOLVED.value)):
@@ -488,6 +507,7 @@ def on_crew_assigned(
     session: Session, request: ServiceRequest, crew: Crew | None, public_base_url: str
 ) -> list[OutboxMessage]:
     """Tell the active members of the crew (users with that ``crew_id``) by e-mail."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     crew = crew or (session.get(Crew, request.crew_id) if request.crew_id else None)
     if crew is None or not _once(session, ("crew", request.id, crew.id)):
         return []
@@ -525,6 +545,7 @@ def on_template_reply(
     session: Session, request: ServiceRequest, body: str, public_base_url: str
 ) -> OutboxMessage | None:
     """Send a dispatcher's standard response (already filled in) to the reporter."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     body = (body or "").strip()
     if not body or not request.contact_email or request.anonymous:
         return None
@@ -557,6 +578,7 @@ def intake_refused(
     in_reply_to: str | None,
 ) -> OutboxMessage | None:
     """Explain to a sender why their e-mail did not become a report (IMAP path)."""
+    public_base_url = city_links_base(session, city_id, public_base_url)
     city = session.get(Jurisdiction, city_id)
     headers = {}
     if in_reply_to:
@@ -573,7 +595,7 @@ def intake_refused(
             "original_subject": original_subject or "(no subject)",
             "intake_address": intake_address,
             "reason": reason,
-            "report_url": f"{public_base_url}/?city={city.slug}" if city else public_base_url,
+            "report_url": f"{public_base_url}/",
         },
         public_base_url=public_base_url,
         unsubscribe_scope=None,
@@ -595,6 +617,7 @@ def follow_confirmation(
     reporter's private link. Its unsubscribe link stops mail about the request, so that
     a stranger who keeps typing the address in cannot keep mailing it.
     """
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     values = _common(session, request, public_base_url)
     values["confirm_url"] = follow_confirm_url(
         session, public_base_url, request.jurisdiction_id, to_addr, request.id, request.public_id
@@ -627,6 +650,7 @@ def reply_unverified(
     The text is the same whether the report exists or not, so that it tells a stranger
     nothing; it is about no request, so it carries no request's link or thread.
     """
+    public_base_url = city_links_base(session, city_id, public_base_url)
     city = session.get(Jurisdiction, city_id)
     headers = {}
     if in_reply_to:
@@ -641,7 +665,7 @@ def reply_unverified(
         values={
             "city_name": city.name if city else "",
             "original_subject": _REPLY_PREFIX.sub("", original_subject or "") or "(no subject)",
-            "report_url": f"{public_base_url}/?city={city.slug}" if city else public_base_url,
+            "report_url": f"{public_base_url}/",
         },
         public_base_url=public_base_url,
         unsubscribe_scope=None,

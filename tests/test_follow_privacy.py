@@ -142,7 +142,7 @@ def test_a_follow_from_before_confirmations_gets_no_private_link_either(
     update, resolution = sink.to(NEIGHBOUR)
     for mail in (update, resolution):
         assert "token=" not in mail.text and "/survey/" not in mail.text
-        assert f"{BASE}/requests/{req.public_id}\r\n" in mail.text
+        assert f"{BASE}/c/testville/requests/{req.public_id}\r\n" in mail.text
 
 
 def test_a_follow_sends_only_a_confirmation_until_it_is_opened(
@@ -321,7 +321,9 @@ def test_list_unsubscribe_reaches_the_wire_unencoded(sessions, settings, sink, r
         (line,) = [h for h in unfolded.split("\r\n") if h.startswith("List-Unsubscribe:")]
         assert "=?" not in line
         value = line.split(":", 1)[1].strip()
-        assert re.fullmatch(r"<http://127\.0\.0\.1:5000/unsubscribe/[A-Za-z0-9_.\-]+>", value)
+        assert re.fullmatch(
+            r"<http://127\.0\.0\.1:5000/c/testville/unsubscribe/[A-Za-z0-9_.\-]+>", value
+        )
         assert value.strip("<>") in mail.text
         assert len(value) > 78  # long enough that the old folding encoded it
         assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in unfolded

@@ -133,9 +133,9 @@ def test_plain_text_with_address_becomes_a_located_request_and_a_threaded_reply(
     assert m["Message-ID"] == f"<request-{req.public_id}@127.0.0.1>"
     assert m["Auto-Submitted"] == "auto-replied"
     assert m["Reply-To"] == INTAKE
-    assert m["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/unsubscribe/")
-    assert f"/requests/{req.public_id}?token={req.token}" in ack.text
-    assert "http://127.0.0.1:5000/help/triage" in ack.text
+    assert m["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/c/testville/unsubscribe/")
+    assert f"/c/testville/requests/{req.public_id}?token={req.token}" in ack.text
+    assert "http://127.0.0.1:5000/c/testville/help/triage" in ack.text
     assert "locate=1" not in ack.text
     (alert,) = sink.to(DISPATCH)
     assert alert.message["Subject"] == f"New email request {req.public_id}: General enquiry"

@@ -276,8 +276,11 @@ def test_acknowledge_for_any_channel_carries_unsubscribe_and_triage_links(sessio
     deliver(sessions, settings, sink)
     (ack,) = sink.to(RESIDENT)
     assert ack.message["Message-ID"] == f"<request-{r.public_id}@127.0.0.1>"
-    assert ack.message["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/unsubscribe/")
-    assert f"{BASE}/help/triage" in ack.text and "&locate=1" in ack.text
+    # Links use the city's own address, which a second city added later cannot change.
+    assert ack.message["List-Unsubscribe"].startswith(
+        "<http://127.0.0.1:5000/c/testville/unsubscribe/"
+    )
+    assert f"{BASE}/c/testville/help/triage" in ack.text and "&locate=1" in ack.text
 
 
 def test_links_signed_by_the_earlier_serializer_still_work(client, sessions, req):
@@ -299,3 +302,36 @@ def test_links_signed_by_the_earlier_serializer_still_work(client, sessions, req
     assert page.status_code == 200 and long_address in page.get_data(as_text=True)
     tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     assert client.get(f"/unsubscribe/{tampered}").status_code == 404
+
+
+def test_links_mailed_by_a_city_keep_working_when_another_becomes_the_default(
+    sessions, settings, engine, sink, req
+):
+    """A second city, even one made the install's default (CIVICPIN_CITY), changes
+    nothing about the links the first city has already mailed."""
+    from tests.support.city import make_small_city
+    from webmap.app import create_app
+
+    deliver(sessions, settings, sink)
+    (ack,) = sink.to(RESIDENT)
+    links = {
+        m.group(1)
+        for m in re.finditer(r"http://127\.0\.0\.1:5000(/\S+)", ack.text)
+        if "/unsubscribe/" not in m.group(1)
+    }
+    assert f"/c/testville/requests/{req.public_id}?token={req.token}" in links
+    assert "/c/testville/help/triage" in links
+    with sessions.begin() as s:
+        other = make_small_city(s, "otherton")["city"]
+        other.name, other.public_id_prefix = "Otherton", "OT"
+    app = create_app(settings.with_overrides(default_city="otherton"), engine=engine)
+    client = app.test_client()
+    for path in links:
+        res = client.get(path)
+        page = res.get_data(as_text=True)
+        assert res.status_code == 200, path
+        assert "Otherton" not in page, path
+    page = client.get(f"/c/testville/requests/{req.public_id}?token={req.token}")
+    assert "Broken swing" in page.get_data(as_text=True)
+    # The address without a prefix now serves the other city.
+    assert "Otherton" in client.get("/help/triage").get_data(as_text=True)

@@ -66,6 +66,8 @@ def check_link(session, url: str, recipient: str, req: ServiceRequest) -> str:
     """What the link is; fails if it carries anything that is not the recipient's own."""
     parts = urlsplit(url)
     path, query = parts.path, parse_qs(parts.query)
+    assert path.startswith("/c/testville/"), f"{url} is not at the city's own address"
+    path = path.removeprefix("/c/testville")
     if "token" in query:
         assert recipient == REPORTER, f"{recipient} got the reporter's private link {url}"
         assert query["token"] == [req.token] and path == f"/requests/{req.public_id}"

@@ -302,7 +302,7 @@ def test_without_smtp_url_mail_goes_to_the_spool_and_the_demo_page(
     assert {r.status for r in rows(sessions)} == {"sent"}
     (ack,) = [f for f in files if "We received your report" in f.read_text()]
     msg = client.get(f"/demo/mail/{ack.name}").get_data(as_text=True)
-    assert f'href="{BASE}/requests/{public_id}?token=' in msg
+    assert f'href="{BASE}/c/testville/requests/{public_id}?token=' in msg
     assert "Content-Security-Policy" in page.headers
     assert client.get("/demo/mail/../../secret_key").status_code == 404
 

@@ -365,7 +365,9 @@ def test_following_from_the_duplicates_list_creates_no_request(client, sessions,
         assert s.scalars(sa.select(Follower.email)).all() == ["ben@example.org"]
         assert s.scalars(sa.select(RequestEvent.kind)).all() == []  # not before confirming
         body = s.scalar(sa.select(OutboxMessage.body_text))
-    confirm = re.search(r"http://[^/]+(/requests/\S+/follow/confirm/\S+)", body).group(1)
+    confirm = re.search(r"http://[^/]+(/c/testville/requests/\S+/follow/confirm/\S+)", body).group(
+        1
+    )
     page = client.get(confirm).get_data(as_text=True)
     assert "ben@example.org" in page and "Yes, follow this report" in page
     res = client.post(confirm, data={"csrf_token": csrf(client, confirm)})
