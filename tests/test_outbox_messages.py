@@ -333,5 +333,15 @@ def test_links_mailed_by_a_city_keep_working_when_another_becomes_the_default(
         assert "Otherton" not in page, path
     page = client.get(f"/c/testville/requests/{req.public_id}?token={req.token}")
     assert "Broken swing" in page.get_data(as_text=True)
+    # At the other city's address the report is sent to its own city's address.
+    res = client.get(f"/c/otherton/requests/{req.public_id}?token={req.token}")
+    assert res.status_code == 302
+    assert res.headers["Location"] == (
+        f"{BASE}/c/testville/requests/{req.public_id}?token={req.token}"
+    )
+    # So is a link without a prefix, as mailed before cities had addresses of their own.
+    res = client.get(f"/requests/{req.public_id}")
+    assert res.status_code == 302
+    assert res.headers["Location"] == f"{BASE}/c/testville/requests/{req.public_id}"
     # The address without a prefix now serves the other city.
     assert "Otherton" in client.get("/help/triage").get_data(as_text=True)

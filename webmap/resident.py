@@ -61,6 +61,7 @@ from notify.links import BadLink, ExpiredLink
 from records import moderation
 from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.apikeys import parse_rate_limit
+from spatial.cities import city_base_url, default_city
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.media import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from spatial.models import (
@@ -72,7 +73,7 @@ from spatial.models import (
     ServiceRequest,
     now_utc,
 )
-from webmap.app import db_session, settings_of
+from webmap.app import db_session, path_city, settings_of
 from webmap.mapping import LEAFLET_CSS, LEAFLET_JS, city_boundary
 from webmap.public import (
     STATUS_LABELS,
@@ -858,6 +859,14 @@ def track(public_id: str):
     # without its token.
     if req is None or ((req.service.private or moderation.is_held(req)) and not owner):
         return _message("Report not found", f"There is no public report {public_id}.", 404)
+    home = s.get(Jurisdiction, req.jurisdiction_id)
+    at = path_city() or default_city(s, _settings().default_city).slug
+    if at != home.slug:
+        # Another city's address (or a link from before cities had addresses of their
+        # own, which now reaches the default city): the report lives at its city's.
+        target = f"{city_base_url(_settings(), home)}/requests/{req.public_id}"
+        query = request.query_string.decode("ascii", "replace")
+        return redirect(f"{target}?{query}" if query else target, 302)
     locate = None
     if owner and needs_resident_location(req):
         locate = LocateForm(
