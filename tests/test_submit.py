@@ -62,7 +62,7 @@ def test_a_good_report_is_stored_routed_and_acknowledged(sessions, city, tmp_pat
         assert req.due_at is not None
         msg = s.scalar(sa.select(OutboxMessage).where(OutboxMessage.request_id == req.id))
         assert msg.kind == "acknowledgement" and msg.to_addr == "ana@example.org"
-        assert f"{BASE}/requests/{public_id}?token={token}" in msg.body_text
+        assert f"{BASE}/c/testville/requests/{public_id}?token={token}" in msg.body_text
         kinds = [
             e.kind
             for e in s.scalars(sa.select(RequestEvent).where(RequestEvent.request_id == req.id))
