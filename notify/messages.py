@@ -578,6 +578,33 @@ def intake_refused(
     in_reply_to: str | None,
 ) -> OutboxMessage | None:
     """Explain to a sender why their e-mail did not become a report (IMAP path)."""
+    return _answer_sender(
+        session,
+        city_id,
+        public_base_url,
+        "intake_refused",
+        to_addr=to_addr,
+        in_reply_to=in_reply_to,
+        values={
+            "original_subject": original_subject or "(no subject)",
+            "intake_address": intake_address,
+            "reason": reason,
+        },
+    )
+
+
+def _answer_sender(
+    session: Session,
+    city_id: int,
+    public_base_url: str,
+    kind: str,
+    *,
+    to_addr: str,
+    in_reply_to: str | None,
+    values: dict,
+) -> OutboxMessage | None:
+    """An auto-reply to an e-mail that is about no request: threaded under that e-mail,
+    with the city's name and its report page besides ``values``."""
     public_base_url = city_links_base(session, city_id, public_base_url)
     city = session.get(Jurisdiction, city_id)
     headers = {}
@@ -587,15 +614,13 @@ def intake_refused(
         session,
         None,
         city_id=city_id,
-        kind="intake_refused",
-        template="intake_refused",
+        kind=kind,
+        template=kind,
         to_addr=to_addr,
         values={
             "city_name": city.name if city else "",
-            "original_subject": original_subject or "(no subject)",
-            "intake_address": intake_address,
-            "reason": reason,
             "report_url": f"{public_base_url}/",
+            **values,
         },
         public_base_url=public_base_url,
         unsubscribe_scope=None,
@@ -650,27 +675,15 @@ def reply_unverified(
     The text is the same whether the report exists or not, so that it tells a stranger
     nothing; it is about no request, so it carries no request's link or thread.
     """
-    public_base_url = city_links_base(session, city_id, public_base_url)
-    city = session.get(Jurisdiction, city_id)
-    headers = {}
-    if in_reply_to:
-        headers = {"In-Reply-To": in_reply_to, "References": in_reply_to}
-    return _send(
+    subject = _REPLY_PREFIX.sub("", original_subject or "") or "(no subject)"
+    return _answer_sender(
         session,
-        None,
-        city_id=city_id,
-        kind="reply_unverified",
-        template="reply_unverified",
+        city_id,
+        public_base_url,
+        "reply_unverified",
         to_addr=to_addr,
-        values={
-            "city_name": city.name if city else "",
-            "original_subject": _REPLY_PREFIX.sub("", original_subject or "") or "(no subject)",
-            "report_url": f"{public_base_url}/",
-        },
-        public_base_url=public_base_url,
-        unsubscribe_scope=None,
-        headers=headers,
-        auto="auto-replied",
+        in_reply_to=in_reply_to,
+        values={"original_subject": subject},
     )
 
 

@@ -42,9 +42,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from records.retention import unneeded_originals
+from records.retention import in_savepoint, record_removals, unneeded_originals
 from spatial.errors import InvalidInput, NotFound
-from spatial.models import Jurisdiction, RequestEvent, User, now_utc
+from spatial.models import Jurisdiction, User, now_utc
 
 ACTOR = "erasure request"
 EVENT_KIND = "erasure"
@@ -292,8 +292,7 @@ def erase(
         "city": city.id if city is not None else None,
         "now": now,
     }
-    savepoint = session.begin_nested()
-    try:
+    with in_savepoint(session, dry_run):
         touched: dict[int, list[str]] = {}
         # Photos first: they are found through the reporter's address.
         rows = session.execute(sa.text(_PHOTOS_SQL), params).all()
@@ -315,33 +314,13 @@ def erase(
         if not result.found:
             raise NotFound(f"no data held for {address}")
         if touched:
-            requests = session.execute(
-                sa.text(
-                    "SELECT id, public_id, department_id FROM service_request "
-                    "WHERE id = ANY(:ids) ORDER BY id"
-                ),
-                {"ids": sorted(touched)},
-            ).all()
-            for request_id, public_id, department_id in requests:
+            notes = {
+                request_id: "One person's personal data removed at their request: "
+                + ", ".join(what)
+                for request_id, what in touched.items()
+            }
+            for _request_id, public_id in record_removals(
+                session, notes, actor=ACTOR, kind=EVENT_KIND, now=now
+            ):
                 result.requests.append(public_id)
-                session.add(
-                    RequestEvent(
-                        request_id=request_id,
-                        at=now,
-                        actor_label=ACTOR,
-                        kind=EVENT_KIND,
-                        note="One person's personal data removed at their request: "
-                        + ", ".join(touched[request_id]),
-                        public=False,
-                        department_id=department_id,
-                    )
-                )
-            session.flush()
-    except BaseException:
-        savepoint.rollback()
-        raise
-    if dry_run:
-        savepoint.rollback()
-    else:
-        savepoint.commit()
     return result

@@ -21,7 +21,8 @@ event (actor "retention policy") naming what was removed, never the data itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -259,6 +260,50 @@ def _run(session: Session, statements: Iterable[str], params: dict) -> set[int]:
     return changed
 
 
+@contextmanager
+def in_savepoint(session: Session, dry_run: bool) -> Iterator[None]:
+    """Run the block in a savepoint: kept, or rolled back for a dry run or on an error,
+    so that a dry run does exactly the work it reports and leaves nothing behind."""
+    savepoint = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if dry_run:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+
+
+def record_removals(
+    session: Session, notes: dict[int, str], *, actor: str, kind: str, now: datetime
+) -> list[tuple[int, str]]:
+    """One internal event per request of ``notes`` (request id -> what was removed), by
+    ``actor``; returns (id, public id) of those requests in id order."""
+    rows = session.execute(
+        sa.text(
+            "SELECT id, public_id, department_id FROM service_request "
+            "WHERE id = ANY(:ids) ORDER BY id"
+        ),
+        {"ids": sorted(notes)},
+    ).all()
+    for request_id, _public_id, department_id in rows:
+        session.add(
+            RequestEvent(
+                request_id=request_id,
+                at=now,
+                actor_label=actor,
+                kind=kind,
+                note=notes[request_id],
+                public=False,
+                department_id=department_id,
+            )
+        )
+    session.flush()
+    return [(request_id, public_id) for request_id, public_id, _ in rows]
+
+
 def unneeded_originals(session: Session, keys: Iterable[str]) -> list[str]:
     """Of ``keys``, those no photo still needs: originals are stored by content, so two
     requests with the same photo share one file, removed only when both let it go."""
@@ -312,8 +357,7 @@ def enforce(
         ("raw_mail_days", _RAW_MAIL_SQL),
     )
     closed = sorted(s.value for s in CLOSED_STATUSES)
-    savepoint = session.begin_nested()
-    try:
+    with in_savepoint(session, dry_run):
         removed: dict[int, list[str]] = {}
         for name, statements in work:
             days = getattr(policy, name)
@@ -352,35 +396,18 @@ def enforce(
                     labels.append(PERIODS["originals_days"])
             result.original_keys = unneeded_originals(session, (key for _, key in rows))
         if removed:
-            requests = session.execute(
-                sa.text(
-                    "SELECT id, public_id, department_id FROM service_request "
-                    "WHERE id = ANY(:ids) ORDER BY id"
-                ),
-                {"ids": sorted(removed)},
-            ).all()
-            for request_id, public_id, department_id in requests:
-                labels = [label for label in PERIODS.values() if label in removed[request_id]]
-                result.requests.append(RequestChange(request_id, public_id, labels))
-                session.add(
-                    RequestEvent(
-                        request_id=request_id,
-                        at=now,
-                        actor_label=ACTOR,
-                        kind=EVENT_KIND,
-                        note="Removed after the city's retention period: " + ", ".join(labels),
-                        public=False,
-                        department_id=department_id,
-                    )
-                )
-            session.flush()
-    except BaseException:
-        savepoint.rollback()
-        raise
-    if dry_run:
-        savepoint.rollback()
-    else:
-        savepoint.commit()
+            labels = {
+                request_id: [label for label in PERIODS.values() if label in what]
+                for request_id, what in removed.items()
+            }
+            notes = {
+                request_id: "Removed after the city's retention period: " + ", ".join(names)
+                for request_id, names in labels.items()
+            }
+            for request_id, public_id in record_removals(
+                session, notes, actor=ACTOR, kind=EVENT_KIND, now=now
+            ):
+                result.requests.append(RequestChange(request_id, public_id, labels[request_id]))
     return result
 
 
