@@ -132,6 +132,16 @@ def demo_db_url(pg: PgServer, demo_template: str):
     pg.drop_db(name)
 
 
+@pytest.fixture
+def sink():
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+    from tests.support.mail import Sink
+
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def demo_engine(demo_db_url):
     eng = make_engine(demo_db_url, poolclass=sa.pool.NullPool)

@@ -21,20 +21,13 @@ from notify.links import FOLLOW_SALT, UNSUBSCRIBE_SALT, verify
 from notify.worker import run_once
 from spatial.models import Follower, OutboxMessage, RequestEvent, ServiceRequest, now_utc
 from tests.support.city import INSIDE
-from tests.support.mail import DISPATCH, RESIDENT, Sink, make_mail_city
+from tests.support.mail import DISPATCH, RESIDENT, make_mail_city
 
 BASE = "http://127.0.0.1:5000"
 PHONE = "+1 555 0100"
 NEIGHBOUR = "neighbour@example.org"
 VICTIM = "victim@example.org"
 URL = re.compile(r"https?://[^\s<>\"]+")
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 def new_request(sessions, settings, description="Broken swing") -> ServiceRequest:

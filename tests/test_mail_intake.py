@@ -21,7 +21,6 @@ from tests.support.mail import (
     MAIN_ST,
     RESIDENT,
     WEBMASTER,
-    Sink,
     free_port,
     make_mail_city,
     mime,
@@ -57,13 +56,6 @@ def server(intake):
     controller = start_smtp_server(intake, "127.0.0.1", port)
     yield port
     controller.stop()
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 def deliver(sessions, settings, sink) -> int:

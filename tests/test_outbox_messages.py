@@ -24,17 +24,10 @@ from spatial.models import (
 )
 from spatial.models_mail import Unsubscribe
 from tests.support.city import INSIDE
-from tests.support.mail import DISPATCH, RESIDENT, Sink, make_mail_city
+from tests.support.mail import DISPATCH, RESIDENT, make_mail_city
 
 BASE = "http://127.0.0.1:5000"
 NEIGHBOUR = "neighbour@example.org"
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

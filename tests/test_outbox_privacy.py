@@ -17,7 +17,7 @@ from spatial.accounts import create_user
 from spatial.models import Follower, InboundEmail, ServiceRequest, now_utc
 from spatial.models_mail import SurveyToken
 from tests.support.dispatch_city import EAST, PASSWORD, make_dispatch_city, report, user
-from tests.support.mail import DISPATCH, NIGHT_DESK, Sink
+from tests.support.mail import DISPATCH, NIGHT_DESK
 
 BASE = "http://127.0.0.1:5000"
 REPORTER = "rosa@example.org"
@@ -25,13 +25,6 @@ PHONE = "+1 555 0142"
 NEIGHBOUR = "neighbour@example.org"
 VICTIM = "victim@example.org"
 URL = re.compile(r"https?://[^\s<>\"]+")
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

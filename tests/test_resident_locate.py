@@ -22,7 +22,7 @@ from spatial.accounts import create_user
 from spatial.models import Jurisdiction, RequestEvent, ServiceRequest, Zone
 from tests.support.city import OUTSIDE
 from tests.support.locate_city import make_locate_city
-from tests.support.mail import RESIDENT, Sink, free_port, mime, smtp_send
+from tests.support.mail import RESIDENT, free_port, mime, smtp_send
 
 # A known address in the East district of Testville (the districts split at -118.25).
 SOUTH_MAIN = "100 S MAIN ST, 90012"
@@ -49,13 +49,6 @@ def server(sessions, settings, city):
     controller = start_smtp_server(intake, "127.0.0.1", port)
     yield port
     controller.stop()
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 def mail_without_location(server, sessions, settings, sink, n: int = 1) -> tuple[str, str]:
