@@ -130,12 +130,19 @@ def _where(request: ServiceRequest) -> str:
 
 
 def _common(
-    session: Session, request: ServiceRequest, public_base_url: str, *, private: bool = False
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    private: bool = False,
+    staff: bool = False,
 ) -> dict:
     """The values every template about ``request`` may use.
 
     ``tracking_url`` is the public page unless ``private``: only a message to the
     reporter's own address may pass ``private=True`` and carry their private link.
+    ``description`` is what the public page shows, except to the reporter and to
+    ``staff``, who read the reporter's own words.
     """
     city = _city(session, request)
     return {
@@ -152,7 +159,8 @@ def _common(
         "address": request.address or "",
         # The reporter sees their own text; anyone else what the public page shows.
         "description": (
-            (request.description if private else shown_description(request)) or "(no description)"
+            (request.description if private or staff else shown_description(request))
+            or "(no description)"
         ),
         "where": _where(request),
         "routing": (
@@ -365,9 +373,8 @@ def on_new_request(
     cfg = mail_config(session, request.jurisdiction_id)
     if not cfg.dispatch_email:
         return None
-    values = _common(session, request, public_base_url)
+    values = _common(session, request, public_base_url, staff=True)
     values.update(
-        description=request.description or "(no description)",  # staff read the original
         channel=request.channel,
         staff_url=staff_url(public_base_url, request),
         needs_location_tag=" (needs location)" if request.needs_location else "",
@@ -511,11 +518,10 @@ def on_crew_assigned(
     crew = crew or (session.get(Crew, request.crew_id) if request.crew_id else None)
     if crew is None or not _once(session, ("crew", request.id, crew.id)):
         return []
-    values = _common(session, request, public_base_url)
+    values = _common(session, request, public_base_url, staff=True)
     values.update(
         crew=crew.name,
         staff_url=staff_url(public_base_url, request),
-        description=request.description or "(no description)",  # staff read the original
     )
     members = session.scalars(
         sa.select(User.email)
