@@ -63,6 +63,9 @@ POSSIBLE_DUPLICATE = "possible_duplicate"
 # other role works in its one city (``User.jurisdiction_id``).
 ROLES = ("agent", "dispatcher", "crew", "planner", "admin", "install_admin")
 PRIORITIES = ("low", "normal", "high", "urgent")
+# Service.location_mode and Service.sla_clock values.
+LOCATION_MODES = ("required", "optional", "none")
+SLA_CLOCKS = ("business", "calendar")
 
 
 class Jurisdiction(Base):
@@ -174,7 +177,16 @@ class Service(Base):
     """A request category (Open311 service)."""
 
     __tablename__ = "service"
-    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "code"),)
+    __table_args__ = (
+        sa.UniqueConstraint("jurisdiction_id", "code"),
+        sa.CheckConstraint(
+            "location_mode IN ('required', 'optional', 'none')", name="location_mode"
+        ),
+        sa.CheckConstraint(
+            "default_priority IN ('low', 'normal', 'high', 'urgent')", name="default_priority"
+        ),
+        sa.CheckConstraint("sla_clock IN ('business', 'calendar')", name="sla_clock"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     jurisdiction_id: Mapped[int] = mapped_column(
@@ -194,6 +206,20 @@ class Service(Base):
         sa.ForeignKey("department.id", ondelete="SET NULL")
     )
     sla_hours: Mapped[float | None] = mapped_column(sa.Float)
+    # Where a report must be: 'required' (a pin inside the city), 'optional', or 'none'
+    # (no place asked: an IT help-desk request). See LOCATION_MODES.
+    location_mode: Mapped[str] = mapped_column(
+        sa.String(8), default="required", server_default="required"
+    )
+    # A new request's priority when no routing rule sets one.
+    default_priority: Mapped[str] = mapped_column(
+        sa.String(16), default="normal", server_default="normal"
+    )
+    # 'business': sla_hours count the city's business hours (elapsed hours when the city
+    # has no calendar); 'calendar': elapsed hours. See SLA_CLOCKS.
+    sla_clock: Mapped[str] = mapped_column(
+        sa.String(8), default="business", server_default="business"
+    )
 
     attributes: Mapped[list[ServiceAttribute]] = relationship(
         back_populates="service", order_by="ServiceAttribute.order", cascade="all, delete-orphan"
@@ -224,6 +250,10 @@ class ServiceAttribute(Base):
     variable: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     order: Mapped[int] = mapped_column("position", sa.Integer, default=0)
     values: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # The answer taken when a channel that cannot ask (an intake e-mail address) files a
+    # request: a string, or a list for a multivaluelist. Without one, a required question
+    # left unanswered marks the request ``needs_answers``.
+    default_value: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
 
     service: Mapped[Service] = relationship(back_populates="attributes")
 
@@ -352,6 +382,11 @@ class ServiceRequest(Base):
         sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
     needs_location: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # A required question is unanswered (a channel that could not ask, such as e-mail,
+    # and the question has no default): the dispatcher asks the reporter.
+    needs_answers: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
     # None is SQL NULL (no answers), not the JSON value null, however the row is written.
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     media_url: Mapped[str | None] = mapped_column(sa.String(2000))

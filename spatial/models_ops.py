@@ -63,3 +63,52 @@ class RetentionPolicy(Base):
     last_enforced_at: Mapped[datetime | None] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     updated_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class PasswordReset(Base):
+    """A one-time link to set a new password, mailed to the account's address.
+
+    Only a SHA-256 digest of the link's secret is kept, so the table does not hold a
+    usable link. ``used_at`` is set when the link sets a password; a used or expired
+    link does nothing.
+    """
+
+    __tablename__ = "password_reset"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    used_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class RerouteJob(Base):
+    """Re-routing a city's open requests after a rule set ('rules') or a zone layer
+    version ('layer', ``subject_id`` the layer version) is published; the worker runs
+    it and writes its progress here, which the admin page shows."""
+
+    __tablename__ = "reroute_job"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('rules', 'layer')", name="kind"),
+        sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        sa.Index("ix_reroute_job_jurisdiction_id_id", "jurisdiction_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    subject_id: Mapped[int | None] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(8), default="queued", server_default="queued")
+    total: Mapped[int | None] = mapped_column(sa.Integer)
+    done: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    moved: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_by: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
+    started_at: Mapped[datetime | None] = mapped_column(TS)
+    finished_at: Mapped[datetime | None] = mapped_column(TS)
