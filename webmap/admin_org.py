@@ -1,0 +1,11 @@
+"""Administration: departments, crews (their zones and members) and staff membership."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from webmap.staffkit import install_errors, install_headers
+
+bp = Blueprint("admin_org", __name__, url_prefix="/admin")
+install_headers(bp)
+install_errors(bp)

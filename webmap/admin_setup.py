@@ -1,0 +1,11 @@
+"""Administration: a new city and its set-up checklist."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from webmap.staffkit import install_errors, install_headers
+
+bp = Blueprint("admin_setup", __name__, url_prefix="/admin")
+install_headers(bp)
+install_errors(bp)
