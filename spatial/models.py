@@ -514,10 +514,6 @@ class User(Base):
     jurisdiction_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
     )
-    department_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("department.id", ondelete="SET NULL")
-    )
-    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     # Copied into the session cookie at sign-in; logout raises it, and a trigger raises it
@@ -525,6 +521,35 @@ class User(Base):
     session_generation: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    # Membership (routing.organisation): the crews a user works in and the departments they
+    # work for; a dispatcher or agent in departments works those departments' requests.
+    crews: Mapped[list[Crew]] = relationship(secondary="staff_crew", order_by="Crew.id")
+    departments: Mapped[list[Department]] = relationship(
+        secondary="staff_department", order_by="Department.id"
+    )
+
+
+staff_crew = sa.Table(
+    "staff_crew",
+    Base.metadata,
+    sa.Column("user_id", sa.ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "crew_id", sa.ForeignKey("crew.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+)
+
+staff_department = sa.Table(
+    "staff_department",
+    Base.metadata,
+    sa.Column("user_id", sa.ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "department_id",
+        sa.ForeignKey("department.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
 
 
 class SigninAttempt(Base):
