@@ -60,6 +60,7 @@ from spatial.models import (
     now_utc,
 )
 
+NEEDS_ANSWERS = "needs_answers"  # the internal event naming the unanswered questions
 MAX_DESCRIPTION = 4000
 MAX_STRING = 500
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>")
@@ -190,6 +191,38 @@ def validate_answers(service: Service, answers: dict[str, Any]) -> tuple[dict, d
     return clean, errors
 
 
+# The channels that cannot ask the reporter a question before filing: a required question
+# without an answer takes its default, else the request "needs answers" (the dispatcher
+# asks). Every other channel shows the questions and must have them answered.
+CANNOT_ASK = frozenset({"email"})
+
+
+def unanswered_required(service: Service, answers: dict[str, Any]) -> list[ServiceAttribute]:
+    """The required questions of ``service`` that ``answers`` leave empty."""
+    out = []
+    for attr in service.attributes:
+        if not (attr.variable and attr.required):
+            continue
+        raw = answers.get(attr.code)
+        values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        if not any(v is not None and str(v).strip() for v in values):
+            out.append(attr)
+    return out
+
+
+def with_defaults(service: Service, answers: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``answers`` with each unanswered required question's default value filled in, and
+    the codes of the required questions still unanswered (they have no default)."""
+    filled = dict(answers)
+    missing = []
+    for attr in unanswered_required(service, answers):
+        if attr.default_value not in (None, "", []):
+            filled[attr.code] = attr.default_value
+        else:
+            missing.append(attr.code)
+    return filled, missing
+
+
 def find_service(session: Session, city: Jurisdiction, code: str) -> Service | None:
     return session.scalar(
         sa.select(Service).where(
@@ -252,7 +285,13 @@ def submit(
     if draft.channel not in CHANNELS:
         errors["channel"] = f"unknown channel {draft.channel!r}"
 
-    answers, answer_errors = validate_answers(service, draft.attributes or {})
+    given = draft.attributes or {}
+    missing: list[str] = []
+    if draft.channel in CANNOT_ASK:
+        given, missing = with_defaults(service, given)
+    answers, answer_errors = validate_answers(service, given)
+    for code in missing:
+        answer_errors.pop(f"attribute[{code}]", None)
     errors.update(answer_errors)
 
     description = _clean(draft.description)
@@ -355,6 +394,7 @@ def submit(
         anonymous=anonymous,
         notify_updates=bool(draft.notify_updates),
         needs_location=coords is None,
+        needs_answers=bool(missing),
         attributes=answers or None,
         media_url=media_url,
         device_id=_clean(draft.device_id),
@@ -381,6 +421,8 @@ def submit(
             ),
         }
     ]
+    if missing:
+        events.append(_needs_answers_event(request, service, missing))
     if duplicates:
         events.append(_duplicate_event(request, duplicates))
     # The acknowledgement and the dispatcher alert are rendered now and written by the
@@ -418,6 +460,21 @@ def _point(lon: float, lat: float) -> WKBElement:
 
 
 _WKB_POINT = struct.Struct("<BIdd")
+
+
+def _needs_answers_event(
+    request: ServiceRequest, service: Service, missing: list[str]
+) -> dict[str, Any]:
+    """The internal event telling the dispatcher which required questions to ask."""
+    asked = {a.code: a.description for a in service.attributes}
+    return {
+        "kind": NEEDS_ANSWERS,
+        "to_value": ", ".join(missing),
+        "note": "Needs answers: " + "; ".join(asked.get(c) or c for c in missing),
+        "public": False,
+        "actor_label": "intake",
+        "department_id": request.department_id,
+    }
 
 
 def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -> dict[str, Any]:
