@@ -61,6 +61,7 @@ from intake.submit import (
     ValidationFailed,
     point_in_city,
     submit,
+    unanswered_required,
 )
 from notify import messages
 from notify.links import mail_config
@@ -1302,7 +1303,7 @@ class MailIntake:
                     to_addr=sender,
                     in_reply_to=None if mail.synthesized_id else mail.message_id,
                     references=" ".join(mail.references) or None,
-                    notes=notes,
+                    notes=notes + _ask_for_answers(request, service),
                 )
         messages.on_new_request(session, request, self.public_base_url)
         detail = f"created {request.public_id}"
@@ -1310,6 +1311,8 @@ class MailIntake:
             detail += f"; {location_note}"
         if request.needs_location:
             detail += "; needs location"
+        if request.needs_answers:
+            detail += "; needs answers"
         if not may_reply:
             detail += f"; no auto-reply ({why_not})"
         session.flush()
@@ -1320,6 +1323,17 @@ class MailIntake:
             public_id=request.public_id,
             request_id=request.id,
         )
+
+
+def _ask_for_answers(request: ServiceRequest, service: Service) -> list[str]:
+    """The auto-reply's note when required questions are still unanswered: what the city
+    may ask (the category's own public questions; nothing of the request itself)."""
+    if not request.needs_answers:
+        return []
+    missing = [a.description for a in unanswered_required(service, request.attributes or {})]
+    if service.private or not missing:
+        return ["the city may contact you for a few more details."]
+    return [f"the city may contact you for a few more details: {'; '.join(missing)}"]
 
 
 # --- SMTP server (aiosmtpd) ------------------------------------------------------------

@@ -141,6 +141,24 @@ def _key(sessions, city: DispatchCity) -> int:
         return row.id
 
 
+def _mail_address(sessions, city: DispatchCity) -> int:
+    from intake.mail_addresses import add_address
+
+    with sessions.begin() as s:
+        c = s.get(Jurisdiction, city.city_id)
+        return add_address(s, c, "old@city.example", category="pothole").id
+
+
+MAIL_CONFIG_FORM = {
+    "dispatch_email": "desk@city.example",
+    "from_address": "",
+    "reply_limit": "5",
+    "accept_limit": "30",
+    "address_reply_limit": "200",
+    "trusted_authserv_id": "mx.city.example",
+}
+
+
 @dataclass
 class Ctx:
     sessions: object
@@ -252,6 +270,17 @@ RECIPES: dict[str, Recipe] = {
         },
         "mail.template_set",
     ),
+    "admin_mail.add_address": lambda c: (
+        "/admin/mail/addresses",
+        {"address": "311@city.example", "category": "pothole"},
+        "mail.address_add",
+    ),
+    "admin_mail.remove_address": lambda c: (
+        f"/admin/mail/addresses/{_mail_address(c.sessions, c.city)}/remove",
+        {},
+        "mail.address_remove",
+    ),
+    "admin_mail.save_config": lambda c: ("/admin/mail/config", MAIL_CONFIG_FORM, "mail.config"),
     "faq.template_reset": lambda c: (
         f"/admin/mail-templates/{_mail_override(c.sessions, c.city)}/reset",
         {},

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import TEMPLATE, make_settings
 
+from intake.mail_addresses import add_address as add_mail_address
 from intake.submit import Draft, submit
 from notify import templates as mail_templates
 from spatial import apikeys
@@ -93,6 +94,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
             user.crew_id = crew.id
         users[role] = user
     key, _ = apikeys.create_key(s, slug, f"{slug} client")
+    mail_address = add_mail_address(s, city, f"311@{slug}.example", category="pothole")
     draft = Draft(
         city=slug,
         service_code="pothole",
@@ -122,6 +124,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "template_id": template.id,
         "article_id": article.id,
         "crew_id": crew.id,
+        "address_id": mail_address.id,
         "rest": photo.public_key.removeprefix("public/"),
     }
     markers = (

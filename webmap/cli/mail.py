@@ -12,20 +12,16 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from pathlib import Path
 
 import click
-import sqlalchemy as sa
 
-from spatial.accounts import EMAIL_RE
 from spatial.cities import get_city
 from spatial.db import session_scope
 from spatial.errors import InvalidInput, NotFound
-from spatial.models import Department, Jurisdiction, Service, ServiceAttribute
-from spatial.models_mail import MailAddress
+from spatial.models import Department, Service
 from webmap.cli import Runtime, audit, cli, pass_runtime
 
 
@@ -199,40 +195,6 @@ def address_group() -> None:
     """The addresses whose mail becomes requests."""
 
 
-def _check_email(value: str, what: str) -> str:
-    value = (value or "").strip().lower()
-    if len(value) > 254 or not EMAIL_RE.match(value):
-        raise InvalidInput(f"{what} {value!r} is not an e-mail address", field=what)
-    return value
-
-
-# An authserv-id as gateways write it: a host name or a similar token (RFC 8601 section 2.2).
-AUTHSERV_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$")
-
-
-def _check_authserv_id(value: str) -> str:
-    value = (value or "").strip()
-    if value and not AUTHSERV_ID_RE.match(value):
-        raise InvalidInput(
-            f"trusted-authserv-id {value!r} is not an authserv-id: give the name the gateway "
-            "writes first in its Authentication-Results header, such as mx.example.org",
-            field="trusted-authserv-id",
-        )
-    return value.lower()
-
-
-def _required_questions(session, service: Service) -> list[str]:
-    return list(
-        session.scalars(
-            sa.select(ServiceAttribute.code).where(
-                ServiceAttribute.service_id == service.id,
-                ServiceAttribute.required.is_(True),
-                ServiceAttribute.variable.is_(True),
-            )
-        )
-    )
-
-
 @address_group.command("add")
 @click.option("--city", "slug", required=True)
 @click.argument("address")
@@ -242,76 +204,33 @@ def _required_questions(session, service: Service) -> list[str]:
 def address_add(
     rt: Runtime, slug: str, address: str, category: str | None, department: str | None
 ) -> None:
-    """Accept mail to ADDRESS for a city, with a default category and/or department."""
-    address = _check_email(address, "address")
+    """Accept mail to ADDRESS for a city, with a default category and/or department.
+
+    A category's required questions take their default answers; those without one are
+    left for the dispatcher ("needs answers").
+    """
+    from intake.mail_addresses import add_address, check_email, unanswered
+
+    address = check_email(address, "address")
+    if not (category or department):
+        raise click.UsageError("give --category CODE or --department CODE (or both)")
     with session_scope(rt.sessions()) as session:
         city = get_city(session, slug)
-        existing = session.scalar(
-            sa.select(MailAddress).where(sa.func.lower(MailAddress.address) == address)
-        )
-        if existing is not None:
-            owner = session.get(Jurisdiction, existing.jurisdiction_id)
-            raise InvalidInput(f"{address} is already an intake address of {owner.slug}")
-        dept = None
-        if department:
-            dept = session.scalar(
-                sa.select(Department).where(
-                    Department.jurisdiction_id == city.id, Department.code == department
-                )
-            )
-            if dept is None:
-                raise NotFound(f"{city.slug} has no department {department!r}")
-        if category:
-            service = session.scalar(
-                sa.select(Service).where(
-                    Service.jurisdiction_id == city.id,
-                    Service.code == category,
-                    Service.active.is_(True),
-                )
-            )
-            if service is None:
-                raise NotFound(f"{city.slug} has no active category {category!r}")
-        elif dept is not None:
-            candidates = session.scalars(
-                sa.select(Service)
-                .where(
-                    Service.jurisdiction_id == city.id,
-                    Service.default_department_id == dept.id,
-                    Service.active.is_(True),
-                    Service.private.is_(False),
-                )
-                .order_by(Service.name)
-            ).all()
-            candidates = [s for s in candidates if not _required_questions(session, s)]
-            if not candidates:
-                raise InvalidInput(
-                    f"department {dept.code} has no category without required questions: "
-                    "name one with --category"
-                )
-            service = candidates[0]
-        else:
-            raise click.UsageError("give --category CODE or --department CODE (or both)")
-        required = _required_questions(session, service)
-        if required:
-            raise InvalidInput(
-                f"category {service.code} asks required questions ({', '.join(required)}) "
-                "that an e-mail cannot answer: choose a general category for this address"
-            )
-        session.add(
-            MailAddress(
-                jurisdiction_id=city.id,
-                address=address,
-                service_id=service.id,
-                department_id=dept.id if dept else None,
-                active=True,
-            )
-        )
+        row = add_address(session, city, address, category, department)
+        service = session.get(Service, row.service_id)
+        dept = session.get(Department, row.department_id) if row.department_id else None
         what = {"category": service.code, "department": dept.code if dept else None}
         audit(session, "mail.address_add", "mail_address", address, city, **what)
+        missing = unanswered(service)
     click.echo(
         f"{address}: mail becomes {service.code!r} requests of {city.slug}"
         + (f", department {dept.code}" if dept else "")
     )
+    if missing:
+        click.echo(
+            f"required questions without a default ({', '.join(missing)}): such requests "
+            "are marked 'needs answers' for the dispatcher"
+        )
 
 
 @address_group.command("list")
@@ -319,22 +238,18 @@ def address_add(
 @pass_runtime
 def address_list(rt: Runtime, slug: str | None) -> None:
     """List the intake addresses."""
+    from intake.mail_addresses import list_addresses
+
     with session_scope(rt.sessions()) as session:
-        stmt = (
-            sa.select(MailAddress, Jurisdiction.slug, Service.code, Department.code)
-            .join(Jurisdiction, Jurisdiction.id == MailAddress.jurisdiction_id)
-            .join(Service, Service.id == MailAddress.service_id)
-            .outerjoin(Department, Department.id == MailAddress.department_id)
-            .order_by(Jurisdiction.slug, MailAddress.address)
-        )
-        if slug:
-            stmt = stmt.where(Jurisdiction.id == get_city(session, slug).id)
-        rows = session.execute(stmt).all()
+        rows = list_addresses(session, get_city(session, slug) if slug else None)
     if not rows:
         click.echo("no intake addresses yet: add one with 'civicpin mail address add'")
-    for addr, city, service, dept in rows:
-        state = "" if addr.active else " (inactive)"
-        click.echo(f"{city}\t{addr.address}\tcategory={service}\tdepartment={dept or '-'}{state}")
+    for row in rows:
+        state = "" if row.active else " (inactive)"
+        click.echo(
+            f"{row.city}\t{row.address}\tcategory={row.category}"
+            f"\tdepartment={row.department or '-'}{state}"
+        )
 
 
 @address_group.command("remove")
@@ -342,27 +257,23 @@ def address_list(rt: Runtime, slug: str | None) -> None:
 @pass_runtime
 def address_remove(rt: Runtime, address: str) -> None:
     """Stop accepting mail to ADDRESS."""
-    address = _check_email(address, "address")
+    from intake.mail_addresses import remove_address
+
     with session_scope(rt.sessions()) as session:
-        row = session.scalar(
-            sa.select(MailAddress).where(sa.func.lower(MailAddress.address) == address)
-        )
-        if row is None:
-            raise NotFound(f"{address} is not an intake address")
-        audit(session, "mail.address_remove", "mail_address", address, row.jurisdiction_id)
-        session.delete(row)
-    click.echo(f"{address} removed: mail to it is now refused")
+        row = remove_address(session, address)
+        audit(session, "mail.address_remove", "mail_address", row.address, row.jurisdiction_id)
+    click.echo(f"{row.address} removed: mail to it is now refused")
 
 
-# The settings `mail config` changes, as the audit log records them.
-MAIL_CONFIG_FIELDS = (
-    "dispatch_email",
-    "from_address",
-    "reply_limit_per_hour",
-    "accept_limit_per_hour",
-    "address_reply_limit_per_hour",
-    "trusted_authserv_id",
-)
+# The options of ``mail config``, by setting.
+CONFIG_OPTIONS = {
+    "dispatch_email": "dispatch-email",
+    "from_address": "from",
+    "reply_limit_per_hour": "reply-limit",
+    "accept_limit_per_hour": "accept-limit",
+    "address_reply_limit_per_hour": "address-reply-limit",
+    "trusted_authserv_id": "trusted-authserv-id",
+}
 
 
 @mail_group.command("config")
@@ -395,34 +306,20 @@ def mail_config_cmd(
     trusted_authserv_id: str | None,
 ) -> None:
     """Show or change a city's mail settings."""
-    from notify.links import mail_config
-    from spatial.admin_audit import changes
+    from intake.mail_addresses import update_config
 
-    if trusted_authserv_id is not None:
-        trusted_authserv_id = _check_authserv_id(trusted_authserv_id)
-    if dispatch_email:
-        dispatch_email = _check_email(dispatch_email, "dispatch-email")
-    if from_address:
-        from email.utils import parseaddr
-
-        _check_email(parseaddr(from_address)[1], "from")
+    given = {
+        "dispatch_email": dispatch_email,
+        "from_address": from_address,
+        "reply_limit_per_hour": reply_limit,
+        "accept_limit_per_hour": accept_limit,
+        "address_reply_limit_per_hour": address_reply_limit,
+        "trusted_authserv_id": trusted_authserv_id,
+    }
+    values = {k: v for k, v in given.items() if v is not None}
     with session_scope(rt.sessions()) as session:
         city = get_city(session, slug)
-        cfg = mail_config(session, city.id)
-        before = {f: getattr(cfg, f) for f in MAIL_CONFIG_FIELDS}
-        if dispatch_email is not None:
-            cfg.dispatch_email = dispatch_email or None
-        if from_address is not None:
-            cfg.from_address = from_address or None
-        if reply_limit is not None:
-            cfg.reply_limit_per_hour = reply_limit
-        if accept_limit is not None:
-            cfg.accept_limit_per_hour = accept_limit
-        if address_reply_limit is not None:
-            cfg.address_reply_limit_per_hour = address_reply_limit
-        if trusted_authserv_id is not None:
-            cfg.trusted_authserv_id = trusted_authserv_id or None
-        changed = changes(before, {f: getattr(cfg, f) for f in MAIL_CONFIG_FIELDS})
+        cfg, changed = update_config(session, city, values, CONFIG_OPTIONS)
         if changed:
             audit(session, "mail.config", "mail_config", city.slug, city, **changed)
         gateway = (
