@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 
+from intake.answers import answer_questions
 from records import moderation
 from routing import actions, queue
 from spatial.city_time import city_time, label_items
@@ -69,6 +70,7 @@ ACTIONS = (
     "publish",
     "moderate_text",
     "hide_photo",
+    "answers",
 )
 
 
@@ -361,7 +363,25 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
     if action == "hide_photo":
         moderation.hide_photo(session, user, req, data.get("photo_id"), reason=data.get("reason"))
         return "Photo hidden from the public"
+    if action == "answers":
+        answered = answer_questions(session, user, req, _posted_answers(req, data))
+        return f"Answers saved ({', '.join(answered)})" + (
+            "" if req.needs_answers else "; the request no longer needs answers"
+        )
     abort(404)
+
+
+def _posted_answers(req: ServiceRequest, data: dict) -> dict[str, Any]:
+    """The ``attribute[CODE]`` fields of the answers form (every value of a multi-select)."""
+    if request.is_json:
+        found = data.get("attributes")
+        return found if isinstance(found, dict) else {}
+    out: dict[str, Any] = {}
+    for key in request.form:
+        if key.startswith("attribute[") and key.endswith("]"):
+            values = [v for v in request.form.getlist(key) if v.strip()]
+            out[key[10:-1]] = values if len(values) > 1 else (values[0] if values else "")
+    return out
 
 
 @bp.post("/dispatch/requests/<public_id>/<action>")

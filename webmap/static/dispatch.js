@@ -146,6 +146,7 @@
     if (item.overdue) a.appendChild(badge("overdue", "overdue"));
     if (untriaged) a.appendChild(badge("untriaged", "untriaged"));
     if (item.needs_location) a.appendChild(badge("needs-location", "needs location"));
+    if (item.needs_answers) a.appendChild(badge("needs-answers", "needs answers"));
     if (item.possible_duplicate) a.appendChild(badge("possible-duplicate", "possible duplicate"));
     if (item.held) a.appendChild(badge("held", "held: not public yet"));
     a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
