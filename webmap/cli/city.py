@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TextIO
 
 import click
 import sqlalchemy as sa
@@ -58,6 +59,7 @@ def city_create(
     fill_holes_m2: float,
 ) -> None:
     """Create city SLUG whose boundary is the union of the polygons in --boundary."""
+    from routing.setup_checklist import add_default_templates
     from spatial.zones import create_city
 
     with rt.sessions().begin() as session:
@@ -73,6 +75,7 @@ def city_create(
         )
         what = {"name": created.name, "timezone": created.timezone, "boundary": boundary.name}
         audit(session, "city.create", "city", created.slug, created, **what)
+        add_default_templates(session, created)  # part of the city, as in the new city page
         line = (
             f"created city {created.slug} ({created.name}), "
             f"public ids {created.public_id_prefix}-YYYY-NNNNNN"
@@ -204,3 +207,64 @@ def city_moderation(rt: Runtime, slug: str, hold: str | None) -> None:
         )
         line = f"{target.slug}: hold {target.moderation_hold} ({held} held now)"
     click.echo(line)
+
+
+@city.command("export")
+@click.argument("slug")
+@pass_runtime
+def city_export(rt: Runtime, slug: str) -> None:
+    """Write city SLUG's whole set-up as YAML on standard output (see city apply).
+
+    Layers are named with their version, not inlined; accounts are not in the file.
+    """
+    from routing.city_file import dump, export_city
+
+    with rt.sessions().begin() as session:
+        text = dump(export_city(session, get_city(session, validate_slug(slug, "city"))))
+    click.echo(text, nl=False)
+
+
+@city.command("apply")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--city",
+    "slug",
+    default=None,
+    help="The city to change (default: CIVICPIN_CITY, else the only city).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the changes, write nothing.")
+@pass_runtime
+def city_apply(rt: Runtime, file: TextIO, slug: str | None, dry_run: bool) -> None:
+    """Make a city match the set-up in FILE (YAML, as city export writes it); print the changes.
+
+    Idempotent: a second run prints "no changes". A bad file gets one line naming the
+    place in the file, and nothing is changed.
+    """
+    from routing.city_file import apply_city, parse
+    from spatial.cities import city_for_cli
+
+    data = parse(file.read())
+    session = rt.sessions()()
+    try:
+        target = city_for_cli(session, slug, rt.settings.default_city)
+        lines, notes = apply_city(session, target, data)
+        if lines and not dry_run:
+            audit(session, "city.apply", "city", target.slug, target, changes=lines)
+        name = target.slug
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    for line in [*lines, *notes]:
+        click.echo(line)
+    if not lines:
+        click.echo(f"{name}: no changes")
+    elif dry_run:
+        click.echo(f"{name}: {len(lines)} changes (dry run: nothing written)")
+    else:
+        click.echo(f"{name}: {len(lines)} changes")
