@@ -45,6 +45,9 @@ from spatial.models import OutboxMessage, now_utc
 from spatial.settings import Settings
 
 log = logging.getLogger("civicpin.worker")
+# Kinds sent whatever the recipient unsubscribed from: the answer to their own report, and
+# a password reset link they asked for (mail about their account, not a newsletter).
+UNSTOPPABLE = frozenset({"acknowledgement", "password_reset"})
 
 # Only these stored headers reach the wire; the rest of the header set is ours.
 PASSED_HEADERS = (
@@ -349,7 +352,7 @@ def deliver_batch(
                     result.skipped += 1
                     continue
                 msg = session.get(OutboxMessage, msg_id)
-                unsubscribed = msg.kind != "acknowledgement" and is_unsubscribed(
+                unsubscribed = msg.kind not in UNSTOPPABLE and is_unsubscribed(
                     session, msg.to_addr, msg.request_id, msg.kind, msg.jurisdiction_id
                 )
                 em = build_email(msg, settings.mail_from, now=clock())

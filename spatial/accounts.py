@@ -14,7 +14,7 @@ import secrets
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from spatial.cities import get_city
 from spatial.errors import InvalidInput
@@ -161,13 +161,20 @@ def create_user(
 def set_password(user: User, password: str | None = None) -> str | None:
     """Give ``user`` a new password (checked), or a generated one, which is returned.
 
-    The change ends every session of the user (a trigger raises their session generation).
+    The change ends every session of the user (a trigger raises their session generation)
+    and every reset link mailed to them before.
     """
     generated = None
     if password is None:
         password = generated = generate_password()
     check_password(password, user.email)
     user.password_hash = hash_password(password)
+    session = object_session(user)
+    if session is not None and user.id is not None:
+        # Reset links mailed before were for the old password: they stop working.
+        from spatial.password_reset import end_links
+
+        end_links(session, user.id)
     return generated
 
 

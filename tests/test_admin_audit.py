@@ -225,6 +225,11 @@ RECIPES: dict[str, Recipe] = {
         {"active": "0"},
         "user.active",
     ),
+    "admin.send_reset": lambda c: (
+        f"/admin/users/{c.city.users['planner']}/reset",
+        {},
+        "user.password_reset",
+    ),
     "admin.create_key": lambda c: ("/admin/apikeys", {"name": "FixMyStreet"}, "apikey.create"),
     "admin.revoke_key": lambda c: (
         f"/admin/apikeys/{_key(c.sessions, c.city)}/revoke",

@@ -57,7 +57,8 @@ def test_open_redirect_is_not_followed(client, staff):
         "/login?next=https://evil.example/",
         data={"email": "crew@city.example", "password": "correct horse 2", "csrf_token": token},
     )
-    assert res.headers["Location"] == "/"
+    # the unsafe "next" is ignored: the crew member lands on their own workspace
+    assert res.headers["Location"] == "/crew"
 
 
 def _cookie_payload(client) -> str:

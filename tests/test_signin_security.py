@@ -520,7 +520,8 @@ def test_staff_turn_two_factor_on_and_off_themselves(app, city):
     assert _two_factor_form(me, "off", totp.at(time.time() + 30)).status_code == 302
     assert "Off." in me.get("/staff/two-factor").get_data(as_text=True)
     me.post("/logout", data={"csrf_token": csrf_from(me, "/staff")})
-    assert _sign_in(me, "dispatcher@city.example", PASSWORD).headers["Location"] == "/"
+    # Signed in without a "next", a dispatcher lands on their workspace.
+    assert _sign_in(me, "dispatcher@city.example", PASSWORD).headers["Location"] == "/dispatch"
 
 
 def _wrong_code(totp: pyotp.TOTP) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.utils import secure_filename
 
+from notify.account_mail import send_password_reset
 from routing import rules as rulesmod
 from routing.whatif import what_if
 from spatial import admin_audit, apikeys
@@ -42,7 +43,7 @@ from spatial.models import (
     ZoneLayer,
 )
 from spatial.zones import SUFFIX_KINDS, import_layer, layer_report_text
-from webmap.app import db_session
+from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required
 from webmap.staffkit import install_errors, install_headers, staff_city
 
@@ -537,6 +538,25 @@ def set_active(user_id: int):
     user.active = active
     db_session().commit()
     flash(f"{user.email} is {'active' if active else 'deactivated'}.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/reset")
+@roles_required("admin")
+def send_reset(user_id: int):
+    """Mail the user a one-time link to set a new password (their earlier links end)."""
+    city = _city()
+    user = _user_of(city, user_id)
+    if not user.active:
+        return _invalid(
+            "users.html",
+            InvalidInput(f"{user.email} is deactivated: reactivate them first", field="reset"),
+            **_users_ctx(city),
+        )
+    send_password_reset(db_session(), user, settings_of(current_app).public_base_url)
+    _audit("user.password_reset", "user", user.id, email=user.email)
+    db_session().commit()
+    flash(f"A link to set a new password is on its way to {user.email}; it works for one hour.")
     return redirect(url_for("admin.users"))
 
 

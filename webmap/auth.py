@@ -9,6 +9,12 @@ Failed sign-ins are throttled per account and per client address in the database
 right password. An account with a two-factor secret is asked for its 6-digit code after
 the password. The cookie carries the user's session generation: logout raises it, which
 ends every copy of the cookie, and so does a change of password, role or active flag.
+
+Sign-in lands each role on its own workspace (:data:`HOME`), at the user's city address,
+unless the sign-in page was given a safe ``next``; the staff bar of every staff page
+links each workspace the user's role may use (:func:`staff_workspaces`). A forgotten
+password is reset by a one-time link mailed to the account's address
+(``spatial.password_reset``); the pages answer the same for every address typed.
 """
 
 from __future__ import annotations
@@ -33,8 +39,17 @@ from flask import (
     url_for,
 )
 
+from notify.account_mail import send_password_reset
 from spatial.accounts import ROLE_IMPLIES
-from spatial.models import User, now_utc
+from spatial.cities import CITY_PATH_PREFIX, city_path
+from spatial.errors import InvalidInput
+from spatial.models import Jurisdiction, User, now_utc
+from spatial.password_reset import (
+    TooManyResets,
+    account_for_reset,
+    redeem_reset,
+    reset_link_user,
+)
 from spatial.signin import (
     accept_totp_code,
     code_step,
@@ -45,7 +60,7 @@ from spatial.signin import (
     record_failure,
     record_success,
 )
-from webmap.app import db_session, settings_of
+from webmap.app import db_session, path_city, settings_of
 
 bp = Blueprint("auth", __name__)
 
@@ -90,12 +105,86 @@ def roles_required(*roles: str) -> Callable:
     return decorator
 
 
-def _safe_next(target: str | None) -> str:
+# Each role's own workspace, where sign-in lands it.
+HOME = {
+    "agent": "agent.index",
+    "dispatcher": "dispatch.console",
+    "crew": "crew.index",
+    "planner": "planner.overview",
+    "admin": "admin.index",
+    "install_admin": "admin.index",
+}
+# The staff bar's workspaces, in its order: (role that may use it, endpoint, label).
+WORKSPACES = (
+    ("dispatcher", "dispatch.console", "Dispatch"),
+    ("agent", "agent.index", "Agent"),
+    ("crew", "crew.index", "Crew"),
+    ("planner", "planner.overview", "Planner"),
+    ("admin", "admin.index", "Admin"),
+)
+
+
+def _current_workspace() -> str | None:
+    """The workspace (its role) the page being served belongs to."""
+    blueprint = request.blueprint or ""
+    if blueprint in ("dispatch", "agent", "crew", "planner"):
+        return {"dispatch": "dispatcher"}.get(blueprint, blueprint)
+    if blueprint.startswith("admin") or request.path.startswith("/admin/"):
+        return "admin"
+    return None
+
+
+def staff_workspaces() -> list[dict]:
+    """The staff bar's links for the signed-in user: each workspace their role may use,
+    with ``current`` set on the one this page belongs to. Empty when nobody is signed in."""
+    user = current_user()
+    if user is None:
+        return []
+    here = _current_workspace()
+    return [
+        {"label": label, "url": url_for(endpoint), "current": role == here}
+        for role, endpoint, label in WORKSPACES
+        if has_role(user, role)
+    ]
+
+
+@bp.app_context_processor
+def _staff_bar_context() -> dict:
+    # A function, so pages without the bar never look the user up.
+    return {"staff_workspaces": staff_workspaces, "current_staff": current_user}
+
+
+def landing_url(user: User) -> str:
+    """Where sign-in takes ``user``: their role's workspace, at their city's address.
+
+    City staff signing in at another city's address, or at the install's address of an
+    install serving several cities, go to ``/c/<their city>/...``; with one city, or
+    already at their city's address, the link stays where it is.
+    """
+    target = url_for(HOME.get(user.role, "auth.staff_home"))
+    if user.jurisdiction_id is None:
+        return target
+    city = db_session().get(Jurisdiction, user.jurisdiction_id)
+    here = path_city()
+    if city is None or here == city.slug:
+        return target
+    if here is None and db_session().scalar(sa.select(sa.func.count(Jurisdiction.id))) < 2:
+        return target
+    root = request.script_root
+    prefix = request.environ.get("civicpin.city")
+    if prefix is not None:
+        # Strip the city prefix the address came with: the install's own root is left.
+        root = root.removesuffix(f"{CITY_PATH_PREFIX}{prefix}")
+    return root + city_path(city.slug) + target.removeprefix(request.script_root)
+
+
+def _safe_next(target: str | None, user: User | None = None) -> str:
+    fallback = landing_url(user) if user is not None else url_for("public.index")
     if not target:
-        return url_for("public.index")
+        return fallback
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/"):
-        return url_for("public.index")
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return fallback
     return target
 
 
@@ -135,7 +224,7 @@ def _start_session(user: User):
     session["gen"] = user.session_generation
     session.permanent = True
     flash(f"Signed in as {user.email}.")
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(_safe_next(request.args.get("next"), user))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -212,6 +301,81 @@ def login_code():
         error = "That code is not right. Enter the 6-digit code your authenticator app shows now."
     status = 401 if error else 200
     return render_template("auth/login_code.html", error=error), status
+
+
+def _no_trace(response):
+    """Headers of the password reset pages: never cached, and their address (which
+    holds the link's secret) never sent on as a Referer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/login/forgot", methods=["GET", "POST"])
+def forgot():
+    """Ask for a link to set a new password. The answer is the same whatever the address
+    (an account or not, active or not, over its limit or not): it tells no one which
+    addresses have an account. Only a client over its own limit is told to wait."""
+    if request.method == "GET":
+        return _no_trace(current_app.make_response(render_template("auth/forgot.html")))
+    email = (request.form.get("email") or "").strip()
+    if not email:
+        body = render_template(
+            "auth/forgot.html", error="Enter the e-mail address of your staff account."
+        )
+        return _no_trace(current_app.make_response((body, 400)))
+    try:
+        user = account_for_reset(db_session(), email, _client())
+    except TooManyResets as exc:
+        db_session().rollback()
+        body = render_template("auth/forgot.html", error=str(exc), email=email)
+        return _no_trace(
+            current_app.make_response((body, 429, {"Retry-After": str(max(1, exc.seconds))}))
+        )
+    if user is not None:
+        send_password_reset(db_session(), user, settings_of(current_app).public_base_url)
+    db_session().commit()
+    return _no_trace(current_app.make_response(render_template("auth/forgot.html", sent=True)))
+
+
+def _keep_secret_out_of_access_logs() -> None:
+    # The access log (gunicorn's %(U)s) reads the path from this environ after the
+    # response: the link's secret must not be written there.
+    request.environ["PATH_INFO"] = "/login/reset/-"
+
+
+@bp.route("/login/reset/<secret>", methods=["GET", "POST"])
+def reset(secret: str):
+    """The mailed link: GET shows the new-password form and changes nothing (mail
+    scanners open links); POST sets the password, uses the link up and signs nobody in."""
+    _keep_secret_out_of_access_logs()
+    session_ = db_session()
+    user = reset_link_user(session_, secret)
+    if user is None:
+        body = render_template("auth/reset.html", invalid=True)
+        return _no_trace(current_app.make_response((body, 404)))
+    if request.method == "GET":
+        body = render_template("auth/reset.html", email=user.email, errors={})
+        return _no_trace(current_app.make_response(body))
+    password = request.form.get("password") or ""
+    try:
+        if password != (request.form.get("confirm") or ""):
+            raise InvalidInput("The two passwords are not the same.", field="confirm")
+        redeem_reset(session_, secret, password)
+    except InvalidInput as exc:
+        session_.rollback()
+        if exc.field == "link":
+            body = render_template("auth/reset.html", invalid=True)
+            return _no_trace(current_app.make_response((body, 404)))
+        message = str(exc)
+        message = message[:1].upper() + message[1:]
+        body = render_template(
+            "auth/reset.html", email=user.email, errors={exc.field or "password": message}
+        )
+        return _no_trace(current_app.make_response((body, 400)))
+    session_.commit()
+    flash("Your new password is set. Sign in with it.")
+    return _no_trace(redirect(url_for("auth.login")))
 
 
 @bp.post("/logout")

@@ -90,18 +90,21 @@ def serve(rt: Runtime, host: str | None, port: int | None, debug: bool) -> None:
 
 
 _QUERY_RE = re.compile(r"\?[^\s'\"]*")
+# A password reset link's secret is in its path: /login/reset/<secret>.
+_RESET_RE = re.compile(r"(/login/reset/)[^\s/?'\"]+")
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
-    """The development server's request log without query strings: links such as a
-    resident's ``/requests/<id>?token=...`` must not be written to logs."""
+    """The development server's request log without query strings or reset secrets:
+    links such as a resident's ``/requests/<id>?token=...`` or a password reset link
+    must not be written to logs."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         full = getattr(self, "path", None)
         if full is None:
-            self.requestline = _QUERY_RE.sub("", self.requestline)
+            self.requestline = _RESET_RE.sub(r"\1-", _QUERY_RE.sub("", self.requestline))
             return super().log_request(code, size)
-        self.path = full.partition("?")[0]
+        self.path = _RESET_RE.sub(r"\1-", full.partition("?")[0])
         try:
             super().log_request(code, size)
         finally:
@@ -109,7 +112,11 @@ class PathOnlyRequestHandler(WSGIRequestHandler):
 
     def log_error(self, format: str, *args) -> None:
         super().log_error(
-            format, *(_QUERY_RE.sub("", a) if isinstance(a, str) else a for a in args)
+            format,
+            *(
+                _RESET_RE.sub(r"\1-", _QUERY_RE.sub("", a)) if isinstance(a, str) else a
+                for a in args
+            ),
         )
 
 
@@ -177,6 +184,29 @@ def users_password(rt: Runtime, email: str, password: str | None) -> None:
     click.echo(f"password changed for {user.email}; their sessions are signed out")
     if generated:
         click.echo(f"password: {generated}")
+
+
+@users.command("reset")
+@click.option("--email", required=True)
+@pass_runtime
+def users_reset(rt: Runtime, email: str) -> None:
+    """Mail the user a one-time link to set a new password (valid for an hour).
+
+    Their earlier links stop working; their password stays until they use the link.
+    The worker (``civicpin worker``) delivers it.
+    """
+    from notify.account_mail import send_password_reset
+    from spatial.errors import InvalidInput
+
+    with rt.sessions().begin() as session:
+        user = _user_by_email(session, email)
+        if not user.active:
+            raise InvalidInput(f"{user.email} is deactivated: no link is sent", field="email")
+        send_password_reset(session, user, rt.settings.public_base_url)
+        audit(
+            session, "user.password_reset", "user", user.id, user.jurisdiction_id, email=user.email
+        )
+    click.echo(f"a link to set a new password was queued for {user.email}")
 
 
 @users.group("totp")
