@@ -14,7 +14,8 @@ size:
 
 What happens to imperfect rows:
 
-- no id, an id longer than 100 characters, or an unreadable created date: skipped;
+- no id, an id longer than 100 characters, or an empty or unreadable created date:
+  skipped, and the report names the rows and why;
 - an id seen earlier in the file: skipped (the first row wins); an id already imported
   for the city: skipped, so running the same file twice imports it once;
 - no (or impossible) coordinates: imported without a location, ``needs_location`` set;
@@ -23,7 +24,12 @@ What happens to imperfect rows:
   :data:`PLACEHOLDER_MIN_ADDRESSES` or more different addresses, or none): imported with
   it, unless ``drop_placeholders`` (then without a location);
 - an unreadable close time, or one before the created time: imported without a close
-  time.
+  time;
+- a channel value that neither ``channel_map`` nor the usual words (``Call``, ``Web``,
+  ...) name: imported with ``default_channel``; the report lists each such value with
+  its rows;
+- the city's own target date (the ``due`` column) is the request's SLA due time; where
+  it is empty or unreadable the routing's SLA gives the due time.
 
 Naive times are in ``tz`` (default: the city's time zone); times with an offset keep it.
 Dates are ISO 8601 unless ``date_format`` (``strftime`` codes) is given.
@@ -76,6 +82,7 @@ KEYS = (
     "channel",
     "first_response",
     "updated",
+    "due",
 )
 REQUIRED = ("id", "category", "created")
 CHUNK_ROWS = 50_000
@@ -85,6 +92,7 @@ MAX_ADDRESS_LENGTH = 500
 PLACEHOLDER_MIN_ROWS = 20
 PLACEHOLDER_MIN_ADDRESSES = 3
 EXAMPLES = 5
+ROW_LIST = 20  # rows named per problem in the report before "and N more"
 IMPORT_CHANNEL = "import"
 
 STATUS_WORDS = {
@@ -181,6 +189,48 @@ def parse_column_map(text: str) -> ColumnMap:
     if ("lat" in columns) != ("lon" in columns):
         raise InvalidInput("--map: lat and lon go together: map both or neither", field="map")
     return ColumnMap(columns)
+
+
+def parse_channel_map(text: str) -> dict[str, str]:
+    """``Call=phone,Self Service=web`` as {their value: our channel}; one-line errors.
+
+    Their values are matched ignoring case and spacing; ours must be channels civicpin
+    knows (:data:`spatial.models.CHANNELS`).
+    """
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        theirs, sep, ours = part.rpartition("=")
+        theirs, ours = theirs.strip(), ours.strip().lower()
+        if not sep or not theirs or not ours:
+            raise InvalidInput(
+                f"--channel-map: {part.strip()!r} is not VALUE=CHANNEL", field="channel_map"
+            )
+        if ours not in CHANNELS:
+            raise InvalidInput(
+                f"--channel-map {theirs}={ours}: {ours!r} is not a channel "
+                f"(channels: {', '.join(CHANNELS)})",
+                field="channel_map",
+            )
+        key = _words(theirs)
+        if key in out and out[key] != ours:
+            raise InvalidInput(f"--channel-map: {theirs!r} is mapped twice", field="channel_map")
+        out[key] = ours
+    if not out:
+        raise InvalidInput("--channel-map is empty: give VALUE=CHANNEL,...", field="channel_map")
+    return out
+
+
+def check_channel(channel: str) -> str:
+    """A channel civicpin knows (``--default-channel``)."""
+    value = (channel or "").strip().lower()
+    if value not in CHANNELS:
+        raise InvalidInput(
+            f"--default-channel {channel!r} is not a channel (channels: {', '.join(CHANNELS)})",
+            field="default_channel",
+        )
+    return value
 
 
 def check_timezone(tz: str) -> str:
@@ -282,6 +332,14 @@ class ImportOptions:
     encoding: str = "utf-8"
     delimiter: str = ","
     chunk_rows: int = CHUNK_ROWS
+    # their channel value (as _words() writes it) -> ours; before the usual words
+    channel_map: dict[str, str] = field(default_factory=dict)
+    default_channel: str = IMPORT_CHANNEL  # for values no map names
+
+    def channel_of(self, value: str) -> str | None:
+        """Our channel for their ``value``; None when nothing names it."""
+        key = _words(value)
+        return self.channel_map.get(key) or CHANNEL_WORDS.get(key)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -515,6 +573,10 @@ class ScanReport:
     placeholder_points: list[tuple[float, float, int, int]] = field(default_factory=list)
     placeholder_rows: int = 0
     bad_created: int = 0
+    empty_created: int = 0
+    created_rows: list[str] = field(default_factory=list)  # "row N: why", first ROW_LIST
+    due_given: int = 0
+    bad_due: int = 0
     bad_closed: int = 0
     bad_other_dates: int = 0
     closed_before_created: int = 0
@@ -524,6 +586,9 @@ class ScanReport:
     new_categories: dict[str, str] = field(default_factory=dict)  # our new code -> name
     statuses: dict[str, int] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
+    channel_rows: dict[str, list[int]] = field(default_factory=dict)  # unmapped -> rows
+    channel_mapped: dict[str, str] = field(default_factory=dict)  # their value -> ours
+    default_channel: str = IMPORT_CHANNEL
     years: dict[int, int] = field(default_factory=dict)  # local year -> importable rows
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -535,6 +600,12 @@ class ScanReport:
     def _ex(self, kind: str) -> str:
         found = self.examples.get(kind)
         return f" (e.g. {'; '.join(found)})" if found else ""
+
+    def unmapped_channels(self) -> dict[str, int]:
+        """Their channel values no map names, with their rows' counts."""
+        return {
+            raw: n for raw, n in self.channels.items() if raw and raw not in self.channel_mapped
+        }
 
     def status_mapping(self) -> dict[str, tuple[str | None, int]]:
         return {raw: (STATUS_WORDS.get(_words(raw)), n) for raw, n in self.statuses.items()}
@@ -569,10 +640,54 @@ class ScanReport:
             f" (created {self.bad_created:,} - rows skipped; closed {self.bad_closed:,} - "
             f"close time dropped; other {self.bad_other_dates:,}){self._ex('dates')}"
         )
+        without_created = self.empty_created + self.bad_created
+        if without_created:
+            more = without_created - len(self.created_rows)
+            lines.append(
+                f"  rows without a usable created date: {without_created:,} - skipped: "
+                + "; ".join(self.created_rows)
+                + (f"; and {more:,} more" if more > 0 else "")
+            )
+        else:
+            lines.append("  rows without a usable created date: none")
         lines.append(
             f"  closed before created: {self.closed_before_created:,} - close time dropped"
             + self._ex("closed_before")
         )
+        if self.due_given or self.bad_due:
+            lines.append(
+                f"  due times from the file: {self.due_given:,} rows"
+                + (
+                    f"; {self.bad_due:,} unreadable - due time from the SLA" + self._ex("due")
+                    if self.bad_due
+                    else ""
+                )
+            )
+        if self.channels:
+            shown = ", ".join(
+                f"{raw!r} -> {self.channel_mapped[raw]} ({n:,})"
+                for raw, n in sorted(self.channels.items())
+                if raw in self.channel_mapped
+            )
+            lines.append(f"  channels: {shown or 'none mapped'}")
+            unmapped = self.unmapped_channels()
+            if unmapped:
+                parts = []
+                for raw, n in sorted(unmapped.items()):
+                    rows = self.channel_rows.get(raw, [])
+                    listed = ", ".join(str(r) for r in rows)
+                    parts.append(
+                        f"{raw!r} ({n:,} rows: {listed}{', ...' if n > len(rows) else ''})"
+                    )
+                lines.append(
+                    f"  channels not mapped - imported as {self.default_channel}: "
+                    + "; ".join(parts)
+                )
+            if self.channels.get(""):
+                lines.append(
+                    f"  rows without a channel: {self.channels['']:,} - imported as "
+                    f"{self.default_channel}"
+                )
         if self.unknown_categories:
             names = ", ".join(
                 f"{name!r} ({n:,} rows)" for name, n in sorted(self.unknown_categories.items())
@@ -865,6 +980,29 @@ def scan(
         for k in np.flatnonzero(bad_created)[:EXAMPLES]:
             raw = chunk.frame[cols.get("created")].iat[k]
             report.example("dates", f"row {chunk.first_row + k} created {raw!r}")
+        created_text = chunk.frame[cols.get("created")].str.strip()
+        empty_created = (created_text == "").to_numpy()
+        report.empty_created += int(empty_created.sum())
+        for k in np.flatnonzero(empty_created | bad_created):
+            if len(report.created_rows) >= ROW_LIST:
+                break
+            report.created_rows.append(
+                f"row {chunk.first_row + k}: "
+                + (
+                    "the created date is empty"
+                    if empty_created[k]
+                    else f"the created date {created_text.iat[k]!r} is not a date"
+                    + (f" in the format {opts.date_format!r}" if opts.date_format else "")
+                )
+            )
+        if cols.get("due"):
+            due, bad_due = parse_times(chunk.frame[cols.get("due")], tz, opts.date_format)
+            report.due_given += int((due.notna().to_numpy() & keep).sum())
+            bad_due = bad_due.to_numpy() & keep
+            report.bad_due += int(bad_due.sum())
+            for k in np.flatnonzero(bad_due)[:EXAMPLES]:
+                raw = chunk.frame[cols.get("due")].iat[k]
+                report.example("due", f"row {chunk.first_row + k} due {raw!r}")
         bad_closed = chunk.closed_bad.to_numpy() & keep
         report.bad_closed += int(bad_closed.sum())
         for k in np.flatnonzero(bad_closed)[:EXAMPLES]:
@@ -887,7 +1025,16 @@ def scan(
         if cols.get("status"):
             statuses.update(kept[cols.get("status")].str.strip().value_counts().to_dict())
         if cols.get("channel"):
-            channels.update(kept[cols.get("channel")].str.strip().value_counts().to_dict())
+            values = kept[cols.get("channel")].str.strip()
+            channels.update(values.value_counts().to_dict())
+            rows = np.flatnonzero(keep) + chunk.first_row
+            for value in values.unique():
+                if not value or opts.channel_of(value) is not None:
+                    continue
+                listed = report.channel_rows.setdefault(value, [])
+                room = ROW_LIST - len(listed)
+                if room > 0:
+                    listed.extend(int(r) for r in rows[(values == value).to_numpy()][:room])
         for name, counter in (
             ("categories", categories),
             ("statuses", statuses),
@@ -911,6 +1058,10 @@ def scan(
     report.categories = dict(categories)
     report.statuses = dict(statuses)
     report.channels = dict(channels)
+    report.channel_mapped = {
+        raw: ours for raw in channels if raw and (ours := opts.channel_of(raw)) is not None
+    }
+    report.default_channel = opts.default_channel
     report.years = {int(y): int(n) for y, n in years.items()}
     if "" in report.categories:
         report.unknown_categories["(empty)"] = report.categories.pop("")
@@ -958,6 +1109,7 @@ COPY_COLUMNS = (
     "updated_at",
     "first_response_at",
     "closed_at",
+    "due_at",  # the city's own target date; routing's SLA where empty (routing.engine)
 )
 EWKB_POINT = np.dtype(
     [("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")]
@@ -1052,14 +1204,18 @@ def _chunk_csv(
     fallback = np.where(has_closed, Status.CLOSED.value, Status.NEW.value)
     status = status.where(status.notna(), pd.Series(fallback, index=frame.index))
     if cols.get("channel"):
-        channel = _map_values(frame[cols.get("channel")].str.strip(), CHANNEL_WORDS)
-        channel = channel.where(channel.isin(CHANNELS), IMPORT_CHANNEL)
+        raw = frame[cols.get("channel")].str.strip()
+        channel = raw.map({v: opts.channel_of(v) for v in raw.unique()})
+        channel = channel.where(channel.isin(CHANNELS), opts.default_channel)
     else:
-        channel = pd.Series(IMPORT_CHANNEL, index=frame.index)
+        channel = pd.Series(opts.default_channel, index=frame.index)
 
     first_response = None
     if cols.get("first_response"):
         first_response, _ = parse_times(frame[cols.get("first_response")], tz, opts.date_format)
+    due = None
+    if cols.get("due"):
+        due, _ = parse_times(frame[cols.get("due")], tz, opts.date_format)
     updated = None
     if cols.get("updated"):
         updated, _ = parse_times(frame[cols.get("updated")], tz, opts.date_format)
@@ -1108,6 +1264,7 @@ def _chunk_csv(
             "updated_at": _iso(updated),
             "first_response_at": None if first_response is None else _iso(first_response),
             "closed_at": _iso(closed),
+            "due_at": None if due is None else _iso(due),
         },
         columns=list(COPY_COLUMNS),
     )

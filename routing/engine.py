@@ -752,7 +752,8 @@ SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM ev) AS moved
 """
 )
 
-# Staged rows (an import) go into service_request once, with their decision.
+# Staged rows (an import) go into service_request once, with their decision; a due time
+# the city's own records gave (staged due_at) stands before the SLA's.
 STAGED_INSERT_SQL = (
     "WITH"  # noqa: S608
     + DECIDE_CTES
@@ -760,7 +761,8 @@ STAGED_INSERT_SQL = (
     INSERT INTO service_request ({columns}, department_id, crew_id, zone_id, rule_id,
         ruleset_version, routing_explanation, routed_at, due_at, priority)
     SELECT {r_columns}, fin.new_dept, fin.new_crew, fin.new_zone, fin.rule_id,
-           CAST(:version AS integer), fin.expl, now(), fin.new_due, fin.new_priority
+           CAST(:version AS integer), fin.expl, now(), coalesce(r.due_at, fin.new_due),
+           fin.new_priority
     FROM {table} r JOIN fin ON fin.id = r.id
     RETURNING 1
 )

@@ -1,5 +1,8 @@
 """``civicpin requests export``: requests with their routing and every layer's zone.
 
+Each row carries what joins it back to the city's own records: ``external_id`` (the id
+a history import kept), the ``address`` and the category's code and name.
+
 Rows stream from a server-side cursor in batches, so the memory used does not grow with
 the number of requests. Contact details (name, e-mail, phone, device and account ids)
 are never selected. One ``zone:<layer>`` column per current layer holds the code of the
@@ -33,7 +36,9 @@ from webmap.cli.route import parse_day
 
 BASE_COLUMNS = (
     "public_id",
+    "external_id",
     "service_code",
+    "service_name",
     "status",
     "priority",
     "requested_at",
@@ -47,6 +52,7 @@ BASE_COLUMNS = (
     "ruleset_version",
     "routing_explanation",
     "channel",
+    "address",
     "lon",
     "lat",
 )
@@ -54,11 +60,12 @@ TIME_COLUMNS = ("requested_at", "closed_at", "due_at")
 BATCH = 5000
 
 EXPORT_SQL = """
-SELECT r.public_id, s.code AS service_code, r.status, r.priority,
+SELECT r.public_id, r.external_id, s.code AS service_code, s.name AS service_name,
+       r.status, r.priority,
        r.requested_at, r.closed_at, r.due_at,
        (r.status = ANY(:open) AND r.due_at IS NOT NULL AND r.due_at < now()) AS overdue,
        d.code AS department, c.code AS crew, z.code AS zone, ru.name AS rule,
-       r.ruleset_version, r.routing_explanation, r.channel,
+       r.ruleset_version, r.routing_explanation, r.channel, r.address,
        ST_X(r.location) AS lon, ST_Y(r.location) AS lat{layer_cols}
 FROM service_request r
 JOIN service s ON s.id = r.service_id
@@ -204,7 +211,11 @@ def export(
     until: str | None,
     output: str | None,
 ) -> None:
-    """Export requests with routing columns and one zone:<layer> column per layer."""
+    """Export requests with routing columns and one zone:<layer> column per layer.
+
+    Each row has the imported record's own id (external_id), the address and the
+    category's name, to join the export back to the city's records.
+    """
     if city_slug is not None:
         validate_slug(city_slug, "city")
     fmt = fmt.strip().lower()

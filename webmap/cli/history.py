@@ -63,7 +63,21 @@ class ProgressBar:
     required=True,
     metavar="KEY=COLUMN,...",
     help="Columns of the file: id, category and created are required; lat, lon, closed, "
-    "status, address, description, channel, first_response, updated are optional.",
+    "status, address, description, channel, first_response, updated and due (the city's "
+    "own target date: the SLA due time) are optional.",
+)
+@click.option(
+    "--channel-map",
+    default=None,
+    metavar="VALUE=CHANNEL,...",
+    help="Their channel values as ours, e.g. 'Call=phone,Self Service=web' (channels: "
+    "web, mobile, api, email, phone, in_person, mail, import).",
+)
+@click.option(
+    "--default-channel",
+    default="import",
+    show_default=True,
+    help="The channel of rows whose channel value no map names (the report lists them).",
 )
 @click.option(
     "--tz", default=None, help="Time zone of times without an offset (default: the city's)."
@@ -102,15 +116,19 @@ def import_requests(
     encoding: str,
     delimiter: str,
     drop_placeholders: bool,
+    channel_map: str | None,
+    default_channel: str,
 ) -> None:
     """Import historical requests from FILE.csv, then route them (zones, department, crew)."""
     from intake.history_import import (
         ImportOptions,
+        check_channel,
         check_delimiter,
         check_encoding,
         check_timezone,
         import_history,
         load_category_map,
+        parse_channel_map,
         parse_column_map,
         read_header,
     )
@@ -127,6 +145,8 @@ def import_requests(
         date_format=date_format,
         encoding=check_encoding(encoding),
         delimiter=check_delimiter(delimiter),
+        channel_map=parse_channel_map(channel_map) if channel_map is not None else {},
+        default_channel=check_channel(default_channel),
     )
     read_header(opts)
 

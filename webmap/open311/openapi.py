@@ -182,6 +182,12 @@ def _schemas() -> dict[str, Any]:
             **nullable_free,
             "description": "Only with extensions=true.",
             "properties": {
+                "external_id": {
+                    **STR,
+                    "description": "The city's own id of an imported record.",
+                },
+                "address": STR,
+                "service_name": STR,
                 "channel": STR,
                 "zone": STR,
                 "zone_code": STR,
@@ -401,7 +407,8 @@ def openapi_document(session: Session) -> dict[str, Any]:
     ]
     extensions = _query(
         "extensions",
-        "Extension: true adds extended_attributes (zone, crew, routing explanation, channel, "
+        "Extension: true adds extended_attributes (the imported record's own id "
+        "external_id, address, category name, zone, crew, routing explanation, channel, "
         "photos).",
         {"type": "boolean"},
     )

@@ -266,6 +266,7 @@ def requests(
     if q.extended:
         cols += [
             ServiceRequest.channel,
+            ServiceRequest.external_id,
             ServiceRequest.routing_explanation,
             Zone.name.label("zone"),
             Zone.code.label("zone_code"),
@@ -333,7 +334,12 @@ def requests(
             "media_url": r.media_url or (first_report["media_url"] if first_report else None),
         }
         if q.extended:
+            # What joins the request back to the city's own records: the imported
+            # record's id, the address and the category's name (all public already).
             item["extended_attributes"] = {
+                "external_id": r.external_id or None,
+                "address": r.address or None,
+                "service_name": r.service_name,
                 "channel": r.channel,
                 "zone": r.zone,
                 "zone_code": r.zone_code,
