@@ -50,6 +50,7 @@ from spatial.models import (
     Status,
     User,
     shown_description,
+    staff_crew,
 )
 
 STATUS_LABELS = {
@@ -513,7 +514,7 @@ def on_resolved(
 def on_crew_assigned(
     session: Session, request: ServiceRequest, crew: Crew | None, public_base_url: str
 ) -> list[OutboxMessage]:
-    """Tell the active members of the crew (users with that ``crew_id``) by e-mail."""
+    """Tell the active members of the crew (``staff_crew``) by e-mail."""
     public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
     crew = crew or (session.get(Crew, request.crew_id) if request.crew_id else None)
     if crew is None or not _once(session, ("crew", request.id, crew.id)):
@@ -525,7 +526,8 @@ def on_crew_assigned(
     )
     members = session.scalars(
         sa.select(User.email)
-        .where(User.crew_id == crew.id, User.active.is_(True))
+        .join(staff_crew, staff_crew.c.user_id == User.id)
+        .where(staff_crew.c.crew_id == crew.id, User.active.is_(True))
         .order_by(User.id)
     ).all()
     sent = []

@@ -12,9 +12,13 @@ may): dispatchers triage, reassign, re-categorise, move pins, merge, reply, clos
 add notes; crews change the status of, and add notes to, their own crew's work only;
 agents add a caller as a follower. Users tied to a jurisdiction act only there.
 
-Internal notes carry a ``department_id``: a department's staff see only their own
-department's internal notes (plus those of central staff without a department);
-public events are the resident-facing history.
+Internal notes carry a ``department_id``: a department's staff (members of the department
+or of its crews) see only their departments' internal notes (plus those of central staff
+without a department); public events are the resident-facing history.
+
+A dispatcher or agent who is a member of departments works those departments' requests
+and the unassigned central queue (:func:`dispatch_scope`); one in no department is a
+central dispatcher and works every request of the city. Admins are never scoped.
 """
 
 from __future__ import annotations
@@ -130,8 +134,29 @@ def may(user: User | None, action: str, request: ServiceRequest | None = None) -
     if user.jurisdiction_id is not None and user.jurisdiction_id != request.jurisdiction_id:
         return False
     if action in CREW_SCOPED and _is_crew_only(user):
-        return user.crew_id is not None and request.crew_id == user.crew_id
-    return True
+        return _works_in_crew(user, request)
+    return in_dispatch_scope(user, request)
+
+
+def _works_in_crew(user: User, request: ServiceRequest) -> bool:
+    return request.crew_id is not None and request.crew_id in {c.id for c in user.crews}
+
+
+def dispatch_scope(user: User | None) -> frozenset[int] | None:
+    """The departments a dispatcher or agent works for; None: every request (central staff).
+
+    Only department membership scopes (crew membership does not), and never an admin's.
+    """
+    roles = roles_of(user)
+    if "admin" in roles or not roles & {"dispatcher", "agent"}:
+        return None
+    return frozenset(d.id for d in user.departments) or None
+
+
+def in_dispatch_scope(user: User | None, request: ServiceRequest) -> bool:
+    """Whether the request is one ``user`` works: their departments' or the central queue's."""
+    scope = dispatch_scope(user)
+    return scope is None or request.department_id is None or request.department_id in scope
 
 
 def require(user: User | None, action: str, request: ServiceRequest | None = None) -> None:
@@ -140,18 +165,16 @@ def require(user: User | None, action: str, request: ServiceRequest | None = Non
         what = action.replace("_", " ")
         if request is not None and action in CREW_SCOPED and roles_of(user) == {"crew"}:
             raise Forbidden(f"{request.public_id} is not assigned to your crew")
+        if request is not None and not in_dispatch_scope(user, request):
+            raise Forbidden(f"{request.public_id} belongs to a department you do not work for")
         raise Forbidden(f"your role may not {what} requests")
 
 
-def user_department_id(session: Session, user: User | None) -> int | None:
-    """The user's department: their own, or their crew's."""
+def user_department_ids(user: User | None) -> frozenset[int]:
+    """The user's departments: those they are a member of, and their crews' (empty: central)."""
     if user is None:
-        return None
-    if user.department_id is not None:
-        return user.department_id
-    if user.crew_id is not None:
-        return session.scalar(sa.select(Crew.department_id).where(Crew.id == user.crew_id))
-    return None
+        return frozenset()
+    return frozenset(d.id for d in user.departments) | {c.department_id for c in user.crews}
 
 
 def sees_private_details(user: User | None, request: ServiceRequest) -> bool:
@@ -162,33 +185,33 @@ def sees_private_details(user: User | None, request: ServiceRequest) -> bool:
     if user.jurisdiction_id is not None and user.jurisdiction_id != request.jurisdiction_id:
         return False
     if roles & {"agent", "dispatcher"}:
-        return True
-    return user.crew_id is not None and request.crew_id == user.crew_id
+        return in_dispatch_scope(user, request)
+    return _works_in_crew(user, request)
 
 
-def event_visible(event: RequestEvent, user: User | None, department_id: int | None) -> bool:
-    """Public events to all staff; internal ones to central staff and the note's department.
+def event_visible(event: RequestEvent, user: User | None, department_ids: frozenset[int]) -> bool:
+    """Public events to all staff; internal ones to central staff and the note's departments.
 
-    ``department_id`` is the viewer's department (:func:`user_department_id`).
+    ``department_ids`` are the viewer's departments (:func:`user_department_ids`).
     """
     if event.public:
         return True
     if not roles_of(user) & ACTION_ROLES["view"]:
         return False
-    if department_id is None:
+    if not department_ids:
         return True
-    return event.department_id is None or event.department_id == department_id
+    return event.department_id is None or event.department_id in department_ids
 
 
 def visible_events(session: Session, user: User | None, request: ServiceRequest) -> list:
     """The request's history as ``user`` may see it, oldest first."""
-    dept = user_department_id(session, user)
+    depts = user_department_ids(user)
     events = session.scalars(
         sa.select(RequestEvent)
         .where(RequestEvent.request_id == request.id)
         .order_by(RequestEvent.at, RequestEvent.id)
     ).all()
-    return [e for e in events if event_visible(e, user, dept)]
+    return [e for e in events if event_visible(e, user, depts)]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -212,7 +235,7 @@ def _event(
     department_id: int | None = None,
 ) -> RequestEvent:
     if department_id is None:
-        department_id = (None if public else user_department_id(session, user)) or (
+        department_id = (None if public else _note_department(user, request)) or (
             request.department_id
         )
     event = RequestEvent(
@@ -229,6 +252,15 @@ def _event(
     )
     session.add(event)
     return event
+
+
+def _note_department(user: User | None, request: ServiceRequest) -> int | None:
+    """The department an internal event belongs to: the request's, when the author works
+    for it, else the author's first (None for central staff)."""
+    depts = user_department_ids(user)
+    if not depts:
+        return None
+    return request.department_id if request.department_id in depts else min(depts)
 
 
 def _touch(request: ServiceRequest, now: datetime) -> None:

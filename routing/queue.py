@@ -60,6 +60,9 @@ class QueueFilters:
     held: bool = False  # held for review, not public yet (records.moderation)
     sort: str = "newest"
     limit: int = 200
+    # A dispatcher scoped to departments (routing.actions.dispatch_scope) sees theirs and
+    # the central queue; set by the console from the user, never from the query string.
+    scope: frozenset[int] | None = None
 
 
 def _int(value: str | None, field: str) -> int | None:
@@ -137,6 +140,8 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
         )
     if f.crew_id is not None:
         conds.append(r.crew_id.is_(None) if f.crew_id == 0 else r.crew_id == f.crew_id)
+    if f.scope is not None:
+        conds.append(sa.or_(r.department_id.is_(None), r.department_id.in_(sorted(f.scope))))
     if f.priority:
         conds.append(r.priority == f.priority)
     if f.overdue:

@@ -196,7 +196,8 @@ def test_admin_picks_a_crew(client, city, three):
 
 def test_crew_without_a_crew_is_told_so(client, sessions, city):
     with sessions.begin() as s:
-        user(s, "crew").crew_id = None
+        member = user(s, "crew")
+        member.crews.clear()
     login(client, "crew")
     res = client.get("/crew")
     assert res.status_code == 404 and "not in a crew" in res.get_data(as_text=True)

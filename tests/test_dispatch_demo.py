@@ -43,7 +43,7 @@ def demo(demo_engine, demo_db_url, tmp_path_factory):
         c, _ = create_user(
             s, email="crew@city.example", role="crew", city_slug=city.slug, password=PASSWORD
         )
-        c.crew_id = crew.id
+        c.crews.append(crew)
         info = {"slug": city.slug, "city_id": city.id, "crew_id": crew.id}
     from webmap.app import create_app
 

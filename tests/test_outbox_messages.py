@@ -52,7 +52,10 @@ def req(sessions, settings):
         s.add(crew)
         s.flush()
         create_user(s, email="worker1@city.example", role="crew", password="pw-123456789")
-        s.execute(sa.text("UPDATE app_user SET crew_id = :c"), {"c": crew.id})
+        s.execute(
+            sa.text("INSERT INTO staff_crew (user_id, crew_id) SELECT id, :c FROM app_user"),
+            {"c": crew.id},
+        )
     return r
 
 

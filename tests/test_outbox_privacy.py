@@ -14,7 +14,7 @@ from notify.links import FOLLOW_SALT, SURVEY_SALT, UNSUBSCRIBE_SALT, mail_config
 from notify.worker import run_once
 from routing import actions
 from spatial.accounts import create_user
-from spatial.models import Follower, InboundEmail, ServiceRequest, now_utc
+from spatial.models import Crew, Follower, InboundEmail, ServiceRequest, now_utc
 from spatial.models_mail import SurveyToken
 from tests.support.dispatch_city import EAST, PASSWORD, make_dispatch_city, report, user
 from tests.support.mail import DISPATCH, NIGHT_DESK
@@ -168,7 +168,7 @@ def test_a_dispatcher_alert_unsubscribe_stops_that_address_and_kind_only_and_is_
         member, _ = create_user(
             s, email=DISPATCH, role="crew", city_slug=city.slug, password=PASSWORD
         )
-        member.crew_id = city.crew_e_id
+        member.crews.append(s.get(Crew, city.crew_e_id))
         first = report(s, settings.media_dir, email=REPORTER)
     deliver(sessions, settings, sink)
     (alert,) = sink.to(DISPATCH)

@@ -23,6 +23,8 @@ from tests.support.images import jpeg_bytes
 ROLES = ("agent", "dispatcher", "crew", "crew_other", "planner", "admin", "parks_dispatcher")
 DISPATCH = {"dispatcher", "admin", "parks_dispatcher"}
 AGENTS = {"agent", "dispatcher", "admin", "parks_dispatcher"}
+# The requests are Streets' work: the Parks dispatcher (scoped to Parks) is refused them.
+ON_STREETS = DISPATCH - {"parks_dispatcher"}
 CREWS = {"crew", "crew_other", "admin"}
 OWN_CREW = {"crew", "admin"}  # the request is in the West crew's zone
 
@@ -48,61 +50,61 @@ ACTIONS = [
     Action("console", "GET", "/dispatch", frozenset(DISPATCH)),
     Action("queue api", "GET", "/dispatch/api/queue", frozenset(DISPATCH)),
     Action("updates api", "GET", "/dispatch/api/updates?after_id=0", frozenset(DISPATCH)),
-    Action("dispatch panel", "GET", "/dispatch/requests/{pid}", frozenset(DISPATCH)),
+    Action("dispatch panel", "GET", "/dispatch/requests/{pid}", frozenset(ON_STREETS)),
     Action(
         "triage",
         "POST",
         "/dispatch/requests/{pid}/triage",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"confirm": "1", "priority": "urgent"},
     ),
     Action(
         "reassign",
         "POST",
         "/dispatch/requests/{pid}/reassign",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"department_id": "{streets}", "crew_id": "{crew_e}"},
     ),
     Action(
         "recategorise",
         "POST",
         "/dispatch/requests/{pid}/recategorise",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"service_id": "{private}"},
     ),
     Action(
         "move pin",
         "POST",
         "/dispatch/requests/{pid}/move",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"lat": str(EAST[0]), "lon": str(EAST[1])},
     ),
     Action(
         "merge",
         "POST",
         "/dispatch/requests/{pid}/merge",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"parent": "{other}"},
     ),
     Action(
         "reply",
         "POST",
         "/dispatch/requests/{pid}/reply",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"template_id": "{template}"},
     ),
     Action(
         "dispatch note",
         "POST",
         "/dispatch/requests/{pid}/note",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"text": "internal"},
     ),
     Action(
         "close",
         "POST",
         "/dispatch/requests/{pid}/close",
-        frozenset(DISPATCH),
+        frozenset(ON_STREETS),
         {"reason": "not ours"},
     ),
     Action("crew page", "GET", "/crew?crew={crew_w}", frozenset(CREWS)),
@@ -146,7 +148,7 @@ ACTIONS = [
         "agent follow",
         "POST",
         "/agent/requests/{pid}/follow",
-        frozenset(AGENTS),
+        frozenset(AGENTS - {"parks_dispatcher"}),
         {"email": "caller@example.org"},
     ),
 ]

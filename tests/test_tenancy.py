@@ -91,7 +91,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
             password=PASSWORD,
         )
         if role == "crew":
-            user.crew_id = crew.id
+            user.crews.append(crew)
         users[role] = user
     key, _ = apikeys.create_key(s, slug, f"{slug} client")
     mail_address = add_mail_address(s, city, f"311@{slug}.example", category="pothole")

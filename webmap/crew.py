@@ -68,40 +68,72 @@ EXPORT_COLUMNS = (
 )
 
 
+def _my_crews(user: User) -> list[Crew]:
+    """The crews the user is a member of, in the city they work in."""
+    return [c for c in user.crews if works_in(user, c.department.jurisdiction_id)]
+
+
+def _choosing(user: User) -> bool:
+    """Whether the user picks a crew with ``?crew=``: admins, and members of several crews."""
+    return has_role(user, "admin") or len(_my_crews(user)) > 1
+
+
 def _crew_of(user: User) -> Crew | None:
-    """The crew whose page this is: the member's own; admins pick one with ``?crew=``."""
+    """The crew whose page this is: the member's only crew; admins (any crew of the city)
+    and members of several crews (one of theirs) pick one with ``?crew=``."""
     session = db_session()
     staff_city(user)  # 403 when the address names another city than the user's
-    if not has_role(user, "admin"):
-        return session.get(Crew, user.crew_id) if user.crew_id is not None else None
+    mine = _my_crews(user)
     raw = request.args.get("crew")
     if raw is None:
-        return session.get(Crew, user.crew_id) if user.crew_id is not None else None
+        return mine[0] if len(mine) == 1 else None
     try:
         crew = session.get(Crew, int(raw))
     except ValueError:
         raise InvalidInput("crew must be a crew id", field="crew") from None
-    if crew is None:
+    if crew is None or not works_in(user, crew.department.jurisdiction_id):
         abort(404)
-    if not works_in(user, session.get(Department, crew.department_id).jurisdiction_id):
+    if not has_role(user, "admin") and crew not in mine:
         abort(404)
     return crew
+
+
+def _city_admins(user: User) -> list[User]:
+    """The active admins of the user's city: the people who add a user to a crew."""
+    return list(
+        db_session().scalars(
+            sa.select(User)
+            .where(
+                User.jurisdiction_id == staff_city(user).id,
+                User.role == "admin",
+                User.active.is_(True),
+            )
+            .order_by(User.email)
+        )
+    )
 
 
 def _need_crew(user: User) -> Crew:
     crew = _crew_of(user)
     if crew is None:
-        if has_role(user, "admin"):
-            message = "Choose a crew with ?crew=ID."
+        if _choosing(user):
+            message = "Choose a crew on the crew page, or with ?crew=ID."
         else:
-            message = "Your account is not in a crew yet: ask an administrator to add you to one."
+            admins = ", ".join(
+                f"{a.name} <{a.email}>" if a.name else a.email for a in _city_admins(user)
+            )
+            message = "Your account is not in a crew yet. " + (
+                f"An administrator of the city adds you to one: {admins}."
+                if admins
+                else "An administrator of the city adds you to one."
+            )
         page = render_template("message.html", heading="No crew", message=message)
         abort(Response(page, status=404))
     return crew
 
 
 def _crew_args(crew: Crew, user: User) -> dict[str, Any]:
-    return {"crew": crew.id} if has_role(user, "admin") else {}
+    return {"crew": crew.id} if _choosing(user) else {}
 
 
 def _city_of(crew: Crew) -> Jurisdiction:
@@ -115,13 +147,16 @@ def index():
     """The crew's map and list."""
     user = current_user()
     session = db_session()
-    if has_role(user, "admin") and user.crew_id is None and request.args.get("crew") is None:
-        crews = session.execute(
+    if _choosing(user) and request.args.get("crew") is None and len(_my_crews(user)) != 1:
+        query = (
             sa.select(Crew.id, Crew.name, Department.name.label("dept"))
             .join(Department, Department.id == Crew.department_id)
             .where(Department.jurisdiction_id == staff_city(user).id)
             .order_by(Department.name, Crew.name)
-        ).all()
+        )
+        if not has_role(user, "admin"):
+            query = query.where(Crew.id.in_([c.id for c in _my_crews(user)]))
+        crews = session.execute(query).all()
         return render_template("crew/choose.html", user=user, crews=crews)
     crew = _need_crew(user)
     sort = request.args.get("sort") or "priority"

@@ -124,6 +124,7 @@ def console():
     except InvalidInput as exc:
         flash(str(exc))
         filters = queue.QueueFilters()
+    filters.scope = actions.dispatch_scope(user)
     items = label_items(queue.queue(session, city, filters), city)
     settings = settings_of(current_app)
     now = _db_now()
@@ -154,6 +155,7 @@ def api_queue():
     session = db_session()
     city = staff_city(user)
     filters = queue.parse_filters(request.args)
+    filters.scope = actions.dispatch_scope(user)
     now = _db_now()
     return jsonify(
         {
@@ -177,6 +179,7 @@ def api_updates():
     session = db_session()
     city = staff_city(user)
     filters = queue.parse_filters(request.args)
+    filters.scope = actions.dispatch_scope(user)
     try:
         after_id = int(request.args.get("after_id", "0"))
     except ValueError:
@@ -260,6 +263,8 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
 def request_page(public_id: str):
     """One request: details, history, action forms (``?partial=1``: the console's panel)."""
     req = find_request(current_user(), public_id)
+    if not actions.may(current_user(), "view", req):
+        abort(403)  # another department's request, for a dispatcher scoped to departments
     ctx = request_context(req)
     if request.args.get("partial"):
         return render_template("dispatch/_panel.html", **ctx)

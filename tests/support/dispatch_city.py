@@ -89,9 +89,9 @@ def make_dispatch_city(session) -> DispatchCity:
             password=PASSWORD,
         )
         if "crew" in spec:
-            user.crew_id = crews[spec["crew"]]
+            user.crews.append(session.get(Crew, crews[spec["crew"]]))
         if "department" in spec:
-            user.department_id = departments[spec["department"]]
+            user.departments.append(session.get(Department, departments[spec["department"]]))
         users[key] = user.id
     session.flush()
     return DispatchCity(

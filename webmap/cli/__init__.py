@@ -109,6 +109,7 @@ from webmap.cli import (  # noqa: E402,F401,I001
     generate,
     history,
     mail,
+    org,
     privacy,
     records,
     requests,
