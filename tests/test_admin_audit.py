@@ -166,6 +166,25 @@ class Ctx:
     tmp_path: Path
 
 
+def _unused_department(sessions, city: DispatchCity) -> int:
+    from spatial.models import Department
+
+    with sessions.begin() as s:
+        dept = Department(jurisdiction_id=city.city_id, code="old", name="Old department")
+        s.add(dept)
+        s.flush()
+        return dept.id
+
+
+def _zone(sessions, city: DispatchCity, code: str) -> int:
+    with sessions() as s:
+        return s.scalar(
+            sa.select(Zone.id)
+            .join(ZoneLayer, ZoneLayer.id == Zone.layer_id)
+            .where(ZoneLayer.jurisdiction_id == city.city_id, Zone.code == code)
+        )
+
+
 # endpoint -> (ctx -> (path, form, the action logged))
 Recipe = Callable[[Ctx], tuple[str, dict, str]]
 RECIPES: dict[str, Recipe] = {
@@ -290,6 +309,51 @@ RECIPES: dict[str, Recipe] = {
         f"/admin/mail-templates/{_mail_override(c.sessions, c.city)}/reset",
         {},
         "mail.template_reset",
+    ),
+    "admin_org.create_department": lambda c: (
+        "/admin/departments",
+        {"code": "water", "name": "Water", "email": "water@city.example"},
+        "department.create",
+    ),
+    "admin_org.edit_department": lambda c: (
+        f"/admin/departments/{c.city.parks_id}",
+        {"code": "parks", "name": "Parks and recreation", "email": ""},
+        "department.edit",
+    ),
+    "admin_org.delete_department": lambda c: (
+        f"/admin/departments/{_unused_department(c.sessions, c.city)}/delete",
+        {},
+        "department.delete",
+    ),
+    "admin_org.create_crew": lambda c: (
+        "/admin/crews",
+        {"department_id": str(c.city.parks_id), "code": "parks-2", "name": "Gardeners"},
+        "crew.create",
+    ),
+    "admin_org.edit_crew": lambda c: (
+        f"/admin/crews/{c.city.parks_crew_id}",
+        {"department_id": str(c.city.parks_id), "code": "parks-1", "name": "Rangers"},
+        "crew.edit",
+    ),
+    "admin_org.crew_zones": lambda c: (
+        f"/admin/crews/{c.city.parks_crew_id}/zones",
+        {"zone": [str(_zone(c.sessions, c.city, "W"))]},
+        "crew.zones",
+    ),
+    "admin_org.crew_members": lambda c: (
+        f"/admin/crews/{c.city.parks_crew_id}/members",
+        {"op": "add", "user_id": str(c.city.users["crew"])},
+        "crew.member_add",
+    ),
+    "admin_org.delete_crew": lambda c: (
+        f"/admin/crews/{c.city.parks_crew_id}/delete",
+        {},
+        "crew.delete",
+    ),
+    "admin_org.change_membership": lambda c: (
+        f"/admin/users/{c.city.users['dispatcher']}/membership",
+        {"op": "add", "department_id": str(c.city.parks_id)},
+        "membership.add",
     ),
 }
 

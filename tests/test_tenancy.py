@@ -124,6 +124,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "template_id": template.id,
         "article_id": article.id,
         "crew_id": crew.id,
+        "department_id": base["department"].id,
         "address_id": mail_address.id,
         "rest": photo.public_key.removeprefix("public/"),
     }
