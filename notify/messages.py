@@ -9,7 +9,8 @@ exists only if the change commits:
   ``resolved`` sends the resolution message with its survey link instead;
 - :func:`on_resolved` - the resolution message alone (same as a change to resolved);
 - :func:`on_crew_assigned` - the crew's members;
-- :func:`on_template_reply` - a dispatcher's standard response to the reporter;
+- :func:`on_template_reply` - a dispatcher's reply to the reporter;
+- :func:`on_reply` - a dispatcher's reply to the reporter and the followers;
 - :func:`follow_confirmation` - the link a new follower opens before they get anything.
 
 Every message carries only its recipient's own links. The reporter's private tracking
@@ -572,6 +573,39 @@ def on_template_reply(
         public_base_url=public_base_url,
         unsubscribe_scope=request.id,
     )
+
+
+def on_reply(
+    session: Session, request: ServiceRequest, body: str, public_base_url: str
+) -> list[OutboxMessage]:
+    """Send a dispatcher's reply (a standard response or their own words): the reporter
+    gets it with their private link (:func:`on_template_reply`), each confirmed follower
+    with the public page only."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
+    body = (body or "").strip()
+    first = on_template_reply(session, request, body, public_base_url)
+    sent = [first] if first is not None else []
+    if not body or not _once(session, ("reply_followers", request.id, body)):
+        return sent
+    for addr, role in _residents(session, request):
+        if role != "follower" or _is_reporter(request, addr):
+            continue
+        values = _common(session, request, public_base_url)
+        values["reply"] = body
+        msg = _send(
+            session,
+            request,
+            city_id=request.jurisdiction_id,
+            kind="template_reply",
+            template="template_reply",
+            to_addr=addr,
+            values=values,
+            public_base_url=public_base_url,
+            unsubscribe_scope=request.id,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
 
 
 def intake_refused(

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 MAX_NOTE = 4000
 MAX_REASON = 1000
+# A reply is mailed as it is written: long enough for a letter, short enough for a mail.
+MAX_REPLY = 4000
 
 
 ACTION_ROLES: dict[str, frozenset[str]] = {
@@ -666,7 +668,7 @@ def reply_with_template(
     public_base_url: str | None = None,
     now: datetime | None = None,
 ) -> ReplyResult:
-    """Add a standard response as a public note and e-mail it to the resident."""
+    """Add a standard response as a public note and e-mail it (see :func:`reply`)."""
     require(user, "reply", request)
     template = session.get(ResponseTemplate, template_id) if template_id is not None else None
     if template is None or template.jurisdiction_id != request.jurisdiction_id:
@@ -676,14 +678,46 @@ def reply_with_template(
             f"template {template.name!r} is for another category", field="template_id"
         )
     extra = _clean_text(extra, "extra", MAX_NOTE)
-    now = now or now_utc()
     text = render_template_text(template, request, session)
     if extra:
         text = f"{text}\n\n{extra}"
-    _event(session, user, request, "reply", now, to_value=template.name, note=text, public=True)
+    return _reply(session, user, request, text, template.name, public_base_url, now)
+
+
+def reply(
+    session: Session,
+    user: User,
+    request: ServiceRequest,
+    *,
+    text: str | None,
+    public_base_url: str | None = None,
+    now: datetime | None = None,
+) -> ReplyResult:
+    """A dispatcher's reply in their own words (perhaps begun from a template).
+
+    Like a standard response it is a public event, mailed to the reporter (with their
+    private link) and to the confirmed followers (with the public page only). Empty or
+    longer than ``MAX_REPLY`` characters: :class:`InvalidInput` on field ``reply``.
+    """
+    require(user, "reply", request)
+    text = _clean_text(text, "reply", MAX_REPLY, required=True)
+    return _reply(session, user, request, text, None, public_base_url, now)
+
+
+def _reply(
+    session: Session,
+    user: User,
+    request: ServiceRequest,
+    text: str,
+    template_name: str | None,
+    public_base_url: str | None,
+    now: datetime | None,
+) -> ReplyResult:
+    now = now or now_utc()
+    _event(session, user, request, "reply", now, to_value=template_name, note=text, public=True)
     emailed = False
     if public_base_url:
-        emailed = messages.on_template_reply(session, request, text, public_base_url) is not None
+        emailed = bool(messages.on_reply(session, request, text, public_base_url))
     _touch(request, now)
     return ReplyResult(request, text, emailed)
 

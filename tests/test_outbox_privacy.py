@@ -145,6 +145,7 @@ def test_every_message_of_a_requests_life_holds_only_its_recipients_links(
         (REPORTER, "resolution"),
         (NEIGHBOUR, "resolution"),
         (REPORTER, "template_reply"),
+        (NEIGHBOUR, "template_reply"),
     }
     seen = set()
     with sessions() as s:

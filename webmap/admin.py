@@ -19,6 +19,7 @@ from werkzeug.utils import secure_filename
 
 from notify.account_mail import send_password_reset
 from routing import rules as rulesmod
+from routing import setup_checklist
 from routing.whatif import what_if
 from spatial import admin_audit, apikeys
 from spatial.accounts import (
@@ -79,10 +80,30 @@ def _audit(action: str, object_type: str, object_id: Any = None, **what: Any) ->
     )
 
 
+def index_page(status: int = 200, **ctx: Any):
+    """The admin home with the city's set-up checklist (``routing.setup_checklist``)."""
+    items = setup_checklist.checklist(db_session(), _city())
+    # Only pages this installation serves get a link, so the home never fails on one.
+    links = {
+        item.key: url_for(item.endpoint)
+        for item in items
+        if item.endpoint in current_app.view_functions
+    }
+    return _page(
+        "index.html",
+        status,
+        checklist=items,
+        checklist_links=links,
+        setup_complete=setup_checklist.is_complete(items),
+        install_admin=is_install_admin(current_user()),
+        **ctx,
+    )
+
+
 @bp.get("/")
 @roles_required("admin")
 def index():
-    return _page("index.html")
+    return index_page()
 
 
 # --------------------------------------------------------------------------- layers

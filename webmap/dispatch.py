@@ -65,6 +65,7 @@ ACTIONS = (
     "move",
     "merge",
     "reply",
+    "reply_text",
     "note",
     "close",
     "publish",
@@ -219,6 +220,13 @@ def _templates_for(req: ServiceRequest) -> list[ResponseTemplate]:
     )
 
 
+def _reply_starts(req: ServiceRequest) -> dict[int, str]:
+    """Each template's text filled in for ``req``: where a reply in one's own words may
+    start (the page's script copies one into the reply; without it, ``?reply_from=ID``)."""
+    session = db_session()
+    return {t.id: actions.render_template_text(t, req, session) for t in _templates_for(req)}
+
+
 def request_context(req: ServiceRequest) -> dict[str, Any]:
     """Everything the request panel shows, scoped to the signed-in user."""
     user = current_user()
@@ -252,6 +260,8 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
         "overdue": bool(req.due_at and req.closed_at is None and req.due_at < now_utc()),
         "options": queue.filter_options(session, city),
         "templates": _templates_for(req),
+        "reply_starts": _reply_starts(req),
+        "max_reply": actions.MAX_REPLY,
         "nearby": queue.nearby_candidates(session, req),
         "labels": actions.STATUS_LABELS,
         "may": {a: actions.may(user, a, req) for a in actions.ACTION_ROLES},
@@ -342,6 +352,11 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
         )
         return "Reply added" + (
             " and e-mailed to the resident" if result.emailed else " (no e-mail address on file)"
+        )
+    if action == "reply_text":
+        result = actions.reply(session, user, req, text=data.get("reply"), public_base_url=base)
+        return "Reply added" + (
+            " and e-mailed" if result.emailed else " (no e-mail address to send it to)"
         )
     if action == "note":
         actions.add_note(session, user, req, text=data.get("text") or "", public=False)

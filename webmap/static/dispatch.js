@@ -353,6 +353,7 @@
   panel.addEventListener("click", function (ev) {
     var fill = ev.target.closest(".js-fill");
     if (fill) {
+      ev.preventDefault(); // a link's address is for pages without this script
       var input = fill.closest("form").elements[fill.dataset.target];
       if (input) input.value = fill.dataset.value;
       return;
