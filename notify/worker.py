@@ -452,12 +452,15 @@ def run_forever(
     cfg: WorkerConfig | None = None,
     stop: threading.Event | None = None,
     daily: Callable[[], object] | None = None,
+    jobs: Callable[[], bool] | None = None,
 ) -> BatchResult:
     """Poll and deliver until ``stop`` is set (SIGTERM/SIGINT in the CLI).
 
     ``daily`` (the retention enforcement, wired by the CLI) is called every
     :data:`DAILY_CHECK_SECONDS` between batches; it must find out itself whether its
-    day's work is due.
+    day's work is due. ``jobs`` (the re-routing after a publish, wired by the CLI) does
+    one short step of background work before each batch, True while it has more, so mail
+    keeps flowing during a long job.
     """
     cfg = cfg or WorkerConfig()
     stop = stop or threading.Event()
@@ -467,6 +470,7 @@ def run_forever(
         if daily is not None and time.monotonic() >= next_daily:
             next_daily = time.monotonic() + DAILY_CHECK_SECONDS
             _run_daily(daily)
+        busy = jobs is not None and _run_step(jobs)
         try:
             result = deliver_batch(
                 sessions, settings, make_transport(settings, cfg), cfg, stop=stop
@@ -476,9 +480,19 @@ def run_forever(
             stop.wait(max(cfg.poll_interval, 5))
             continue
         total.add(result)
+        if busy:
+            continue
         if result.claimed == 0 or (result.sent == 0 and result.retrying > 0):
             stop.wait(cfg.poll_interval)
     return total
+
+
+def _run_step(step: Callable[[], bool]) -> bool:
+    try:
+        return bool(step())
+    except Exception:  # noqa: BLE001 - background work must never stop delivery
+        log.exception("worker: background job step failed")
+        return False
 
 
 def outbox_counts(session: Session) -> dict[str, int]:

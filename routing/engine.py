@@ -976,6 +976,7 @@ def reroute(
     progress: Callable[[int, int], None] | None = None,
     include_closed: bool = False,
     by: str | None = None,
+    ids: tuple[int, int] | None = None,
 ) -> Rerouted:
     """Re-route the city's requests (those made ``since``, or not yet routed) in SQL.
 
@@ -986,7 +987,8 @@ def reroute(
     every layer are still brought up to date). Closed requests already routed are left
     as they are unless ``include_closed``. Each request moved to another department,
     crew or zone gets an internal :data:`REROUTED` event, written by the same statement,
-    whose actor is "bulk re-route by ``by``". Runs in the caller's transaction.
+    whose actor is "bulk re-route by ``by``". ``ids``: only requests whose id lies in
+    this closed range (a re-route job's chunk). Runs in the caller's transaction.
     """
     scope = "r.jurisdiction_id = :jid"
     params: dict[str, Any] = {"jid": city.id}
@@ -997,6 +999,9 @@ def reroute(
         params["since"] = _start_of(since, city.timezone)
     if only_unrouted:
         scope += " AND r.routed_at IS NULL"
+    if ids is not None:
+        scope += " AND r.id BETWEEN :first_id AND :last_id"
+        params["first_id"], params["last_id"] = ids
     actor = f"{BULK_LABEL} by {by}" if by else BULK_LABEL
     result = _route_chunks(session, city, scope, params, progress, actor=actor)
     # ORM objects loaded before hold the previous routing.

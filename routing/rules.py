@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from routing import reroute_jobs
 from routing.engine import forget_rules, published
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
@@ -312,11 +313,14 @@ def move_rule(session: Session, draft: RuleSet, rule_id: int, new_position: int)
     _renumber(session, rules)
 
 
-def publish(session: Session, city: Jurisdiction, ruleset_id: int) -> RuleSet:
+def publish(
+    session: Session, city: Jurisdiction, ruleset_id: int, by: str | None = None
+) -> RuleSet:
     """Publish a draft: the previously published set becomes retired.
 
-    Requests keep their decisions until re-routed (``civicpin route``); new and moved
-    requests use the new set at once.
+    New and moved requests use the new set at once; the open ones are re-routed by the
+    worker, through the job queued here in the same transaction (``by``: who published,
+    named in the requests' "rerouted" events).
     """
     draft = get_draft(session, city, ruleset_id)
     if not ordered_rules(session, draft):
@@ -330,6 +334,7 @@ def publish(session: Session, city: Jurisdiction, ruleset_id: int) -> RuleSet:
     draft.published_at = now_utc()
     session.flush()
     forget_rules()
+    reroute_jobs.enqueue(session, city, "rules", draft.id, by)
     return draft
 
 
@@ -354,10 +359,11 @@ def layer_versions(session: Session, city: Jurisdiction) -> list[ZoneLayer]:
 
 
 def hold_as_draft(session: Session, city: Jurisdiction, layer: ZoneLayer) -> None:
-    """Keep a just-imported layer version out of routing: the previous current one stays.
+    """Take a just-imported layer version out of routing again: the newest other
+    version becomes current (without one, the version stays current).
 
-    A layer's draft is a version newer than its current one; a first version has nothing
-    to fall back to and is current at once.
+    Importing with ``draft=True`` (:func:`spatial.zones.import_layer`) keeps any new
+    version, a first one too, out of routing from the start.
     """
     previous = session.scalar(
         sa.select(ZoneLayer)
@@ -376,8 +382,20 @@ def hold_as_draft(session: Session, city: Jurisdiction, layer: ZoneLayer) -> Non
     session.flush()
 
 
-def publish_layer(session: Session, city: Jurisdiction, layer_id: int) -> ZoneLayer:
-    """Make one version of a layer the current one (requests re-route on ``civicpin route``)."""
+def layer_made_current(
+    session: Session, city: Jurisdiction, layer: ZoneLayer, by: str | None = None
+) -> None:
+    """After an import made ``layer`` current: the worker gives every request its zone
+    in it and re-routes the open ones (a job queued in the same transaction)."""
+    forget_rules()
+    reroute_jobs.enqueue(session, city, "layer", layer.id, by)
+
+
+def publish_layer(
+    session: Session, city: Jurisdiction, layer_id: int, by: str | None = None
+) -> ZoneLayer:
+    """Make one version of a layer the current one; the worker then gives every request
+    its zone in it and re-routes the open ones (see :mod:`routing.reroute_jobs`)."""
     layer = session.get(ZoneLayer, layer_id)
     if layer is None or layer.jurisdiction_id != city.id:
         raise NotFound(f"no layer version {layer_id} in this city")
@@ -388,4 +406,5 @@ def publish_layer(session: Session, city: Jurisdiction, layer_id: int) -> ZoneLa
     )
     session.expire(layer)
     forget_rules()
+    reroute_jobs.enqueue(session, city, "layer", layer.id, by)
     return layer

@@ -371,15 +371,24 @@ def _text(value: Any) -> str:
 
 
 def _codes_and_names(
-    gdf: gpd.GeoDataFrame, file_name: str, code_field: str | None, name_field: str | None
-) -> tuple[list[str], list[str], str | None, str | None]:
+    gdf: gpd.GeoDataFrame,
+    file_name: str,
+    code_field: str | None,
+    name_field: str | None,
+    join_parts: bool = False,
+) -> tuple[list[str], list[str], str, str | None]:
     columns = [c for c in gdf.columns if c != gdf.geometry.name]
     code_field = _pick_field(columns, code_field, CODE_FIELDS, "_id", "code")
     name_field = _pick_field(columns, name_field, NAME_FIELDS, "_name", "name")
     if code_field is None:
-        codes = [str(i + 1) for i in range(len(gdf))]
-    else:
-        codes = [_text(v) for v in gdf[code_field].tolist()]
+        # Row numbers would change with the next file's order and mean nothing to a
+        # rule or a crew: the admin names the field.
+        raise InvalidInput(
+            f"{file_name}: no field is an obvious zone code; choose the code field "
+            f"(fields: {', '.join(columns) or 'none'})",
+            field="code_field",
+        )
+    codes = [_text(v) for v in gdf[code_field].tolist()]
     empty = [i + 1 for i, c in enumerate(codes) if not c]
     if empty:
         rows = ", ".join(str(i) for i in empty[:10])
@@ -399,10 +408,11 @@ def _codes_and_names(
         if c in seen and c not in dups:
             dups.append(c)
         seen.add(c)
-    if dups:
+    if dups and not join_parts:
         shown = ", ".join(repr(d) for d in dups[:10]) + (" ..." if len(dups) > 10 else "")
         raise InvalidInput(
-            f"{file_name}: zone codes in field {code_field!r} must be unique; duplicated: {shown}",
+            f"{file_name}: zone codes in field {code_field!r} must be unique; duplicated: {shown}"
+            " (pick another field, or join the features that share a code into one zone)",
             field="code_field",
         )
     if name_field is None:
@@ -412,6 +422,94 @@ def _codes_and_names(
             (_text(v) or c)[:200] for v, c in zip(gdf[name_field].tolist(), codes, strict=True)
         ]
     return codes, names, code_field, name_field
+
+
+def _populations(gdf: gpd.GeoDataFrame, field_name: str | None, codes: list[str]) -> list[Any]:
+    """Each zone's population from ``field_name`` (whole numbers; empty is unknown)."""
+    if field_name is None:
+        return [None] * len(gdf)
+    columns = [c for c in gdf.columns if c != gdf.geometry.name]
+    if field_name not in columns:
+        raise InvalidInput(
+            f"no field {field_name!r} for the population; available fields: {', '.join(columns)}",
+            field="population_field",
+        )
+    out: list[Any] = []
+    for value, code in zip(gdf[field_name].tolist(), codes, strict=True):
+        text = _text(value).replace(",", "")
+        if not text:
+            out.append(None)
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not math.isfinite(number) or number < 0 or number > 2**31 - 1:
+            raise InvalidInput(
+                f"zone {code}: population {text[:40]!r} in field {field_name!r} is not a "
+                "whole number of people",
+                field="population_field",
+            )
+        out.append(round(number))
+    return out
+
+
+@dataclass(frozen=True)
+class FileField:
+    """A property of a polygon file, for choosing the code, name and population fields."""
+
+    name: str
+    sample: str  # the first non-empty value
+    unique: bool  # every feature has a value, and no two the same: a code candidate
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class FileFields:
+    features: int
+    fields: list[FileField]
+    code_field: str | None  # the obvious choices, if any
+    name_field: str | None
+    population_field: str | None
+
+
+def file_fields(path: str | Path, source_layer: str | None = None) -> FileFields:
+    """The property fields of a polygon file with a sample value each, and the fields
+    that obviously hold the code, name and population (None where none does)."""
+    gdf = read_polygons(path, layer=source_layer)
+    columns = [c for c in gdf.columns if c != gdf.geometry.name]
+    fields: list[FileField] = []
+    for col in columns:
+        values = [_text(v) for v in gdf[col].tolist()]
+        present = [v for v in values if v]
+        numeric = bool(present) and all(_is_number(v) for v in present)
+        fields.append(
+            FileField(
+                name=str(col),
+                sample=(present[0][:60] if present else ""),
+                unique=len(present) == len(values) and len(set(present)) == len(present),
+                numeric=numeric,
+            )
+        )
+    population = next(
+        (f.name for f in fields if f.numeric and "pop" in f.name.lower()),
+        None,
+    )
+    return FileFields(
+        features=len(gdf),
+        fields=fields,
+        code_field=_pick_field(columns, None, CODE_FIELDS, "_id", "code"),
+        name_field=_pick_field(columns, None, NAME_FIELDS, "_name", "name"),
+        population_field=population,
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def _properties(gdf: gpd.GeoDataFrame) -> list[dict[str, Any]]:
@@ -459,17 +557,31 @@ GAPS_SQL = sa.text(
     """
 )
 
+# Zones reaching out of the city by more than the tolerance: more than
+# OUTSIDE_SHARE of their area, and more than OUTSIDE_TOLERANCE_M past the boundary (two
+# files of one city seldom share their lines exactly). ST_CoveredBy (the boundary is
+# prepared once) settles almost every zone before the costly differences; the buffered
+# boundary is computed only if a zone gets that far.
+OUTSIDE_SHARE = 0.01
+OUTSIDE_TOLERANCE_M = 10.0
 OUTSIDE_SQL = sa.text(
     """
-    SELECT z.code FROM zone z JOIN jurisdiction j ON j.id = :city_id
-    WHERE z.layer_id = :layer_id
-      -- CASE fixes the order: the cheap tests (PostGIS caches the prepared boundary)
-      -- settle almost every zone before the costly intersection. An interior point of
-      -- the zone inside the city means the interiors meet.
-      AND CASE WHEN NOT ST_Intersects(z.geom, j.boundary) THEN true
-               WHEN ST_Intersects(ST_PointOnSurface(z.geom), j.boundary) THEN false
-               ELSE ST_Area(ST_Intersection(z.geom, j.boundary)::geography) <= :min_area END
-    ORDER BY z.code
+    WITH c AS MATERIALIZED (
+        SELECT z.code, z.name, z.geom, ST_Area(z.geom::geography) AS area_m2,
+               ST_Area(ST_Difference(z.geom, j.boundary)::geography) AS outside_m2
+        FROM zone z JOIN jurisdiction j ON j.id = :city_id
+        WHERE z.layer_id = :layer_id AND NOT ST_CoveredBy(z.geom, j.boundary)
+    ), wide AS MATERIALIZED (
+        SELECT metric_srid AS srid,
+               ST_Buffer(ST_Transform(boundary, metric_srid), :tolerance_m) AS g
+        FROM jurisdiction WHERE id = :city_id
+    )
+    SELECT c.code, c.name, c.area_m2, c.outside_m2
+    FROM c
+    WHERE c.outside_m2 > :share * c.area_m2
+      AND ST_Area(ST_Difference(ST_Transform(c.geom, (SELECT srid FROM wide)),
+                                (SELECT g FROM wide))) > :min_area
+    ORDER BY c.outside_m2 DESC, c.code
     """
 )
 
@@ -490,6 +602,7 @@ def _spatial_checks(session: Session, city: Jurisdiction, layer: ZoneLayer) -> d
         "gap_area_m2": 0.0,
         "coverage_pct": None,
         "outside_boundary": [],
+        "outside": [],
     }
     rows = session.execute(GAPS_SQL, ids).all()
     if not rows:  # the city has no boundary to compare with
@@ -509,7 +622,20 @@ def _spatial_checks(session: Session, city: Jurisdiction, layer: ZoneLayer) -> d
     city_m2, uncovered_m2 = rows[0].city_m2, rows[0].uncovered_m2
     if city_m2:
         out["coverage_pct"] = round(100.0 * max(city_m2 - uncovered_m2, 0.0) / city_m2, 4)
-    out["outside_boundary"] = list(session.scalars(OUTSIDE_SQL, ids))
+    outside = [
+        {
+            "code": r.code,
+            "name": r.name,
+            "outside_m2": round(r.outside_m2, 1),
+            "outside_pct": round(100.0 * r.outside_m2 / r.area_m2, 1) if r.area_m2 else 100.0,
+        }
+        for r in session.execute(
+            OUTSIDE_SQL,
+            {**ids, "share": OUTSIDE_SHARE, "tolerance_m": OUTSIDE_TOLERANCE_M},
+        )
+    ]
+    out["outside"] = outside[:REPORT_LIST_LIMIT]
+    out["outside_boundary"] = [o["code"] for o in outside]
     return out
 
 
@@ -522,25 +648,40 @@ def import_layer(
     name_field: str | None = None,
     title: str | None = None,
     source_layer: str | None = None,
+    *,
+    population_field: str | None = None,
+    draft: bool = False,
+    join_parts: bool = False,
 ) -> ImportResult:
     """Import a polygon file as the next version of zone layer ``layer_name`` of ``city``.
 
-    Invalid polygons are repaired, empty ones dropped; both are reported along with
-    overlaps, gaps, coverage and zones outside the city (see the module docstring).
-    The previous versions stay, no longer current. Nothing is committed here.
+    ``code_field`` may be left out only when a field obviously holds the codes (``code``,
+    ``id``, ``..._id``); codes must be present and unique. Invalid polygons are repaired,
+    empty ones dropped; both are reported along with overlaps, gaps, coverage and zones
+    reaching outside the city (see the module docstring). The new version becomes
+    current (the previous ones stay, no longer current), or with ``draft`` it stays out
+    of routing until published, a first version too. With ``join_parts``, features that
+    share a code are the parts of one zone (a district drawn in pieces): their polygons
+    are joined, their populations added, and the report lists them. Nothing is committed
+    here.
     """
     validate_slug(layer_name, "layer")
     if title is not None and len(title.strip()) > 200:
         raise InvalidInput("the layer title must be at most 200 characters", field="title")
     path = Path(path)
     gdf = read_polygons(path, layer=source_layer)
-    codes, names, code_field, name_field = _codes_and_names(gdf, path.name, code_field, name_field)
+    codes, names, code_field, name_field = _codes_and_names(
+        gdf, path.name, code_field, name_field, join_parts
+    )
+    populations = _populations(gdf, population_field, codes)
     props = _properties(gdf)
 
-    rows: list[dict[str, Any]] = []
+    by_code: dict[str, dict[str, Any]] = {}
     repaired: list[dict[str, str]] = []
     dropped: list[dict[str, str]] = []
-    for code, name, geom, prop in zip(codes, names, gdf.geometry, props, strict=True):
+    for code, name, geom, prop, population in zip(
+        codes, names, gdf.geometry, props, populations, strict=True
+    ):
         mp, reason = repair(geom)
         if mp is None:
             why = "empty geometry" if reason is None else f"nothing polygonal left ({reason})"
@@ -548,9 +689,29 @@ def import_layer(
             continue
         if reason is not None:
             repaired.append({"code": code, "name": name, "reason": reason})
-        rows.append(
-            {"code": code, "name": name, "geom": from_shape(mp, srid=4326), "properties": prop}
-        )
+        row = by_code.get(code)
+        if row is None:
+            by_code[code] = {
+                "code": code,
+                "name": name,
+                "parts": [mp],
+                "properties": prop,
+                "population": population,
+            }
+            continue
+        row["parts"].append(mp)  # join_parts: one more piece of this zone
+        if population is not None:
+            row["population"] = (row["population"] or 0) + population
+    rows: list[dict[str, Any]] = []
+    joined: list[dict[str, Any]] = []
+    for row in by_code.values():
+        parts = row.pop("parts")
+        if len(parts) > 1:
+            joined.append({"code": row["code"], "name": row["name"], "parts": len(parts)})
+            geom_mp = as_multipolygon(shapely.union_all(parts))
+        else:
+            geom_mp = parts[0]
+        rows.append({**row, "geom": from_shape(geom_mp, srid=4326)})
     if not rows:
         raise InvalidInput(f"{path.name}: no feature has a usable polygon", field="file")
 
@@ -559,14 +720,15 @@ def import_layer(
         .where(ZoneLayer.jurisdiction_id == city.id, ZoneLayer.name == layer_name)
         .with_for_update()
     ).all()
-    for old in previous:
-        old.is_current = False
+    if not draft:
+        for old in previous:
+            old.is_current = False
     layer = ZoneLayer(
         jurisdiction_id=city.id,
         name=layer_name,
         title=(title or "").strip() or None,
         version=max((old.version for old in previous), default=0) + 1,
-        is_current=True,
+        is_current=not draft,
         source=path.name[:500],
     )
     session.add(layer)
@@ -578,6 +740,8 @@ def import_layer(
         "zones": len(rows),
         "code_field": code_field,
         "name_field": name_field,
+        "population_field": population_field,
+        "joined": joined,
         "repaired": repaired,
         "dropped": dropped,
     }
@@ -604,7 +768,16 @@ def layer_report_text(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"codes from field {report.get('code_field') or '(row number)'}, "
             f"names from field {report.get('name_field') or '(code)'}"
+            + (
+                f", population from field {report['population_field']}"
+                if report.get("population_field")
+                else ""
+            )
         )
+    joined = report.get("joined", [])
+    if joined:
+        lines.append(f"zones joined from several features: {len(joined)}")
+        lines += [f"  joined {j['code']} ({j['name']}): {j['parts']} features" for j in joined]
     repaired = report.get("repaired", [])
     lines.append(f"repaired: {len(repaired)}")
     lines += [f"  repaired {r['code']} ({r['name']}): {r['reason']}" for r in repaired]
@@ -628,9 +801,19 @@ def layer_report_text(report: dict[str, Any]) -> list[str]:
         lines.append(f"  ... {n_gaps - len(gaps)} smaller gaps not listed")
     if report.get("coverage_pct") is not None:
         lines.append(f"coverage of the city boundary: {report['coverage_pct']:.2f} %")
-    outside = report.get("outside_boundary", [])
+    outside = report.get("outside") or [
+        {"code": c, "name": c, "outside_m2": None, "outside_pct": None}
+        for c in report.get("outside_boundary", [])
+    ]
     lines.append(
-        f"zones entirely outside the city: {len(outside)}"
-        + (f" ({', '.join(outside)})" if outside else "")
+        f"zones reaching outside the city (more than {OUTSIDE_SHARE:.0%} of their area, "
+        f"over {OUTSIDE_TOLERANCE_M:g} m past the boundary): {len(outside)}"
+        + (f" ({', '.join(o['code'] for o in outside)})" if outside else "")
     )
+    lines += [
+        f"  outside {o['code']} ({o['name']}): {_m2(o['outside_m2'])}, "
+        f"{o['outside_pct']:.1f} % of the zone"
+        for o in outside
+        if o["outside_m2"] is not None
+    ]
     return lines

@@ -190,7 +190,11 @@ Recipe = Callable[[Ctx], tuple[str, dict, str]]
 RECIPES: dict[str, Recipe] = {
     "admin.upload_layer": lambda c: (
         "/admin/layers",
-        {"layer_name": "wards", "file": (io.BytesIO(layer_file(c.tmp_path)), "w.geojson")},
+        {
+            "layer_name": "wards",
+            "code_field": "code",
+            "file": (io.BytesIO(layer_file(c.tmp_path)), "w.geojson"),
+        },
         "layer.import",
     ),
     "admin.publish_layer": lambda c: (

@@ -38,6 +38,7 @@ from spatial.models import (
     ZoneLayer,
 )
 from spatial.models_mail import FaqArticle
+from spatial.models_ops import RerouteJob
 from tests.support.city import INSIDE, make_small_city
 from tests.support.images import jpeg_bytes
 
@@ -113,6 +114,8 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
     photo = s.scalar(sa.select(Photo).where(Photo.request_id == req.id))
     ruleset = s.scalar(sa.select(RuleSet).where(RuleSet.jurisdiction_id == city.id))
     rule = s.scalar(sa.select(RoutingRule).where(RoutingRule.ruleset_id == ruleset.id))
+    job = RerouteJob(jurisdiction_id=city.id, kind="rules", subject_id=ruleset.id)
+    s.add(job)
     s.flush()
     ids = {
         "public_id": req.public_id,
@@ -121,10 +124,13 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "layer_id": layer.id,
         "ruleset_id": ruleset.id,
         "rule_id": rule.id,
+        "job_id": job.id,
         "template_id": template.id,
         "article_id": article.id,
         "crew_id": crew.id,
         "department_id": base["department"].id,
+        "service_id": base["pothole"].id,
+        "attribute_id": base["pothole"].attributes[0].id,
         "address_id": mail_address.id,
         "rest": photo.public_key.removeprefix("public/"),
     }

@@ -198,7 +198,12 @@ def test_known_overlap_gap_and_outside_zone(sessions, tmp_path):
     text = layer_report_text(rep)
     assert any(line.startswith("  overlap A / B: 10,0") for line in text)
     assert any(line.startswith("  gap of 100,") for line in text)
-    assert "zones entirely outside the city: 1 (D)" in text
+    assert any(line.startswith("zones reaching outside the city") and line.endswith(": 1 (D)")
+               for line in text)  # fmt: skip
+    assert rep["outside"] == [
+        {"code": "D", "name": "Zone D", "outside_m2": pytest.approx(100 * 100, rel=0.01),
+         "outside_pct": 100.0}
+    ]  # fmt: skip
 
 
 def _write_shapefile_folder(gdf: gpd.GeoDataFrame, folder: Path) -> Path:

@@ -9,17 +9,29 @@ from ``<script type="application/json">`` blocks (data, not code: the strict CSP
 from __future__ import annotations
 
 import json
-import tempfile
+import re
+import secrets
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.utils import secure_filename
 
 from notify.account_mail import send_password_reset
+from routing import reroute_jobs, setup_checklist
 from routing import rules as rulesmod
-from routing import setup_checklist
 from routing.whatif import what_if
 from spatial import admin_audit, apikeys
 from spatial.accounts import (
@@ -30,6 +42,7 @@ from spatial.accounts import (
     may_manage_user,
     roles_granted_by,
 )
+from spatial.cities import validate_slug
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
     PRIORITIES,
@@ -43,7 +56,7 @@ from spatial.models import (
     Zone,
     ZoneLayer,
 )
-from spatial.zones import SUFFIX_KINDS, import_layer, layer_report_text
+from spatial.zones import SUFFIX_KINDS, file_fields, import_layer, layer_report_text
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required
 from webmap.staffkit import install_errors, install_headers, staff_city
@@ -109,6 +122,18 @@ def index():
 # --------------------------------------------------------------------------- layers
 
 
+def _reroute(city: Jurisdiction, kind: str, subject_id: int | None = None) -> dict[str, Any]:
+    """The newest re-route job after a publish (of ``kind``, about ``subject_id``), as
+    the ``_reroute.html`` partial shows it."""
+    session = db_session()
+    job = reroute_jobs.latest(session, city, kind, subject_id)
+    if job is None:
+        return {"reroute": None}
+    view = reroute_jobs.job_view(session, job)
+    view["url"] = url_for("admin.reroute_job", job_id=job.id)
+    return {"reroute": view}
+
+
 def _layers_ctx(city: Jurisdiction) -> dict[str, Any]:
     session = db_session()
     counts = dict(
@@ -119,7 +144,11 @@ def _layers_ctx(city: Jurisdiction) -> dict[str, Any]:
             .group_by(Zone.layer_id)
         ).all()
     )
-    return {"layers": rulesmod.layer_versions(session, city), "zone_counts": counts}
+    return {
+        "layers": rulesmod.layer_versions(session, city),
+        "zone_counts": counts,
+        **_reroute(city, "layer"),
+    }
 
 
 @bp.get("/layers")
@@ -128,52 +157,146 @@ def layers():
     return _page("layers.html", **_layers_ctx(_city()))
 
 
+# An upload waits for its field choice in var/uploads/<token>/<file name>: kept between
+# the two steps (a zipped Shapefile or GeoPackage cannot ride in a form field), removed
+# once imported, and swept after a day if the admin walks away.
+UPLOAD_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+UPLOAD_MAX_AGE = 24 * 3600
+
+
+def _uploads_dir() -> Path:
+    return settings_of(current_app).var_dir / "uploads"
+
+
+def _sweep_uploads(root: Path) -> None:
+    cutoff = time.time() - UPLOAD_MAX_AGE
+    for old in root.iterdir() if root.is_dir() else ():
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _save_upload(upload) -> tuple[str, Path]:
+    """Keep an uploaded file for the field choice: (token, path)."""
+    filename = secure_filename(upload.filename or "") or "upload"
+    if Path(filename).suffix.lower() not in SUFFIX_KINDS:
+        raise InvalidInput(
+            f"{upload.filename}: use a .geojson, .json, .zip (Shapefile) or .gpkg file",
+            field="file",
+        )
+    root = _uploads_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep_uploads(root)
+    token = secrets.token_urlsafe(16)
+    folder = root / token
+    folder.mkdir(mode=0o700)
+    path = folder / filename
+    upload.save(path)
+    return token, path
+
+
+def _saved_upload(token: str) -> Path:
+    folder = _uploads_dir() / token
+    files = sorted(folder.iterdir()) if UPLOAD_TOKEN_RE.match(token) and folder.is_dir() else []
+    if len(files) != 1:
+        raise InvalidInput(
+            "the uploaded file is gone (kept for a day): upload it again", field="file"
+        )
+    return files[0]
+
+
+def _drop_upload(token: str | None) -> None:
+    if token and UPLOAD_TOKEN_RE.match(token):
+        shutil.rmtree(_uploads_dir() / token, ignore_errors=True)
+
+
+def _chooser(token: str, path: Path) -> dict[str, Any]:
+    return {"chooser": {"token": token, "file": path.name, "fields": file_fields(path)}}
+
+
 @bp.post("/layers")
 @roles_required("admin")
 def upload_layer():
+    """A zone file in two steps: the file is read and its fields listed (with a sample
+    value each), then imported with the code, name and population fields chosen.
+    A form that names its code field with the file is imported at once."""
     city = _city()
     session = db_session()
+    form = request.form
     upload = request.files.get("file")
+    token = (form.get("upload") or "").strip() or None
+    path: Path | None = None
     try:
-        if upload is None or not upload.filename:
+        layer_name = (form.get("layer_name") or "").strip()
+        validate_slug(layer_name, "layer")
+        if upload is not None and upload.filename:
+            _drop_upload(token)
+            token, path = _save_upload(upload)
+        elif token is not None:
+            path = _saved_upload(token)
+        else:
             raise InvalidInput(
                 "choose a GeoJSON, zipped Shapefile or GeoPackage file", field="file"
             )
-        filename = secure_filename(upload.filename) or "upload"
-        if Path(filename).suffix.lower() not in SUFFIX_KINDS:
+        if "code_field" not in form:
+            chooser = _chooser(token, path)
+            return _page("layers.html", form=form, **chooser, **_layers_ctx(city))
+        code_field = (form.get("code_field") or "").strip()
+        if not code_field:
             raise InvalidInput(
-                f"{upload.filename}: use a .geojson, .json, .zip (Shapefile) or .gpkg file",
-                field="file",
+                "choose the field that holds each zone's code (zone codes are what rules "
+                "and crews refer to)",
+                field="code_field",
             )
-        layer_name = (request.form.get("layer_name") or "").strip()
-        with tempfile.TemporaryDirectory(prefix="civicpin-upload-") as tmp:
-            path = Path(tmp) / filename
-            upload.save(path)
-            result = import_layer(
-                session,
-                city,
-                path,
-                layer_name,
-                code_field=(request.form.get("code_field") or "").strip() or None,
-                name_field=(request.form.get("name_field") or "").strip() or None,
-                title=(request.form.get("title") or "").strip() or None,
-            )
-        if request.form.get("draft"):
-            rulesmod.hold_as_draft(session, city, result.layer)
+        draft = bool(form.get("draft"))
+        result = import_layer(
+            session,
+            city,
+            path,
+            layer_name,
+            code_field=code_field,
+            name_field=(form.get("name_field") or "").strip() or None,
+            population_field=(form.get("population_field") or "").strip() or None,
+            title=(form.get("title") or "").strip() or None,
+            draft=draft,
+            join_parts=bool(form.get("join_parts")),
+        )
+        if not draft:
+            rulesmod.layer_made_current(session, city, result.layer, current_user().email)
     except InvalidInput as exc:
-        return _invalid("layers.html", exc, **_layers_ctx(city))
+        extra: dict[str, Any] = {}
+        if path is not None and exc.field != "file":
+            try:
+                extra = _chooser(token, path)
+            except InvalidInput:
+                extra = {}
+        if not extra:
+            _drop_upload(token)
+        return _invalid("layers.html", exc, **extra, **_layers_ctx(city))
     _audit(
         "layer.import",
         "zone_layer",
         result.layer.id,
         name=result.layer.name,
         version=result.layer.version,
-        file=filename,
+        file=path.name,
         zones=result.report.get("zones"),
-        draft=bool(request.form.get("draft")),
+        draft=draft,
     )
     session.commit()
-    flash(f"Imported layer {result.layer.name} version {result.layer.version}.")
+    _drop_upload(token)
+    if draft:
+        flash(
+            f"Imported layer {result.layer.name} version {result.layer.version} as a draft: "
+            "routing does not use it until you make it current."
+        )
+    else:
+        flash(
+            f"Imported layer {result.layer.name} version {result.layer.version}; it is current. "
+            "Every request gets its zone in it and the open ones are re-routed (progress below)."
+        )
     return redirect(url_for("admin.layer", layer_id=result.layer.id))
 
 
@@ -237,6 +360,7 @@ def layer(layer_id: int):
         report_lines=layer_report_text(lay.report or {}),
         geojson=_report_geojson(lay),
         drafts=[d for d in drafts if d.status == "draft"],
+        **_reroute(city, "layer", lay.id),
     )
 
 
@@ -244,14 +368,27 @@ def layer(layer_id: int):
 @roles_required("admin")
 def publish_layer(layer_id: int):
     city = _city()
-    lay = rulesmod.publish_layer(db_session(), city, layer_id)
+    lay = rulesmod.publish_layer(db_session(), city, layer_id, current_user().email)
     _audit("layer.publish", "zone_layer", lay.id, name=lay.name, version=lay.version)
     db_session().commit()
     flash(
-        f"Layer {lay.name} version {lay.version} is now current. "
-        "Run 'civicpin route' to re-route existing requests."
+        f"Layer {lay.name} version {lay.version} is now current. Every request gets its "
+        "zone in it and the open ones are re-routed (progress below)."
     )
-    return redirect(url_for("admin.layers"))
+    return redirect(url_for("admin.layer", layer_id=lay.id))
+
+
+@bp.get("/reroute/<int:job_id>.json")
+@roles_required("admin")
+def reroute_job(job_id: int):
+    """A re-route job's progress, polled by the admin pages (admin.js)."""
+    session = db_session()
+    job = reroute_jobs.get_job(session, _city(), job_id)
+    view = reroute_jobs.job_view(session, job)
+    session.rollback()
+    response = jsonify(view)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # --------------------------------------------------------------------------- rules
@@ -261,7 +398,9 @@ def publish_layer(layer_id: int):
 @roles_required("admin")
 def rules():
     city = _city()
-    return _page("rules.html", rulesets=rulesmod.rulesets(db_session(), city))
+    return _page(
+        "rules.html", rulesets=rulesmod.rulesets(db_session(), city), **_reroute(city, "rules")
+    )
 
 
 @bp.post("/rules")
@@ -310,6 +449,7 @@ def _ruleset_ctx(city: Jurisdiction, ruleset_id: int) -> dict[str, Any]:
             > max((o.version for o in layer_rows if o.name == lay.name and o.is_current), default=0)
         ],
         "priorities": PRIORITIES,
+        **_reroute(city, "rules", rs.id),
     }
 
 
@@ -402,14 +542,14 @@ def move_rule(ruleset_id: int, rule_id: int):
 def publish(ruleset_id: int):
     city = _city()
     try:
-        rs = rulesmod.publish(db_session(), city, ruleset_id)
+        rs = rulesmod.publish(db_session(), city, ruleset_id, current_user().email)
     except InvalidInput as exc:
         return _invalid("ruleset.html", exc, **_ruleset_ctx(city, ruleset_id))
     _audit("rules.publish", "ruleset", rs.id, version=rs.version)
     db_session().commit()
     flash(
-        f"Rule set version {rs.version} is published; new and moved requests use it now. "
-        "Run 'civicpin route' to re-route existing requests."
+        f"Rule set version {rs.version} is published; new requests use it now, and the "
+        "open requests are re-routed (progress below; closed ones keep their decision)."
     )
     return redirect(url_for("admin.rules"))
 

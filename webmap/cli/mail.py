@@ -150,8 +150,10 @@ def worker(
     max_attempts: int,
     backoff: float,
 ) -> None:
-    """Deliver the outbox over SMTP_URL (or to var/mail-spool/ without one)."""
+    """Deliver the outbox over SMTP_URL (or to var/mail-spool/ without one), and re-route
+    requests after a rule set or zone layer is published."""
     from notify.worker import WorkerConfig, make_transport, run_forever, run_once
+    from routing.reroute_jobs import JobRunner, run_queued
 
     cfg = WorkerConfig(
         batch_size=batch,
@@ -163,19 +165,24 @@ def worker(
     sessions = rt.sessions()
     target = repr(make_transport(rt.settings, cfg))
     if once:
+        rerouted = run_queued(sessions)
+        if rerouted:
+            click.echo(f"{rerouted} re-route jobs run")
         result = run_once(sessions, rt.settings, cfg)
     else:
         click.echo(f"civicpin worker delivering to {target} (Ctrl-C to stop)", err=True)
         from records.retention import run_due
 
         media_dir = rt.settings.media_dir
-        result = run_forever(
-            sessions,
-            rt.settings,
-            cfg,
-            stop=_stop_on_signals(),
-            daily=lambda: run_due(sessions, media_dir),
-        )
+        with JobRunner(sessions) as jobs:
+            result = run_forever(
+                sessions,
+                rt.settings,
+                cfg,
+                stop=_stop_on_signals(),
+                daily=lambda: run_due(sessions, media_dir),
+                jobs=jobs.step,
+            )
     line = f"{result.sent} sent, {result.retrying} to retry, {result.failed} failed"
     if result.errors:
         line += f" (last error: {result.errors[-1]})"

@@ -34,3 +34,32 @@
   var bounds = layer.getBounds();
   if (bounds.isValid()) { map.fitBounds(bounds); } else { map.setView([0, 0], 2); }
 })();
+
+// A re-route job after a publish: refresh its line from the JSON endpoint while it runs.
+(function () {
+  "use strict";
+  var box = document.getElementById("reroute");
+  if (!box || !window.fetch) { return; }
+  var url = box.getAttribute("data-reroute-url");
+  var statusEl = box.querySelector(".reroute-status");
+  var textEl = box.querySelector(".reroute-text");
+  var bar = box.querySelector(".reroute-progress");
+  function running(status) { return status === "queued" || status === "running"; }
+  function show(job) {
+    box.setAttribute("data-status", job.status);
+    statusEl.textContent = job.status;
+    textEl.textContent = job.text;
+    if (bar) {
+      bar.max = job.total || 1;
+      bar.value = job.total ? job.done : (job.finished ? 1 : 0);
+      bar.textContent = job.done + " / " + (job.total || 0);
+    }
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+      .then(function (job) { show(job); if (running(job.status)) { setTimeout(poll, 1500); } })
+      .catch(function () { setTimeout(poll, 5000); });
+  }
+  if (running(box.getAttribute("data-status"))) { setTimeout(poll, 1000); }
+})();
