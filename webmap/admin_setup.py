@@ -138,7 +138,7 @@ def create_city_view():
         f"City {city.name} created (public ids {city.public_id_prefix}-YYYY-NNNNNN), "
         "with the default response templates. The checklist below says what it still lacks."
     )
-    return redirect(city_admin_home(city.slug), code=303)
+    return redirect(city_admin_home(city.slug))
 
 
 @bp.post("/setup/default-templates")
@@ -163,4 +163,4 @@ def default_templates():
     )
     session.commit()
     flash(f"Added {len(added)} default response templates.")
-    return redirect(url_for("admin.templates"), code=303)
+    return redirect(url_for("admin.templates"))
