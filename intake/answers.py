@@ -43,7 +43,8 @@ def answer_questions(
         raise InvalidInput("Answer at least one question", field="answers")
     merged = {**(request.attributes or {}), **given}
     clean, errors = validate_answers(service, merged)
-    still_missing = {a.code for a in unanswered_required(service, clean)}
+    # Unanswered required questions are not errors here (the flag stays); wrong answers are.
+    still_missing = {a.code for a in unanswered_required(service, merged)}
     errors = {
         key: msg
         for key, msg in errors.items()

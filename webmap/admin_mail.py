@@ -17,7 +17,7 @@ from notify.links import mail_config
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import Department, Jurisdiction, Service
 from spatial.models_mail import MailAddress
-from webmap.admin import _audit, _city, _invalid, _page
+from webmap.admin import _audit, _city, _page
 from webmap.app import db_session, settings_of
 from webmap.auth import roles_required
 from webmap.staffkit import install_errors, install_headers
@@ -60,6 +60,14 @@ def _ctx(city: Jurisdiction) -> dict[str, Any]:
     }
 
 
+def _invalid(city: Jurisdiction, exc: InvalidInput):
+    """Roll back, then show the page again with the message beside its field (the page's
+    reads come after the rollback: the settings row may be created by reading it)."""
+    db_session().rollback()
+    errors = {exc.field or "form": str(exc)}
+    return _page(TEMPLATE, 400, errors=errors, form=request.form, **_ctx(city))
+
+
 @bp.get("/mail")
 @roles_required("admin")
 def addresses():
@@ -80,7 +88,7 @@ def add_address():
             department=form.get("department"),
         )
     except InvalidInput as exc:
-        return _invalid(TEMPLATE, exc, **_ctx(city))
+        return _invalid(city, exc)
     service = db_session().get(Service, row.service_id)
     dept = db_session().get(Department, row.department_id) if row.department_id else None
     _audit(
@@ -128,7 +136,7 @@ def save_config():
     try:
         _cfg, changed = mail.update_config(db_session(), city, values, CONFIG_FIELDS)
     except InvalidInput as exc:
-        return _invalid(TEMPLATE, exc, **_ctx(city))
+        return _invalid(city, exc)
     # One event per save, even when nothing changed: the admin did save the form.
     _audit("mail.config", "mail_config", city.slug, **changed)
     db_session().commit()
