@@ -8,6 +8,7 @@ import sqlalchemy as sa
 import yaml
 
 from intake.submit import Draft, submit
+from spatial.db import make_sessionmaker
 from spatial.models import Crew, Jurisdiction, Service
 from spatial.models_ops import AdminEvent
 from spatial.settings import PROJECT_ROOT
@@ -366,3 +367,14 @@ def test_what_the_file_drops_is_removed_or_kept_for_history(cli, sessions, cambr
         assert city.moderation_hold == "email"
     again = cli("city", "apply", str(smaller), "--city", "cambridge")
     assert again.stdout.splitlines()[-1] == "cambridge: no changes"
+
+
+def test_the_demo_city_is_exactly_its_city_file(demo_engine):
+    from intake.demo import manifest
+    from routing.city_file import apply_city, parse
+
+    setup = parse(manifest()["city_file"].read_text(encoding="utf-8"))
+    with make_sessionmaker(demo_engine)() as s:
+        city = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == manifest()["slug"]))
+        assert apply_city(s, city, setup) == ([], [])
+        s.rollback()

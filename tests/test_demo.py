@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from intake.demo import NC_FILE, RECORDS_FILE, load_demo
+from intake.demo import BOUNDARY_FILE, RECORDS_FILE, load_demo
 from routing.engine import route_request
 from spatial.db import make_sessionmaker
 from spatial.models import OPEN_LOCATION_PREDICATE, Jurisdiction, ServiceRequest
@@ -149,7 +149,7 @@ def test_council_zone_matches_an_independent_geopandas_join(demo_engine):
         ),
         crs=4326,
     )
-    councils = gpd.read_file(NC_FILE)[["nc_id", "geometry"]]
+    councils = gpd.read_file(BOUNDARY_FILE)[["nc_id", "geometry"]]
     joined = gpd.sjoin(points, councils, how="left", predicate="within")
     expected = joined.groupby("request_id").nc_id.agg(lambda s: set(s.dropna()))
 
