@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from notify.links import mail_config
 from notify.templates import check_template
+from routing.categories import check_answer, parse_keywords
 from routing.city_schema import LIST_DATATYPES, SCHEMA
 from routing.engine import forget_rules, published
 from routing.rules import create_draft, ordered_rules, publish
@@ -140,8 +141,15 @@ def _number(value: Any) -> Any:
     return int(value) if value.is_integer() else value
 
 
-def _clean_text(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+def _text(value: Any) -> str | None:
+    """Text as the catalogue's pages keep it: trimmed, and empty as none."""
+    if not isinstance(value, str):
+        return value
+    return value.replace("\r\n", "\n").strip() or None
+
+
+def _name(value: str) -> str:
+    return " ".join(value.split())
 
 
 def _clean_body(value: str) -> str:
@@ -152,8 +160,8 @@ def _question(q: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": q["code"],
         "datatype": q["datatype"],
-        "description": q["description"],
-        "help": q.get("help"),
+        "description": _text(q["description"]),
+        "help": _text(q.get("help")),
         "required": bool(q.get("required", False)),
         "variable": bool(q.get("variable", True)),
         "values": q.get("values"),
@@ -164,15 +172,15 @@ def _question(q: dict[str, Any]) -> dict[str, Any]:
 def _category(c: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": c["code"],
-        "name": c["name"],
-        "group": c.get("group"),
-        "description": c.get("description"),
-        "keywords": c.get("keywords"),
+        "name": _text(c["name"]),
+        "group": _text(c.get("group")),
+        "description": _text(c.get("description")),
+        "keywords": parse_keywords(c.get("keywords")),
         "type": c.get("type", "realtime"),
         "private": bool(c.get("private", False)),
         "active": bool(c.get("active", True)),
         "contact_required": bool(c.get("contact_required", False)),
-        "notice": c.get("notice"),
+        "notice": _text(c.get("notice")),
         "location_mode": c.get("location_mode", "required"),
         "default_priority": c.get("default_priority", "normal"),
         "sla_hours": _number(c.get("sla_hours")),
@@ -213,14 +221,18 @@ def canonical(data: dict[str, Any]) -> dict[str, Any]:
             for x in data.get("layers") or []
         ],
         "departments": [
-            {"code": d["code"], "name": d["name"].strip(), "email": d.get("email")}
+            {
+                "code": d["code"],
+                "name": _name(d["name"]),
+                "email": d["email"].strip().lower() if d.get("email") else None,
+            }
             for d in data.get("departments") or []
         ],
         "crews": [
             {
                 "department": c["department"],
                 "code": c["code"],
-                "name": c["name"].strip(),
+                "name": _name(c["name"]),
                 "zones": sorted(
                     ({"layer": z["layer"], "code": z["code"]} for z in c.get("zones") or []),
                     key=lambda z: (z["layer"], z["code"]),
@@ -492,20 +504,13 @@ def _check_question(path: str, q: dict[str, Any]) -> None:
         raise _bad(f"{path}.values", f"a {q['datatype']} question takes no values")
     if values:
         _unique(values, lambda v: v["key"], f"{path}.values", "key")
-    if default is None:
-        return
-    if q["datatype"] == "multivaluelist":
-        if not isinstance(default, list):
-            raise _bad(f"{path}.default_value", "a multivaluelist default is a list of keys")
-        chosen = default
-    elif isinstance(default, list):
-        raise _bad(f"{path}.default_value", f"a {q['datatype']} default is one value")
-    else:
-        chosen = [default] if listed else []
-    keys = [v["key"] for v in values or []]
-    for value in chosen:
-        if value not in keys:
-            raise _bad(f"{path}.default_value", f"{value!r} is not one of {keys}")
+    if q["datatype"] == "multivaluelist" and default is not None and not isinstance(default, list):
+        raise _bad(f"{path}.default_value", "a multivaluelist default is a list of keys")
+    try:
+        # As the category pages keep it: an empty default is none, list keys once each.
+        q["default_value"] = check_answer(q["datatype"], values, default)
+    except InvalidInput as exc:
+        raise _bad(f"{path}.default_value", str(exc)) from None
 
 
 def validate(session: Session, city: Jurisdiction, data: Any) -> dict[str, Any]:
@@ -884,12 +889,16 @@ class _Apply:
             .join(ZoneLayer, ZoneLayer.id == Zone.layer_id)
             .where(ZoneLayer.jurisdiction_id == self.city.id, ZoneLayer.is_current)
         ).all()
+        departments_of = {c.id: c.department_id for c in crews.values()}
         for zone, layer_name in zones:
             crew = desired.get((layer_name, zone.code))
-            crew_id = crew.id if crew is not None else None
-            if zone.crew_id != crew_id:
-                zone.crew_id = crew_id
-                zone.department_id = crew.department_id if crew is not None else None
+            if crew is not None and zone.crew_id != crew.id:
+                zone.crew_id, zone.department_id = crew.id, crew.department_id
+            elif crew is None and zone.crew_id is not None:
+                # The department came with the crew; a zone's own department link stays.
+                if zone.department_id == departments_of.get(zone.crew_id):
+                    zone.department_id = None
+                zone.crew_id = None
         self.s.flush()
 
     def rules(self) -> None:

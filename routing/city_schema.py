@@ -10,15 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from notify.templates import DEFAULTS as MESSAGE_KINDS
+from routing.categories import (
+    CODE_RE,
+    DATATYPES,
+    LIST_DATATYPES,
+    MAX_GROUP,
+    MAX_KEYWORDS,
+    MAX_NAME,
+    MAX_TEXT,
+    SERVICE_TYPES,
+)
+from routing.rules import MAX_SLA_HOURS as MAX_RULE_SLA_HOURS
 from spatial.models import LOCATION_MODES, PRIORITIES, SLA_CLOCKS
 
-DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
-LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
-SERVICE_TYPES = ("realtime", "batch", "blackbox")
+__all__ = ["LIST_DATATYPES", "SCHEMA"]
+
 HOLD_MODES = ("none", "email", "all")
-# Department, crew, category and question codes: what Open311 clients and URLs carry.
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MAX_SLA_HOURS = 24 * 365
+# The limits of the catalogue's own checks (routing.categories, routing.rules), so that a
+# file and the admin pages accept the same values.
+CODE_PATTERN = CODE_RE.pattern
+MAX_CATEGORY_SLA_HOURS = 24 * 366
 MAX_DAYS = 36_500
 MAX_LIMIT = 100_000
 
@@ -46,18 +57,19 @@ def _list(items: dict[str, Any]) -> dict[str, Any]:
 
 CODE = {"type": "string", "pattern": CODE_PATTERN}
 EMAIL = {"type": "string", "pattern": r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$", "maxLength": 254}
-HOURS = {"type": "number", "minimum": 0, "maximum": MAX_SLA_HOURS}
+HOURS = {"type": "number", "minimum": 0, "maximum": MAX_CATEGORY_SLA_HOURS}
+RULE_HOURS = {"type": "number", "minimum": 0, "maximum": MAX_RULE_SLA_HOURS}
 HHMM = {"type": "string", "pattern": r"^([01]\d|2[0-4]):[0-5]\d$"}
 DAYS = _optional({"type": "integer", "minimum": 1, "maximum": MAX_DAYS})
 
-VALUE = _object({"key": _text(100), "name": _text(200)}, ("key", "name"))
+VALUE = _object({"key": _text(MAX_NAME), "name": _text(MAX_NAME)}, ("key", "name"))
 
 QUESTION = _object(
     {
         "code": CODE,
         "datatype": {"enum": list(DATATYPES)},
-        "description": _text(2000),
-        "help": _optional(_text(2000)),
+        "description": _text(MAX_TEXT),
+        "help": _optional(_text(MAX_TEXT, 0)),
         "required": {"type": "boolean"},
         "variable": {"type": "boolean"},
         "values": _optional({**_list(VALUE), "minItems": 1}),
@@ -71,15 +83,15 @@ QUESTION = _object(
 CATEGORY = _object(
     {
         "code": CODE,
-        "name": _text(200),
-        "group": _optional(_text(100)),
-        "description": _optional(_text(5000, 0)),
-        "keywords": _optional(_list(_text(100))),
+        "name": _text(MAX_NAME),
+        "group": _optional(_text(MAX_GROUP, 0)),
+        "description": _optional(_text(MAX_TEXT, 0)),
+        "keywords": _optional({**_list(_text(MAX_GROUP)), "maxItems": MAX_KEYWORDS}),
         "type": {"enum": list(SERVICE_TYPES)},
         "private": {"type": "boolean"},
         "active": {"type": "boolean"},
         "contact_required": {"type": "boolean"},
-        "notice": _optional(_text(5000, 0)),
+        "notice": _optional(_text(MAX_TEXT, 0)),
         "location_mode": {"enum": list(LOCATION_MODES)},
         "default_priority": {"enum": list(PRIORITIES)},
         "sla_hours": _optional(HOURS),
@@ -101,7 +113,7 @@ RULE = _object(
         "crew": _optional(CODE),
         "crew_from_zone": {"type": "boolean"},
         "priority": {"enum": list(PRIORITIES)},
-        "sla_hours": _optional(HOURS),
+        "sla_hours": _optional(RULE_HOURS),
         "active": {"type": "boolean"},
     },
     ("name", "department"),
@@ -139,7 +151,18 @@ SCHEMA: dict[str, Any] = {
                             },
                             "minProperties": 1,
                         },
-                        "holidays": _list({"type": "string", "format": "date"}),
+                        # A date, or a date with its name (routing.sla).
+                        "holidays": _list(
+                            {
+                                "anyOf": [
+                                    {"type": "string"},
+                                    _object(
+                                        {"date": {"type": "string"}, "name": _text(MAX_NAME)},
+                                        ("date",),
+                                    ),
+                                ]
+                            }
+                        ),
                     },
                     ("hours",),
                 )

@@ -302,8 +302,8 @@ BAD_FILES = {
     ),
     "default not a value": (
         _broken(CITY_FILE, "default_value: street", "default_value: alley"),
-        "civicpin: error: categories[0].questions[0].default_value: 'alley' is not one of "
-        "['street', 'sidewalk']",
+        "civicpin: error: categories[0].questions[0].default_value: default 'alley' is not "
+        "among the values (street, sidewalk)",
     ),
     "yaml syntax": (
         _broken(CITY_FILE, "  name: City of Cambridge", "  name: [City of Cambridge"),
