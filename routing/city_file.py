@@ -694,7 +694,8 @@ def _diff(kind: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> lis
 class _Apply:
     """One apply: the city's current document, the file's, and the lines written."""
 
-    def __init__(self, session: Session, city: Jurisdiction, doc: dict[str, Any]):
+    def __init__(self, session: Session, city: Jurisdiction, doc: dict[str, Any], by: str):
+        self.by = by
         self.s = session
         self.city = city
         self.doc = doc
@@ -939,7 +940,7 @@ class _Apply:
                 )
             )
         self.s.flush()
-        publish(self.s, self.city, draft.id)
+        publish(self.s, self.city, draft.id, by=self.by)
         self.lines.append(
             f"~ rules: version {draft.version} published ({len(self.doc['rules'])} rules)"
         )
@@ -994,7 +995,7 @@ class _Apply:
             else:
                 continue
             row.subject, row.body = t["subject"], t["body"]
-            row.updated_at, row.updated_by = now_utc(), "city apply"
+            row.updated_at, row.updated_by = now_utc(), self.by
         for kind, row in rows.items():
             if kind not in {t["kind"] for t in self.doc["mail_templates"]}:
                 self.s.delete(row)
@@ -1023,7 +1024,7 @@ class _Apply:
             row.title, row.topic, row.body = a["title"], a["topic"], a["body"]
             row.published, row.position = a["published"], a["position"]
             row.service_id = services.get(a["category"]) if a["category"] else None
-            row.updated_at, row.updated_by = now_utc(), "city apply"
+            row.updated_at, row.updated_by = now_utc(), self.by
         for slug, row in rows.items():
             if slug not in {a["slug"] for a in self.doc["faq"]}:
                 self.s.delete(row)
@@ -1076,7 +1077,7 @@ class _Apply:
                 self.s.add(policy)
             for key, value in new.items():
                 setattr(policy, key, value)
-            policy.updated_at, policy.updated_by = now_utc(), "city apply"
+            policy.updated_at, policy.updated_by = now_utc(), self.by
             self.lines += changed
             self.s.flush()
 
@@ -1128,12 +1129,15 @@ class _Apply:
         self.s.flush()
 
 
-def apply_city(session: Session, city: Jurisdiction, data: Any) -> tuple[list[str], list[str]]:
+def apply_city(
+    session: Session, city: Jurisdiction, data: Any, by: str = "city apply"
+) -> tuple[list[str], list[str]]:
     """Make ``city`` match the parsed file ``data`` in ``session``'s transaction.
 
     Returns the change lines and the notes (what removal kept, and why). Raises
     :class:`InvalidInput` naming the path in the file before anything is written.
+    ``by`` is who applies it, as the templates, articles and re-routing record it.
     """
     doc = validate(session, city, data)
-    run = _Apply(session, city, doc)
+    run = _Apply(session, city, doc, by)
     return run.run(), run.notes

@@ -241,13 +241,14 @@ def city_apply(rt: Runtime, file: TextIO, slug: str | None, dry_run: bool) -> No
     place in the file, and nothing is changed.
     """
     from routing.city_file import apply_city, parse
+    from spatial.admin_audit import cli_actor
     from spatial.cities import city_for_cli
 
     data = parse(file.read())
     session = rt.sessions()()
     try:
         target = city_for_cli(session, slug, rt.settings.default_city)
-        lines, notes = apply_city(session, target, data)
+        lines, notes = apply_city(session, target, data, by=cli_actor())
         if lines and not dry_run:
             audit(session, "city.apply", "city", target.slug, target, changes=lines)
         name = target.slug
