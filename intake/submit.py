@@ -287,11 +287,19 @@ def submit(
 
     given = draft.attributes or {}
     missing: list[str] = []
+    defaulted: list[str] = []
     if draft.channel in CANNOT_ASK:
-        given, missing = with_defaults(service, given)
+        filled, missing = with_defaults(service, given)
+        defaulted = [code for code in filled if code not in given]
+        given = filled
     answers, answer_errors = validate_answers(service, given)
     for code in missing:
         answer_errors.pop(f"attribute[{code}]", None)
+    for code in defaulted:
+        # A default that no longer fits its question (its choices changed): the question
+        # is left for the dispatcher rather than the report refused.
+        if answer_errors.pop(f"attribute[{code}]", None) is not None:
+            missing.append(code)
     errors.update(answer_errors)
 
     description = _clean(draft.description)

@@ -432,3 +432,28 @@ def test_an_address_in_the_signature_is_not_the_place_of_the_report(server, sess
     (req,) = requests(sessions)
     assert req.needs_location and req.address is None
     assert "100 N Main St" not in req.description
+
+
+def test_required_questions_take_their_defaults_or_wait_for_the_dispatcher(server, sessions, city):
+    from intake.mail_addresses import add_address
+    from spatial.models import Jurisdiction, ServiceAttribute
+
+    potholes = "potholes@testville.example"
+    with sessions.begin() as s:
+        add_address(s, s.get(Jurisdiction, city["city"].id), potholes, category="pothole")
+        lane, depth = (
+            s.scalar(sa.select(ServiceAttribute).where(ServiceAttribute.code == code))
+            for code in ("lane", "depth")
+        )
+        # depth: a default; lane becomes required with a default its choices no longer hold
+        depth.default_value = "10"
+        lane.required, lane.default_value = True, "middle"
+    code, text = smtp_send(server, mime("Pothole", "Hole at 100 N Main St", to=potholes), potholes)
+    assert code == 250 and "Received as TV-" in text
+    (req,) = requests(sessions)
+    assert req.attributes == {"depth": 10}
+    assert req.needs_answers
+    (asked,) = events(sessions, req.id, "needs_answers")
+    assert asked.to_value == "lane" and not asked.public
+    (row,) = inbound(sessions)
+    assert row.outcome == "created" and "needs answers" in row.detail
