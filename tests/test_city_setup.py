@@ -454,3 +454,38 @@ def test_new_city_page_in_chromium(app, city):
         page.click("#setup-zones a")
         page.wait_for_url(f"{base}/c/cambridge/admin/layers")
         assert problems == []
+
+
+def test_a_reply_begun_from_a_template_in_the_console(app, sessions, settings, city):
+    req = _reported_with_follower(sessions, settings)
+    with serve(app) as base, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        problems = watch_problems(page)
+        page.goto(f"{base}/login?next=/dispatch")
+        page.fill('input[name="email"]', "dispatcher@city.example")
+        page.fill('input[name="password"]', PASSWORD)
+        page.click('button[type="submit"]')
+        page.wait_for_url(f"{base}/dispatch")
+        page.click(f'.queue-item[data-public-id="{req.public_id}"]')
+        page.wait_for_selector(f'#panel .request-panel[data-public-id="{req.public_id}"]')
+        # the template's text, filled in for this request, lands in the reply: no page change
+        page.click('#panel #reply-form a:text("Scheduled")')
+        reply = page.locator('#panel #reply-form textarea[name="reply"]')
+        assert reply.input_value() == (
+            f"Thank you. Pothole {req.public_id} is scheduled for repair within 3 days."
+        )
+        assert page.url == f"{base}/dispatch"
+        reply.fill(reply.input_value() + " The crew comes on Tuesday.")
+        page.click('#panel #reply-form button[type="submit"]')
+        page.locator("#panel .panel-message.form-ok").filter(
+            has_text="Reply added and e-mailed"
+        ).wait_for(timeout=10_000)
+        assert "The crew comes on Tuesday." in page.inner_text("#panel")  # in the history
+        assert problems == []
+    with sessions() as s:
+        note = s.scalar(
+            sa.select(RequestEvent.note).where(
+                RequestEvent.request_id == req.id, RequestEvent.kind == "reply"
+            )
+        )
+        assert note.endswith("within 3 days. The crew comes on Tuesday.")
