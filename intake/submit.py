@@ -35,7 +35,7 @@ from intake.duplicates import (
 from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
 from records.moderation import holds
-from routing.engine import decide_new, site_from_row, site_sql
+from routing.engine import decide_new, site_from_row, site_sql, site_without_location
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.db import (
@@ -335,7 +335,14 @@ def submit(
 
     coords = None
     photo_location_used = False
-    if draft.lat is not None or draft.lon is not None:
+    mode = service.location_mode or "required"
+    address = _clean(draft.address)
+    if mode == "none":
+        # The category asks for no place (a help-desk request). A client that sends one
+        # anyway (an Open311 app sends its GPS with every report) is not refused: the
+        # place is dropped, so that such a request never shows on a map.
+        address = None
+    elif draft.lat is not None or draft.lon is not None:
         coords = _valid_coordinates(draft.lat, draft.lon)
         if coords is None:
             errors["location"] = "The location must be a latitude and longitude in degrees"
@@ -373,7 +380,12 @@ def submit(
             errors["location"] = (
                 f"This spot is outside {city.name}. Move the pin inside the city boundary."
             )
-    if coords is None and "location" not in errors and not draft.allow_missing_location:
+    if (
+        coords is None
+        and mode == "required"
+        and "location" not in errors
+        and not draft.allow_missing_location
+    ):
         errors["location"] = "Show where the problem is: put a pin on the map or give an address"
 
     if errors:
@@ -391,9 +403,9 @@ def submit(
         token=token,
         service_id=service.id,
         status=Status.NEW.value,
-        priority="normal",
+        priority=service.default_priority or "normal",
         location=_point(coords[1], coords[0]) if coords else None,
-        address=_clean(draft.address),
+        address=address,
         description=description,
         channel=draft.channel,
         contact_name=name,
@@ -401,7 +413,8 @@ def submit(
         contact_phone=phone,
         anonymous=anonymous,
         notify_updates=bool(draft.notify_updates),
-        needs_location=coords is None,
+        # Only a category that asks for a place waits for one.
+        needs_location=coords is None and mode == "required",
         needs_answers=bool(missing),
         attributes=answers or None,
         media_url=media_url,
@@ -415,6 +428,9 @@ def submit(
     # Decided before it is written: the request is inserted once, routed (an UPDATE
     # after the INSERT would write a second row version and entries in every index).
     zones: dict = {}
+    if site is None and mode != "required":
+        # No place, none needed: routed now, by the rules that hold anywhere.
+        site = site_without_location(session, city.id, service.id)
     if site is not None:
         with session.no_autoflush:
             zones, _decision = decide_new(session, request, site)

@@ -134,7 +134,7 @@ ZONE_AREAS_SQL = sa.text(
 ).bindparams(sa.bindparam("ids", expanding=True))
 _META = """
 SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
-       s.group_name, s.default_department_id, s.sla_hours,
+       s.group_name, s.default_department_id, s.sla_hours, s.default_priority, s.sla_clock,
        j.timezone, j.business_calendar,
        (SELECT version FROM settings_stamp WHERE id = 1) AS stamp
 FROM service s
@@ -472,6 +472,15 @@ def site_from_row(row, service_id: int) -> Site:
     return Site(bool(row.in_city), row, zone_rows)
 
 
+def site_without_location(session: Session, jurisdiction_id: int, service_id: int) -> Site:
+    """The :class:`Site` of a new request that has no location (its category's location
+    mode allows that): the routing inputs only, so only rules for any location match."""
+    row = session.execute(META_SQL, {"jid": jurisdiction_id, "service_id": service_id}).first()
+    if row is None:
+        raise ValueError(f"service {service_id} does not exist")
+    return Site(True, row, [])
+
+
 def decide_new(
     session: Session, request: ServiceRequest, site: Site
 ) -> tuple[dict[str, _ZonePick], RoutingDecision]:
@@ -512,7 +521,10 @@ def _decide(
         )
     if rule is None or catalog is None:
         department_id, crew_id, zone_id = meta.default_department_id, None, None
-        priority = request.priority or "normal"
+        # A request routed for the first time takes its category's default priority; a
+        # re-routed one keeps the priority it has (a dispatcher may have set it).
+        first_time = request.routed_at is None
+        priority = (meta.default_priority if first_time else request.priority) or "normal"
         hours = meta.sla_hours
         text = NO_RULE
     else:
@@ -535,7 +547,10 @@ def _decide(
         )
 
     requested = request.requested_at or now_utc()
-    due = due_at(requested, hours, meta.business_calendar, meta.timezone)
+    # A category on the 'calendar' clock counts elapsed hours even in a city with
+    # business hours (a health hazard does not wait for Monday).
+    calendar = meta.business_calendar if meta.sla_clock != "calendar" else None
+    due = due_at(requested, hours, calendar, meta.timezone)
     old = (request.department_id, request.crew_id, request.zone_id)
     old_routed_at = request.routed_at
     changed = old_routed_at is not None and old != (department_id, crew_id, zone_id)
@@ -651,7 +666,8 @@ req AS MATERIALIZED (
     SELECT r.id, r.service_id, r.requested_at, r.priority AS old_priority,
            r.department_id AS old_dept, r.crew_id AS old_crew, r.zone_id AS old_zone,
            r.routed_at AS old_routed, r.routing_explanation AS old_expl,
-           s.default_department_id, s.sla_hours AS service_sla
+           s.default_department_id, s.sla_hours AS service_sla,
+           s.default_priority, s.sla_clock
     FROM {table} r
     JOIN service s ON s.id = r.service_id
     WHERE {scope} AND r.id BETWEEN :lo AND :hi
@@ -698,7 +714,10 @@ req AS MATERIALIZED (
                       AND nc.code = rd.code || '-' || dec.zone_code
 ), fin AS (
     SELECT res.id, res.new_dept, res.new_crew, res.zone_id AS new_zone, res.rule_id,
-           coalesce(res.rule_priority, res.old_priority) AS new_priority,
+           -- No rule: first routing takes the category's default, a re-route keeps it.
+           coalesce(res.rule_priority,
+                    CASE WHEN res.old_routed IS NULL THEN res.default_priority
+                         ELSE res.old_priority END) AS new_priority,
            CASE WHEN res.hours IS NULL THEN NULL
                 WHEN res.hours <= 0 THEN res.requested_at
                 ELSE {due} END AS new_due,
@@ -875,7 +894,9 @@ def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, 
         {"jid": city.id},
     ).scalar()
     _fill_business_table(session, city, stats.first, stats.last, float(max_hours or 0))
-    return ruleset, DUE_CALENDAR, CALENDAR_TARGET_JOIN
+    # Categories on the 'calendar' clock count elapsed hours even here.
+    due = f"CASE WHEN res.sla_clock = 'calendar' THEN {DUE_PLAIN} ELSE {DUE_CALENDAR} END"
+    return ruleset, due, CALENDAR_TARGET_JOIN
 
 
 def _route_chunks(

@@ -149,8 +149,9 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
     if f.channel:
         conds.append(r.channel == f.channel)
     if f.needs_location:
-        # The same test as the item's badge (see _item): flagged, or no point at all.
-        conds.append(sa.or_(r.needs_location.is_(True), r.location.is_(None)))
+        # The same test as the item's badge (see _item): intake flags a request that has
+        # no point while its category asks for one (a 'none' category's never is).
+        conds.append(r.needs_location.is_(True))
     if f.held:
         conds.append(r.held_at.is_not(None))
     return conds
@@ -238,7 +239,8 @@ def _item(row: Any) -> dict[str, Any]:
         "due_at": row.due_at.isoformat() if row.due_at else None,
         "overdue": bool(row.overdue),
         "triaged": bool(row.triaged),
-        "needs_location": bool(row.needs_location or row.lat is None),
+        # Without a place only when its category asks for one (intake sets the flag).
+        "needs_location": bool(row.needs_location),
         "needs_answers": bool(row.needs_answers),
         "possible_duplicate": bool(row.possible_duplicate),
         "held": row.held_at is not None,

@@ -3,11 +3,12 @@
 A business calendar is a JSON object stored on the jurisdiction::
 
     {"hours": {"mon": ["08:00", "17:00"], ..., "fri": ["08:00", "17:00"]},
-     "holidays": ["2026-12-25", "2027-01-01"]}
+     "holidays": ["2026-12-25", {"date": "2027-01-01", "name": "New Year's Day"}]}
 
 Opening hours are local wall-clock times in the city's time zone (so a business day
 stays 08:00-17:00 across daylight-saving changes); days missing from ``hours`` and the
-listed holidays are closed. Without a calendar an SLA of N hours means N elapsed hours,
+listed holidays are closed (a holiday is a date, or an object with its date and a
+name to show). Without a calendar an SLA of N hours means N elapsed hours,
 also across daylight-saving changes. All functions here are pure (no database).
 """
 
@@ -81,14 +82,28 @@ def validate_calendar(calendar: Any) -> dict[str, Any]:
             "business calendar: 'holidays' must be a list of dates", field="business_calendar"
         )
     for h in holidays:
+        if isinstance(h, dict):
+            extra = set(h) - {"date", "name"}
+            name = h.get("name")
+            if extra or (name is not None and not isinstance(name, str)):
+                raise InvalidInput(
+                    f"business calendar: a holiday is a date or {{'date': ..., 'name': ...}}, "
+                    f"not {h!r}",
+                    field="business_calendar",
+                )
         try:
-            date.fromisoformat(h)
-        except (TypeError, ValueError):
+            holiday_date(h)
+        except (TypeError, ValueError, KeyError):
             raise InvalidInput(
                 f"business calendar: holiday {h!r} is not a date YYYY-MM-DD",
                 field="business_calendar",
             ) from None
     return calendar
+
+
+def holiday_date(holiday: Any) -> date:
+    """The date of one ``holidays`` entry: ``"YYYY-MM-DD"`` or ``{"date": ..., "name": ...}``."""
+    return date.fromisoformat(holiday["date"] if isinstance(holiday, dict) else holiday)
 
 
 def _zone(tz: str) -> ZoneInfo:
@@ -107,7 +122,7 @@ def business_intervals(
     """
     validate_calendar(calendar)
     zone = _zone(tz)
-    holidays = {date.fromisoformat(h) for h in calendar.get("holidays", [])}
+    holidays = {holiday_date(h) for h in calendar.get("holidays", [])}
     spans = {}
     for day, (opens, closes) in calendar["hours"].items():
         spans[DAY_KEYS.index(day)] = (_parse_hhmm(opens, day), _parse_hhmm(closes, day))

@@ -21,7 +21,15 @@ from routing import rules as rulesmod
 from spatial import admin_audit
 from spatial.accounts import create_user
 from spatial.apikeys import create_key
-from spatial.models import Jurisdiction, RoutingRule, User, Zone, ZoneLayer
+from spatial.models import (
+    Jurisdiction,
+    RoutingRule,
+    Service,
+    ServiceAttribute,
+    User,
+    Zone,
+    ZoneLayer,
+)
 from spatial.models_ops import AdminEvent
 from tests.support.city import BOUNDS, make_small_city
 from tests.support.dispatch_city import (
@@ -159,11 +167,17 @@ MAIL_CONFIG_FORM = {
 }
 
 
-@dataclass
-class Ctx:
-    sessions: object
-    city: DispatchCity
-    tmp_path: Path
+CATEGORY_FORM = {
+    "code": "pothole",
+    "name": "Pothole",
+    "group": "Streets",
+    "location_mode": "required",
+    "default_department": "streets",
+    "default_priority": "normal",
+    "sla_clock": "business",
+    "type": "realtime",
+    "active": "on",
+}
 
 
 def _unused_department(sessions, city: DispatchCity) -> int:
@@ -183,6 +197,44 @@ def _zone(sessions, city: DispatchCity, code: str) -> int:
             .join(ZoneLayer, ZoneLayer.id == Zone.layer_id)
             .where(ZoneLayer.jurisdiction_id == city.city_id, Zone.code == code)
         )
+
+
+def _unused_category(sessions, city: DispatchCity) -> int:
+    """A category no request, rule or address names: one that may be deleted."""
+    with sessions.begin() as s:
+        service = Service(jurisdiction_id=city.city_id, code="unused", name="Unused")
+        s.add(service)
+        s.flush()
+        return service.id
+
+
+def _question(sessions, city: DispatchCity) -> tuple[int, int]:
+    """(the pothole category's id, the id of its first question)."""
+    with sessions() as s:
+        attr_id = s.scalar(
+            sa.select(ServiceAttribute.id)
+            .where(ServiceAttribute.service_id == city.pothole_id)
+            .order_by(ServiceAttribute.order)
+            .limit(1)
+        )
+        return city.pothole_id, attr_id
+
+
+def _holiday(sessions, city: DispatchCity, path: str, holidays: list[str]) -> str:
+    """``path``, after giving the city business hours and these holidays."""
+    with sessions.begin() as s:
+        s.get(Jurisdiction, city.city_id).business_calendar = {
+            "hours": {"mon": ["08:00", "17:00"]},
+            "holidays": holidays,
+        }
+    return path
+
+
+@dataclass
+class Ctx:
+    sessions: object
+    city: DispatchCity
+    tmp_path: Path
 
 
 # endpoint -> (ctx -> (path, form, the action logged))
@@ -278,6 +330,56 @@ RECIPES: dict[str, Recipe] = {
         "/admin/privacy",
         {"contact_days": "365", "answers_days": "90", "raw_mail_days": "", "originals_days": ""},
         "retention.set",
+    ),
+    "admin_catalog.create_category": lambda c: (
+        "/admin/categories",
+        {"code": "graffiti", "name": "Graffiti", "location_mode": "required"},
+        "category.create",
+    ),
+    "admin_catalog.edit_category": lambda c: (
+        f"/admin/categories/{c.city.pothole_id}",
+        {**CATEGORY_FORM, "sla_hours": "48"},
+        "category.edit",
+    ),
+    "admin_catalog.delete_category": lambda c: (
+        f"/admin/categories/{_unused_category(c.sessions, c.city)}/delete",
+        {},
+        "category.delete",
+    ),
+    "admin_catalog.add_question": lambda c: (
+        f"/admin/categories/{c.city.pothole_id}/questions",
+        {"code": "width", "datatype": "number", "description": "How wide (cm)?"},
+        "question.add",
+    ),
+    "admin_catalog.edit_question": lambda c: (
+        "/admin/categories/{}/questions/{}".format(*_question(c.sessions, c.city)),
+        {"code": "depth", "datatype": "number", "description": "How deep, in cm?"},
+        "question.edit",
+    ),
+    "admin_catalog.remove_question": lambda c: (
+        "/admin/categories/{}/questions/{}/delete".format(*_question(c.sessions, c.city)),
+        {},
+        "question.remove",
+    ),
+    "admin_catalog.move_question": lambda c: (
+        "/admin/categories/{}/questions/{}/move".format(*_question(c.sessions, c.city)),
+        {"direction": "down"},
+        "question.move",
+    ),
+    "admin_catalog.save_hours": lambda c: (
+        "/admin/calendar",
+        {"mon_opens": "08:00", "mon_closes": "17:00"},
+        "calendar.hours",
+    ),
+    "admin_catalog.add_holiday": lambda c: (
+        _holiday(c.sessions, c.city, "/admin/calendar/holidays", []),
+        {"date": "2026-12-25", "name": "Christmas Day"},
+        "calendar.holiday_add",
+    ),
+    "admin_catalog.remove_holiday": lambda c: (
+        _holiday(c.sessions, c.city, "/admin/calendar/holidays/remove", ["2026-12-25"]),
+        {"date": "2026-12-25"},
+        "calendar.holiday_remove",
     ),
     "admin_setup.default_templates": lambda c: (
         "/admin/setup/default-templates",

@@ -568,7 +568,11 @@ def report_plain():
     address = None
     query = (args.get("q") or "").strip()
     address_id = (args.get("address_id") or "").strip()
-    if address_id and query == (args.get("q_searched") or "").strip():
+    # A category that needs no place skips the place, one where it is optional may.
+    place_mode = service.location_mode if service is not None else "required"
+    if place_mode == "none":
+        pass
+    elif address_id and query == (args.get("q_searched") or "").strip():
         valid_id = address_id.isdigit() and len(address_id) <= 9
         point = address_by_id(s, city, int(address_id)) if valid_id else None
         if point is None:
@@ -604,7 +608,7 @@ def report_plain():
             location = (lat, lon)
             near = nearest_address(s, city, lon, lat)
             address = near.address if near else None
-    else:
+    elif place_mode == "required":
         errors["q"] = "Search an address, or give the coordinates"
     if location is not None and not point_in_city(s, city, location[1], location[0]):
         errors["location"] = (
@@ -612,7 +616,7 @@ def report_plain():
         )
         location = None
 
-    if errors or location is None or service is None:
+    if errors or (location is None and place_mode == "required") or service is None:
         return (
             render_template(
                 "resident/plain_start.html",
@@ -628,8 +632,8 @@ def report_plain():
     values = MultiDict(
         {
             "service_code": service.code,
-            "lat": f"{location[0]:.6f}",
-            "lon": f"{location[1]:.6f}",
+            "lat": f"{location[0]:.6f}" if location else "",
+            "lon": f"{location[1]:.6f}" if location else "",
             "address": address or "",
             "form": "plain",
             "q": query,
@@ -735,6 +739,7 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
         "held": moderation.is_held(req),
         "lat": lat,
         "lon": lon,
+        "needs_location": bool(req.needs_location),
         "department": req.department.name if req.department else None,
         "crew": req.crew.name if req.crew else None,
         "explanation": req.routing_explanation,

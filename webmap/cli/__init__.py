@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 # Command modules register themselves on ``cli``.
 from webmap.cli import (  # noqa: E402,F401,I001
     apikey,
+    categories,
     city,
     db,
     demo,

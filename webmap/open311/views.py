@@ -428,7 +428,12 @@ def create_request(fmt: str):
     if service is None:
         raise not_found(f"service_code {params.shown(code)} was not found")
     attributes = _attributes()
-    lat, lon, address = _location(session, city)
+    # A category that asks for no place ignores the one an app sends (intake.submit
+    # drops it): an address it cannot match must not refuse the request either.
+    if service.location_mode == "none":
+        lat = lon = address = None
+    else:
+        lat, lon, address = _location(session, city)
     first, last = _limited("first_name", 100), _limited("last_name", 100)
     draft = Draft(
         city=city.slug,

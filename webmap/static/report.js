@@ -319,6 +319,10 @@
       var option = select.options[select.selectedIndex];
       $("contact-required-note").hidden =
         !(option && option.getAttribute("data-contact-required") === "1");
+      // The category's location mode: no place asked (the step goes), or an optional one.
+      var placeMode = (option && option.getAttribute("data-location-mode")) || "required";
+      $("step-where").hidden = placeMode === "none";
+      $("where-optional-note").hidden = placeMode !== "optional";
       if (!code) {
         rest.hidden = true;
         return;
