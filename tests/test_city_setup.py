@@ -132,6 +132,19 @@ def test_an_install_admin_creates_a_city_from_the_page(root, sessions, city):
     assert "Set-up of Cambridge" not in root.get("/admin/").get_data(as_text=True)
 
 
+def test_a_fresh_install_starts_with_its_first_city(client, sessions):
+    with sessions.begin() as s:
+        create_user(s, email=ROOT, role="install_admin", password=PASSWORD)
+    sign_in(client, ROOT)
+    res = client.get("/admin/")
+    assert res.status_code == 302 and res.headers["Location"].endswith("/admin/cities/new")
+    page = client.get("/admin/cities/new").get_data(as_text=True)
+    assert 'id="new-city-form"' in page
+    res = post_city(client, FORM, (BOUNDARY.read_bytes(), "boundary.geojson"))
+    assert res.status_code == 302 and res.headers["Location"].endswith("/c/cambridge/admin/")
+    assert "Set-up of Cambridge" in client.get("/admin/").get_data(as_text=True)
+
+
 def test_a_city_admin_may_not_add_a_city(client, sessions, city):
     login(client, "admin")
     assert client.get("/admin/cities/new").status_code == 403

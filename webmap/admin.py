@@ -116,6 +116,12 @@ def index_page(status: int = 200, **ctx: Any):
 @bp.get("/")
 @roles_required("admin")
 def index():
+    if (
+        is_install_admin(current_user())
+        and db_session().scalar(sa.select(Jurisdiction.id).limit(1)) is None
+    ):
+        # A fresh install: the first thing to do is the first city.
+        return redirect(url_for("admin_setup.new_city"))
     return index_page()
 
 
