@@ -35,7 +35,7 @@ calendar:
     wed: ['08:30', '17:00']
     thu: ['08:30', '17:00']
     fri: ['08:30', '12:00']
-  holidays: ['2026-12-25', '2027-01-01']
+  holidays: ['2026-12-25', {date: '2027-01-01', name: "New Year's Day"}]
 layers:
   - name: sweeping
     version: 1
@@ -221,6 +221,7 @@ def test_apply_then_export_round_trips_to_another_city(
     north = next(c for c in doc["crews"] if c["code"] == "sweep-north")
     assert north["zones"] == [{"layer": "sweeping", "code": c} for c in ("G", "H", "J")]
     assert doc["categories"][2]["questions"][0]["default_value"] == "street"  # street-cleaning
+    assert doc["calendar"]["holidays"][1] == {"date": "2027-01-01", "name": "New Year's Day"}
     assert "Street sweeping runs April to December.\n" in exported.stdout  # a readable block
 
     again = cli("city", "apply", str(cambridge), "--city", "cambridge")
