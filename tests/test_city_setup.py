@@ -243,7 +243,9 @@ def test_the_checklist_follows_what_the_city_gets(root, sessions, city):
     assert re.search(r'id="setup-calendar"[^>]*>\s*<span class="setup-state">optional', html)
     assert html.count('class="setup-item is-missing"') == 8  # the calendar is not missing
     # every item links to the page that adds it, at the city's address
-    for page in ("layers", "rules", "users", "templates"):
+    pages = ("layers", "departments", "crews", "categories", "rules", "users", "mail",
+             "templates", "calendar")  # fmt: skip
+    for page in pages:
         assert f'href="{CAM_ADMIN}{page}"' in html
 
     def add(key, make):

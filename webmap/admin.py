@@ -96,17 +96,10 @@ def _audit(action: str, object_type: str, object_id: Any = None, **what: Any) ->
 def index_page(status: int = 200, **ctx: Any):
     """The admin home with the city's set-up checklist (``routing.setup_checklist``)."""
     items = setup_checklist.checklist(db_session(), _city())
-    # Only pages this installation serves get a link, so the home never fails on one.
-    links = {
-        item.key: url_for(item.endpoint)
-        for item in items
-        if item.endpoint in current_app.view_functions
-    }
     return _page(
         "index.html",
         status,
         checklist=items,
-        checklist_links=links,
         setup_complete=setup_checklist.is_complete(items),
         install_admin=is_install_admin(current_user()),
         **ctx,
