@@ -63,7 +63,7 @@ def district_point(code: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------- the browser set-up
 
 
-def _admin_page(page, base: str, path: str):
+def _admin_page(page, base: str, path: str) -> None:
     page.goto(f"{base}/c/cambridge/admin/{path}")
 
 
@@ -128,6 +128,8 @@ def _create_department(page, base: str) -> None:
     form.locator('input[name="email"]').fill(DPW_EMAIL)
     form.get_by_role("button", name="Create department").click()
     assert "Department DPW (Public Works) created" in _flash(page)
+    _admin_page(page, base, "departments")
+    assert f"DPW\tPublic Works\t{DPW_EMAIL}\t0" in page.inner_text("#departments tbody")
 
 
 def _create_crew(page, base: str, code: str, name: str, districts: tuple[str, ...]) -> None:
@@ -450,6 +452,11 @@ def test_a_new_city_set_up_and_run_through_the_browser_alone(
 
         public_id = _report(browser, base)
         _check_routed(sessions, public_id)
+        # the resident's acknowledgement, at the new city's own address
+        run_once(sessions, settings.with_overrides(smtp_url=sink.url))
+        (ack,) = sink.to(RESIDENT)
+        assert public_id in ack.text
+        assert re.search(rf"https?://\S+/c/cambridge/\S*{public_id}", ack.text), ack.text
         _dispatcher_sees_it(browser, base, public_id)
         _crew_sees_it(crew_page, base, public_id, crew_problems)
 
