@@ -149,7 +149,7 @@ def test_an_admin_sets_up_a_department_and_a_crew_whose_member_then_sees_its_wor
     assert "Choose a crew" in choose and "North crew" in choose and "East crew" in choose
     page = crew_client.get(f"/crew?crew={north.id}").get_data(as_text=True)
     assert pid in page
-    assert crew_client.get(f"/crew?crew={city.crew_w_id}").status_code == 404  # not theirs
+    assert crew_client.get(f"/crew?crew={city.crew_w_id}").status_code == 403  # not theirs
     detail = crew_client.get(f"/crew/requests/{pid}").get_data(as_text=True)
     assert "Rosa Resident" in detail  # their own crew's work: contact details shown
 

@@ -45,7 +45,7 @@ def _status_data():
     return {"status": "resolved", "note": "done", "photo": (io.BytesIO(jpeg_bytes()), "done.jpg")}
 
 
-# Admins pick the crew page's crew with ?crew=; crew members always get their own.
+# Admins pick the crew page's crew with ?crew=; a crew member only one of their own.
 ACTIONS = [
     Action("console", "GET", "/dispatch", frozenset(DISPATCH)),
     Action("queue api", "GET", "/dispatch/api/queue", frozenset(DISPATCH)),
@@ -107,11 +107,11 @@ ACTIONS = [
         frozenset(ON_STREETS),
         {"reason": "not ours"},
     ),
-    Action("crew page", "GET", "/crew?crew={crew_w}", frozenset(CREWS)),
-    Action("crew list api", "GET", "/crew/api/requests?crew={crew_w}", frozenset(CREWS)),
-    Action("crew zones", "GET", "/crew/zones.geojson?crew={crew_w}", frozenset(CREWS)),
-    Action("crew csv", "GET", "/crew/layer.csv?crew={crew_w}", frozenset(CREWS)),
-    Action("crew geojson", "GET", "/crew/layer.geojson?crew={crew_w}", frozenset(CREWS)),
+    Action("crew page", "GET", "/crew?crew={crew_w}", frozenset(OWN_CREW)),
+    Action("crew list api", "GET", "/crew/api/requests?crew={crew_w}", frozenset(OWN_CREW)),
+    Action("crew zones", "GET", "/crew/zones.geojson?crew={crew_w}", frozenset(OWN_CREW)),
+    Action("crew csv", "GET", "/crew/layer.csv?crew={crew_w}", frozenset(OWN_CREW)),
+    Action("crew geojson", "GET", "/crew/layer.geojson?crew={crew_w}", frozenset(OWN_CREW)),
     Action("crew request", "GET", "/crew/requests/{pid}", frozenset(CREWS)),
     Action(
         "crew status",

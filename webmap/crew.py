@@ -94,7 +94,7 @@ def _crew_of(user: User) -> Crew | None:
     if crew is None or not works_in(user, crew.department.jurisdiction_id):
         abort(404)
     if not has_role(user, "admin") and crew not in mine:
-        abort(404)
+        abort(403)  # a crew of the city, but not one of theirs
     return crew
 
 
