@@ -433,3 +433,33 @@ def test_bad_command_line_input_is_one_line_and_writes_nothing(cli, sessions, ci
         )
     assert after == before
     assert audit_actions(sessions) == []
+
+
+# --------------------------------------------------------------------------- migration
+
+
+def test_memberships_survive_a_downgrade_and_upgrade_of_the_schema(engine, sessions, city):
+    from spatial.db import downgrade, migrate
+
+    with sessions.begin() as s:
+        # Two crews: the single column of the older schema keeps the first one.
+        member = user(s, "crew")
+        member.crews.append(s.get(Crew, city.crew_e_id))
+    downgrade(engine, "0520")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT email, crew_id, department_id FROM app_user "
+                "WHERE crew_id IS NOT NULL OR department_id IS NOT NULL ORDER BY email"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("crew@city.example", city.crew_w_id, None),
+        ("crew_other@city.example", city.crew_e_id, None),
+        ("parks_dispatcher@city.example", None, city.parks_id),
+    ]
+    migrate(engine)
+    with sessions() as s:
+        assert [c.id for c in user(s, "crew").crews] == [city.crew_w_id]
+        assert [c.id for c in user(s, "crew_other").crews] == [city.crew_e_id]
+        assert [d.id for d in user(s, "parks_dispatcher").departments] == [city.parks_id]

@@ -22,6 +22,20 @@ depends_on = None
 
 # (table, column, referred table)
 LINKS = (("staff_crew", "crew_id", "crew"), ("staff_department", "department_id", "department"))
+COPY_IN = {
+    "staff_crew": "INSERT INTO staff_crew (user_id, crew_id) "
+    "SELECT id, crew_id FROM app_user WHERE crew_id IS NOT NULL",
+    "staff_department": "INSERT INTO staff_department (user_id, department_id) "
+    "SELECT id, department_id FROM app_user WHERE department_id IS NOT NULL",
+}
+COPY_OUT = {
+    "staff_crew": "UPDATE app_user u SET crew_id = m.first FROM "
+    "(SELECT user_id, min(crew_id) AS first FROM staff_crew GROUP BY user_id) m "
+    "WHERE m.user_id = u.id",
+    "staff_department": "UPDATE app_user u SET department_id = m.first FROM "
+    "(SELECT user_id, min(department_id) AS first FROM staff_department GROUP BY user_id) m "
+    "WHERE m.user_id = u.id",
+}
 
 
 def upgrade() -> None:
@@ -45,10 +59,7 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("user_id", column, name=op.f(f"pk_{table}")),
         )
         op.create_index(op.f(f"ix_{table}_{column}"), table, [column], unique=False)
-        op.execute(
-            f"INSERT INTO {table} (user_id, {column}) "
-            f"SELECT id, {column} FROM app_user WHERE {column} IS NOT NULL"
-        )
+        op.execute(COPY_IN[table])
         op.drop_column("app_user", column)
 
 
@@ -63,10 +74,6 @@ def downgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
-        op.execute(
-            f"UPDATE app_user u SET {column} = m.first FROM "
-            f"(SELECT user_id, min({column}) AS first FROM {table} GROUP BY user_id) m "
-            "WHERE m.user_id = u.id"
-        )
+        op.execute(COPY_OUT[table])
         op.drop_index(op.f(f"ix_{table}_{column}"), table_name=table)
         op.drop_table(table)
