@@ -108,7 +108,7 @@ def test_layer_page_and_ruleset_page_work(admin, sessions):
 def test_upload_geojson_shows_report_table_and_map(admin, sessions, tmp_path):
     path = tmp_path / "wards.geojson"
     three_zones(path)
-    res = _upload(admin, path.read_bytes(), "wards.geojson")
+    res = _upload(admin, path.read_bytes(), "wards.geojson", code_field="code")
     assert res.status_code == 302, res.get_data(as_text=True)
     page = admin.get(res.headers["Location"])
     html = page.get_data(as_text=True)
@@ -140,7 +140,7 @@ def test_upload_zipped_shapefile(admin, sessions, tmp_path):
     with zipfile.ZipFile(buf, "w") as zf:
         for f in folder.iterdir():
             zf.write(f, f.name)
-    res = _upload(admin, buf.getvalue(), "wards.zip")
+    res = _upload(admin, buf.getvalue(), "wards.zip", code_field="code")
     assert res.status_code == 302, res.get_data(as_text=True)
     with sessions() as s:
         codes = s.scalars(
@@ -152,7 +152,9 @@ def test_upload_zipped_shapefile(admin, sessions, tmp_path):
 def test_upload_as_draft_keeps_current_version(admin, sessions, tmp_path):
     path = tmp_path / "d.geojson"
     three_zones(path)
-    res = _upload(admin, path.read_bytes(), "d.geojson", layer_name="districts", draft="1")
+    res = _upload(
+        admin, path.read_bytes(), "d.geojson", layer_name="districts", draft="1", code_field="code"
+    )
     assert res.status_code == 302
     with sessions() as s:
         rows = s.execute(

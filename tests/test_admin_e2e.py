@@ -29,7 +29,13 @@ def test_upload_report_map_in_chromium(app, city, tmp_path):
         page.wait_for_url(f"{base}/admin/layers")
         page.set_input_files('input[name="file"]', str(path))
         page.fill('input[name="layer_name"]', "wards")
-        page.click('text=Upload and check')
+        page.click("text=Upload and choose the fields")
+        # the file's fields, each with a sample; "code" is the obvious code field
+        page.wait_for_selector("#field-chooser")
+        assert page.locator("#file-fields td").first.inner_text() == "code"
+        page.select_option('select[name="code_field"]', "code")
+        page.select_option('select[name="name_field"]', "name")
+        page.click("#field-chooser button[type=submit]")
         page.wait_for_selector("#admin-map .leaflet-interactive")
         # 3 zones + 1 overlap + 1 gap drawn as SVG paths
         assert page.locator("#admin-map path.leaflet-interactive").count() == 5
