@@ -25,6 +25,7 @@ from spatial.models import (
     Crew,
     Department,
     Jurisdiction,
+    RequestEvent,
     RoutingRule,
     Service,
     ServiceRequest,
@@ -178,6 +179,10 @@ def _department_references(session: Session, dept: Department) -> list[str]:
     )
     if requests:
         out.append(_plural(requests, "request"))
+    # Events keep the department whose staff alone may read an internal note.
+    events = session.scalar(sa.select(sa.func.count()).where(RequestEvent.department_id == dept.id))
+    if events and not requests:
+        out.append(_plural(events, "request event"))
     rules = session.scalars(
         sa.select(RoutingRule.name)
         .where(RoutingRule.department_id == dept.id)
