@@ -272,6 +272,7 @@ def test_a_dispatcher_scoped_to_a_department_works_its_requests_and_the_central_
     assert {i["public_id"] for i in items} == {pids["parks"], pids["central"]}
     console = client.get("/dispatch").get_data(as_text=True)
     assert pids["parks"] in console and pids["streets"] not in console
+    assert "Your queue: Parks and the central queue" in console
     updates = client.get("/dispatch/api/updates?after_id=0").get_json()["arrivals"]
     assert {i["public_id"] for i in updates} == {pids["parks"], pids["central"]}
 
@@ -299,6 +300,7 @@ def test_a_dispatcher_in_no_department_sees_every_request(client, sessions, city
     login(client, "dispatcher")
     items = client.get("/dispatch/api/queue").get_json()["items"]
     assert {i["public_id"] for i in items} == set(pids.values())
+    assert "Your queue:" not in client.get("/dispatch").get_data(as_text=True)
     assert client.get(f"/dispatch/requests/{pids['streets']}").status_code == 200
 
 
