@@ -661,3 +661,34 @@ def test_cli_import_needs_a_code_field_keeps_drafts_and_the_worker_runs_jobs(
     with sessions() as s:
         actions = s.scalars(sa.select(AdminEvent.action).order_by(AdminEvent.id)).all()
     assert actions == ["layer.import", "layer.publish"]
+
+
+def test_the_running_worker_re_routes_between_mail_batches(
+    sessions, city, requests_, admin, settings
+):
+    import threading
+    import time
+
+    from notify.worker import WorkerConfig, run_forever
+
+    publish_in_page(admin, draft_to_east_crew(sessions, city))
+    job = only_job(sessions)
+    stop = threading.Event()
+    with reroute_jobs.JobRunner(sessions, chunk_size=2) as runner:
+        worker = threading.Thread(
+            target=run_forever,
+            args=(sessions, settings, WorkerConfig(poll_interval=0.1)),
+            kwargs={"stop": stop, "jobs": runner.step},
+        )
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            while job_json(admin, job.id)["status"] != "done" and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            worker.join(30)
+    assert job_json(admin, job.id)["moved"] == 3
+    assert crews(sessions)[requests_["west0"]] == city.crew_e_id
+    # the acknowledgements of the reports went out meanwhile
+    assert list((settings.var_dir / "mail-spool").glob("*.eml"))
