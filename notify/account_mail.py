@@ -42,7 +42,7 @@ def send_password_reset(session: Session, user: User, public_base_url: str) -> O
         f"Someone, probably you, asked to set a new password for the {where} staff "
         f"account {user.email}.\n\n"
         f"Set a new password here (the link works once, for {minutes} minutes):\n"
-        f"{base}/login/reset/{secret}\n\n"
+        f"{base}/login/reset?token={secret}\n\n"
         "Then sign in with it as usual; two-factor sign-in stays on if you use it.\n\n"
         "If you did not ask, ignore this message: your password stays as it is. "
         "Do not forward it: the link lets anyone who has it set your password.\n"

@@ -34,7 +34,7 @@ def test_forgot_mail_reset_and_sign_in_lands_on_the_crew_page(app, city, session
 
         run_once(sessions, settings.with_overrides(smtp_url=sink.url))
         (mail,) = sink.to(CREW)
-        link = re.search(r"https?://\S+/login/reset/\S+", mail.text).group(0)
+        link = re.search(r"https?://\S+/login/reset\?token=\S+", mail.text).group(0)
         page.goto(base + urlsplit(link).path)
         assert CREW in page.inner_text("main")
         page.fill("#password", NEW_PASSWORD)

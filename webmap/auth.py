@@ -338,17 +338,13 @@ def forgot():
     return _no_trace(current_app.make_response(render_template("auth/forgot.html", sent=True)))
 
 
-def _keep_secret_out_of_access_logs() -> None:
-    # The access log (gunicorn's %(U)s) reads the path from this environ after the
-    # response: the link's secret must not be written there.
-    request.environ["PATH_INFO"] = "/login/reset/-"
-
-
-@bp.route("/login/reset/<secret>", methods=["GET", "POST"])
-def reset(secret: str):
-    """The mailed link: GET shows the new-password form and changes nothing (mail
-    scanners open links); POST sets the password, uses the link up and signs nobody in."""
-    _keep_secret_out_of_access_logs()
+@bp.route("/login/reset", methods=["GET", "POST"])
+def reset():
+    """The mailed link, ``/login/reset?token=SECRET``: GET shows the new-password form and
+    changes nothing (mail scanners open links); POST (to the same address) sets the
+    password, uses the link up and signs nobody in. The secret is in the query string,
+    which the access logs leave out, as they do for residents' private links."""
+    secret = request.args.get("token") or ""
     session_ = db_session()
     user = reset_link_user(session_, secret)
     if user is None:

@@ -90,21 +90,19 @@ def serve(rt: Runtime, host: str | None, port: int | None, debug: bool) -> None:
 
 
 _QUERY_RE = re.compile(r"\?[^\s'\"]*")
-# A password reset link's secret is in its path: /login/reset/<secret>.
-_RESET_RE = re.compile(r"(/login/reset/)[^\s/?'\"]+")
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
-    """The development server's request log without query strings or reset secrets:
-    links such as a resident's ``/requests/<id>?token=...`` or a password reset link
-    must not be written to logs."""
+    """The development server's request log without query strings: private links such
+    as a resident's ``/requests/<id>?token=...`` or a password reset link
+    (``/login/reset?token=...``) must not be written to logs."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         full = getattr(self, "path", None)
         if full is None:
-            self.requestline = _RESET_RE.sub(r"\1-", _QUERY_RE.sub("", self.requestline))
+            self.requestline = _QUERY_RE.sub("", self.requestline)
             return super().log_request(code, size)
-        self.path = _RESET_RE.sub(r"\1-", full.partition("?")[0])
+        self.path = full.partition("?")[0]
         try:
             super().log_request(code, size)
         finally:
@@ -113,10 +111,7 @@ class PathOnlyRequestHandler(WSGIRequestHandler):
     def log_error(self, format: str, *args) -> None:
         super().log_error(
             format,
-            *(
-                _RESET_RE.sub(r"\1-", _QUERY_RE.sub("", a)) if isinstance(a, str) else a
-                for a in args
-            ),
+            *(_QUERY_RE.sub("", a) if isinstance(a, str) else a for a in args),
         )
 
 
