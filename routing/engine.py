@@ -764,7 +764,14 @@ BULK_UPDATE_SQL = (
         (request_id, at, actor_label, kind, from_value, to_value, public, department_id)
     SELECT id, now(), :actor, :event_kind, old_expl, expl, false, new_dept FROM upd
     WHERE old_routed IS NOT NULL
-      AND (old_dept, old_crew, old_zone) IS DISTINCT FROM (new_dept, new_crew, new_zone)
+      -- Moved: another department, crew or zone. A zone is compared by layer name and
+      -- code, so that a new version of a layer does not "move" every request in it.
+      AND ((old_dept, old_crew) IS DISTINCT FROM (new_dept, new_crew)
+           OR (SELECT (l.name, z.code) FROM zone z JOIN zone_layer l ON l.id = z.layer_id
+               WHERE z.id = old_zone)
+              IS DISTINCT FROM
+              (SELECT (l.name, z.code) FROM zone z JOIN zone_layer l ON l.id = z.layer_id
+               WHERE z.id = new_zone))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM ev) AS moved
