@@ -535,6 +535,20 @@ def validate(session: Session, city: Jurisdiction, data: Any) -> dict[str, Any]:
         )
         if other is not None:
             raise _bad("city.host", f"{host!r} already serves the city {other!r}")
+    if c["public_id_prefix"] is not None:
+        other = session.scalar(
+            sa.select(Jurisdiction.slug).where(
+                Jurisdiction.public_id_prefix == c["public_id_prefix"],
+                Jurisdiction.id != city.id,
+            )
+        )
+        if other is not None:
+            # Public ids are unique across the install: two cities numbering LA-2026-...
+            # would hand out the same ids.
+            raise _bad(
+                "city.public_id_prefix",
+                f"{c['public_id_prefix']!r} is the public id prefix of the city {other!r}",
+            )
     for i, value in enumerate(c["open311_ids"] or []):
         try:
             value = validate_open311_id(value)

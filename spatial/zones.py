@@ -288,6 +288,15 @@ def create_city(
         prefix = _initials(name, slug)
     if session.scalar(sa.select(Jurisdiction.id).where(Jurisdiction.slug == slug)) is not None:
         raise InvalidInput(f"a city with slug {slug!r} already exists", field="slug")
+    # Public ids are unique across the install: two cities numbering with one prefix would
+    # hand out the same ids.
+    other = session.scalar(
+        sa.select(Jurisdiction.slug).where(Jurisdiction.public_id_prefix == prefix)
+    )
+    if other is not None:
+        raise InvalidInput(
+            f"public id prefix {prefix!r} is the city {other!r}'s: choose another", field="prefix"
+        )
 
     gdf = read_polygons(boundary_path, layer=boundary_layer)
     parts = [mp for mp, _ in (repair(g) for g in gdf.geometry) if mp is not None]

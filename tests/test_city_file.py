@@ -192,9 +192,9 @@ def sweeping_file(tmp_path_factory):
     return path
 
 
-def new_city(sessions, slug: str, sweeping_file) -> None:
+def new_city(sessions, slug: str, sweeping_file, prefix: str = "CAM") -> None:
     with sessions.begin() as s:
-        city = create_city(s, slug, "Cambridge", "America/New_York", BOUNDARY, prefix="CAM")
+        city = create_city(s, slug, "Cambridge", "America/New_York", BOUNDARY, prefix=prefix)
         import_layer(s, city, sweeping_file, "sweeping", code_field="District", title="Sweeping")
         import_layer(s, city, WARDS, "wards", code_field="WardPrecinct")
 
@@ -228,13 +228,24 @@ def test_apply_then_export_round_trips_to_another_city(
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "cambridge: no changes"
 
-    new_city(sessions, "cambridge-copy", sweeping_file)
+    # Another city: the same set-up under its own public id prefix (public ids are unique
+    # across the install, so the file may not give it Cambridge's).
+    new_city(sessions, "cambridge-copy", sweeping_file, prefix="CAMX")
     copy = tmp_path / "export.yaml"
     copy.write_text(exported.stdout)
+    refused = cli("city", "apply", str(copy), "--city", "cambridge-copy")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "civicpin: error: city.public_id_prefix: 'CAM' is the public id prefix of the city "
+        "'cambridge'"
+    )
+    assert "public_id_prefix: CAM\n" in exported.stdout
+    ours = exported.stdout.replace("public_id_prefix: CAM\n", "public_id_prefix: CAMX\n")
+    copy.write_text(ours)
     applied = cli("city", "apply", str(copy), "--city", "cambridge-copy")
     assert applied.returncode == 0, applied.stderr
     second = cli("city", "export", "cambridge-copy")
-    assert second.stdout == exported.stdout
+    assert second.stdout == ours
     with sessions() as s:
         events = s.scalars(sa.select(AdminEvent).where(AdminEvent.action == "city.apply")).all()
     assert len(events) == 2  # one per apply that changed something

@@ -181,6 +181,7 @@ POINTS = json.dumps(
         ({"slug": "testville"}, "boundary", "slug", "a city with slug 'testville' already exists"),
         ({"timezone": "Mars/Olympus_Mons"}, "boundary", "timezone", "unknown time zone"),
         ({"prefix": "CAMBRIDGE1"}, "boundary", "prefix", "must be 1-8 upper-case letters"),
+        ({"prefix": "TV"}, "boundary", "prefix", "public id prefix 'TV' is the city 'testville'"),
         ({"name": " "}, "boundary", "name", "the city name must not be empty"),
         ({}, "points", "boundary", "has no polygon geometries (found Point)"),
         ({}, "text", "boundary", "use a .geojson, .json, .zip (Shapefile) or .gpkg file"),
