@@ -295,8 +295,9 @@ def _reset_password_and_land_on_crew_page(phone, base: str, sessions, settings, 
     page.wait_for_selector("#reset-sent")
     run_once(sessions, settings.with_overrides(smtp_url=sink.url))
     (mail,) = sink.to(SWEEPER)
-    link = re.search(r"https?://\S+/login/reset/\S+", mail.text).group(0)
-    page.goto(base + urlsplit(link).path)
+    link = urlsplit(re.search(r"https?://\S+/login/reset\?token=\S+", mail.text).group(0))
+    assert link.path == "/c/cambridge/login/reset"  # at the city's own address
+    page.goto(f"{base}{link.path}?{link.query}")
     assert SWEEPER in page.inner_text("main")
     page.fill("#password", NEW_PASSWORD)
     page.fill("#confirm", NEW_PASSWORD)
