@@ -200,7 +200,7 @@ def _rule(r: dict[str, Any]) -> dict[str, Any]:
         "department": r["department"],
         "crew": r.get("crew"),
         "crew_from_zone": bool(r.get("crew_from_zone", False)),
-        "priority": r.get("priority", "normal"),
+        "priority": r.get("priority"),
         "sla_hours": _number(r.get("sla_hours")),
         "active": bool(r.get("active", True)),
     }

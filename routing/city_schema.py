@@ -112,7 +112,8 @@ RULE = _object(
         "department": CODE,
         "crew": _optional(CODE),
         "crew_from_zone": {"type": "boolean"},
-        "priority": {"enum": list(PRIORITIES)},
+        # null or left out: the category's default priority
+        "priority": _optional({"enum": list(PRIORITIES)}),
         "sla_hours": _optional(RULE_HOURS),
         "active": {"type": "boolean"},
     },

@@ -217,7 +217,7 @@ class _Rule:
     department_id: int
     crew_id: int | None
     crew_from_zone: bool
-    priority: str
+    priority: str | None  # None: the category's default
     sla_hours: float | None
 
 
@@ -519,12 +519,14 @@ def _decide(
             ),
             None,
         )
+    # Without a rule's priority, a request routed for the first time takes its
+    # category's default priority; a re-routed one keeps the priority it has (a
+    # dispatcher may have set it).
+    first_time = request.routed_at is None
+    kept = (meta.default_priority if first_time else request.priority) or "normal"
     if rule is None or catalog is None:
         department_id, crew_id, zone_id = meta.default_department_id, None, None
-        # A request routed for the first time takes its category's default priority; a
-        # re-routed one keeps the priority it has (a dispatcher may have set it).
-        first_time = request.routed_at is None
-        priority = (meta.default_priority if first_time else request.priority) or "normal"
+        priority = kept
         hours = meta.sla_hours
         text = NO_RULE
     else:
@@ -532,7 +534,7 @@ def _decide(
         department_id = rule.department_id
         crew_id = _crew_for(catalog, rule, zone)
         zone_id = zone.zone_id if zone else None
-        priority = rule.priority
+        priority = rule.priority or kept
         hours = rule.sla_hours if rule.sla_hours is not None else meta.sla_hours
         crew_name = _crew_name(session, catalog, crew_id)
         text = explanation(
@@ -714,7 +716,8 @@ req AS MATERIALIZED (
                       AND nc.code = rd.code || '-' || dec.zone_code
 ), fin AS (
     SELECT res.id, res.new_dept, res.new_crew, res.zone_id AS new_zone, res.rule_id,
-           -- No rule: first routing takes the category's default, a re-route keeps it.
+           -- No rule, or a rule without a priority: first routing takes the category's
+           -- default, a re-route keeps the request's.
            coalesce(res.rule_priority,
                     CASE WHEN res.old_routed IS NULL THEN res.default_priority
                          ELSE res.old_priority END) AS new_priority,

@@ -61,7 +61,7 @@ class RuleValues:
     department_id: int
     crew_id: int | None
     crew_from_zone: bool
-    priority: str
+    priority: str | None
     sla_hours: float | None
     active: bool = True
 
@@ -156,8 +156,9 @@ def parse_rule(session: Session, city: Jurisdiction, data: dict[str, Any]) -> Ru
     if crew_from_zone and layer_name is None:
         raise InvalidInput("'crew from zone' needs a layer", field="crew_from_zone")
 
-    priority = _text(data, "priority") or "normal"
-    if priority not in PRIORITIES:
+    # Empty: the category's default priority.
+    priority = _text(data, "priority") or None
+    if priority is not None and priority not in PRIORITIES:
         raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}", field="priority")
 
     sla_text = _text(data, "sla_hours")

@@ -300,7 +300,8 @@ class RoutingRule(Base):
     department_id: Mapped[int] = mapped_column(sa.ForeignKey("department.id", ondelete="CASCADE"))
     crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id", ondelete="SET NULL"))
     crew_from_zone: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    # None: the category's default priority (Service.default_priority).
+    priority: Mapped[str | None] = mapped_column(sa.String(16))
     sla_hours: Mapped[float | None] = mapped_column(sa.Float)
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
 

@@ -17,7 +17,13 @@ from routing import queue
 from routing.engine import reroute
 from routing.sla import due_at
 from spatial.apikeys import create_key
-from spatial.models import Jurisdiction, Service, ServiceAttribute, ServiceRequest
+from spatial.models import (
+    Jurisdiction,
+    RoutingRule,
+    Service,
+    ServiceAttribute,
+    ServiceRequest,
+)
 from spatial.models_ops import AdminEvent
 from tests.support.city import INSIDE, OUTSIDE, make_small_city
 from tests.support.dispatch_city import (
@@ -567,11 +573,12 @@ def test_default_priority_and_sla_clock_on_both_routing_paths(small, sessions):
             svc = s.scalar(sa.select(Service).where(Service.code == code))
             svc.sla_hours, svc.sla_clock, svc.default_priority = 2, clock, priority
         pothole = s.scalar(sa.select(Service).where(Service.code == "pothole"))
-        pothole.default_priority = "urgent"  # a rule routes potholes: its priority wins
+        # a rule routes potholes, leaving the priority to the category
+        pothole.default_priority = "urgent"
     expected = {
         "helpdesk": ("high", datetime(2026, 6, 8, 9, 0, tzinfo=LA)),  # Monday 09:00
         "graffiti": ("low", datetime(2026, 6, 5, 18, 0, tzinfo=LA)),  # same Friday
-        "pothole": ("normal", due_at(friday, 72, {"hours": WEEKDAYS}, "America/Los_Angeles")),
+        "pothole": ("urgent", due_at(friday, 72, {"hours": WEEKDAYS}, "America/Los_Angeles")),
     }
     with sessions.begin() as s:
         for code in expected:
@@ -599,10 +606,15 @@ def test_default_priority_and_sla_clock_on_both_routing_paths(small, sessions):
         s.execute(sa.update(ServiceRequest).values(routed_at=None, due_at=None, priority="normal"))
         reroute(s, s.scalar(sa.select(Jurisdiction)))
     assert decided() == want
-    # A re-route keeps a priority set since (no rule sets one for these).
+    # A re-route keeps a priority set since (a dispatcher's), where no rule names one.
     with sessions.begin() as s:
-        s.execute(sa.update(ServiceRequest).values(priority="urgent", due_at=None))
+        s.execute(sa.update(ServiceRequest).values(priority="low", due_at=None))
         reroute(s, s.scalar(sa.select(Jurisdiction)))
-    assert {code: p for code, (p, _) in decided().items()} == dict.fromkeys(expected, "urgent") | {
-        "pothole": "normal"
+    assert {code: p for code, (p, _) in decided().items()} == dict.fromkeys(expected, "low")
+    # A rule that names a priority sets it, over the category's default and on re-routes.
+    with sessions.begin() as s:
+        s.execute(sa.update(RoutingRule).values(priority="high"))
+        reroute(s, s.scalar(sa.select(Jurisdiction)))
+    assert {code: p for code, (p, _) in decided().items()} == dict.fromkeys(expected, "low") | {
+        "pothole": "high"
     }
