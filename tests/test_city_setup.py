@@ -338,6 +338,10 @@ def test_city_create_gives_the_default_templates(cli, sessions, city):
         )
     assert set(bodies) == {name for name, _ in DEFAULT_TEMPLATES}
     assert "{public_id}" in bodies["Received"]
+    with sessions() as s:
+        event = s.scalar(sa.select(AdminEvent).where(AdminEvent.action == "city.create"))
+    # install-wide, as from the new city page
+    assert (event.object_id, event.jurisdiction_id) == ("cambridge", None)
 
 
 # --------------------------------------------------------------------------- free-text reply

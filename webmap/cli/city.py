@@ -74,7 +74,8 @@ def city_create(
             fill_holes_m2=fill_holes_m2,
         )
         what = {"name": created.name, "timezone": created.timezone, "boundary": boundary.name}
-        audit(session, "city.create", "city", created.slug, created, **what)
+        # Install-wide, as from the new city page: making a city is the installation's act.
+        audit(session, "city.create", "city", created.slug, None, **what)
         add_default_templates(session, created)  # part of the city, as in the new city page
         line = (
             f"created city {created.slug} ({created.name}), "
