@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 
 from routing import categories as catalog
-from spatial import admin_audit
 from spatial.errors import InvalidInput
 from spatial.models import (
     LOCATION_MODES,
@@ -22,9 +21,10 @@ from spatial.models import (
     Service,
     ServiceAttribute,
 )
+from webmap.admin import _audit, _city, _page
 from webmap.app import db_session
-from webmap.auth import current_user, roles_required
-from webmap.staffkit import install_errors, install_headers, staff_city
+from webmap.auth import roles_required
+from webmap.staffkit import install_errors, install_headers
 
 bp = Blueprint("admin_catalog", __name__, url_prefix="/admin")
 install_headers(bp)
@@ -56,21 +56,6 @@ QUESTION_TEXT = (
 )
 
 
-def _city() -> Jurisdiction:
-    return staff_city(current_user())
-
-
-def _page(template: str, status: int = 200, **ctx: Any):
-    user = current_user()
-    ctx.setdefault("errors", {})
-    ctx.setdefault("form", {})
-    ctx.setdefault("active_form", None)
-    return (
-        render_template(f"admin/{template}", user=user, city=staff_city(user), **ctx),
-        status,
-    )
-
-
 def _invalid(template: str, exc: InvalidInput, active_form: str, **ctx: Any):
     """Roll back and show the page again with the message next to its field."""
     db_session().rollback()
@@ -82,12 +67,6 @@ def _invalid(template: str, exc: InvalidInput, active_form: str, **ctx: Any):
         form=request.form,
         active_form=active_form,
         **ctx,
-    )
-
-
-def _audit(action: str, object_type: str, object_id: Any = None, **what: Any) -> None:
-    admin_audit.record(
-        db_session(), action, object_type, object_id, city=_city(), actor=current_user(), what=what
     )
 
 

@@ -12,30 +12,19 @@ from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 
 from routing import organisation as org
-from spatial import admin_audit
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import Crew, Department, Jurisdiction, User
+from webmap.admin import _audit, _city, _page
 from webmap.app import db_session
-from webmap.auth import current_user, roles_required
-from webmap.staffkit import install_errors, install_headers, staff_city
+from webmap.auth import roles_required
+from webmap.staffkit import install_errors, install_headers
 
 bp = Blueprint("admin_org", __name__, url_prefix="/admin")
 install_headers(bp)
 install_errors(bp)
-
-
-def _city() -> Jurisdiction:
-    return staff_city(current_user())
-
-
-def _page(template: str, status: int = 200, **ctx: Any):
-    user = current_user()
-    ctx.setdefault("errors", {})
-    ctx.setdefault("form", {})
-    return render_template(f"admin/{template}", user=user, city=staff_city(user), **ctx), status
 
 
 def _invalid(template: str, exc: InvalidInput, ctx: Any):
@@ -43,12 +32,6 @@ def _invalid(template: str, exc: InvalidInput, ctx: Any):
     db_session().rollback()
     field = exc.field or "form"
     return _page(template, 400, errors={field: str(exc)}, form=request.form, **ctx())
-
-
-def _audit(action: str, object_type: str, object_id: Any = None, **what: Any) -> None:
-    admin_audit.record(
-        db_session(), action, object_type, object_id, city=_city(), actor=current_user(), what=what
-    )
 
 
 def _form(name: str) -> str:
