@@ -35,7 +35,8 @@ def test_forgot_mail_reset_and_sign_in_lands_on_the_crew_page(app, city, session
         run_once(sessions, settings.with_overrides(smtp_url=sink.url))
         (mail,) = sink.to(CREW)
         link = re.search(r"https?://\S+/login/reset\?token=\S+", mail.text).group(0)
-        page.goto(base + urlsplit(link).path)
+        parts = urlsplit(link)
+        page.goto(f"{base}{parts.path}?{parts.query}")
         assert CREW in page.inner_text("main")
         page.fill("#password", NEW_PASSWORD)
         page.fill("#confirm", NEW_PASSWORD)
@@ -53,7 +54,8 @@ def test_forgot_mail_reset_and_sign_in_lands_on_the_crew_page(app, city, session
         assert problems == []
 
         # the link does not work a second time, and the old password is gone
-        page.goto(base + urlsplit(link).path)
+        parts = urlsplit(link)
+        page.goto(f"{base}{parts.path}?{parts.query}")
         assert "does not work any more" in page.inner_text("main")
         other = browser.new_page()
         other.goto(f"{base}/login")
