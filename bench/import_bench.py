@@ -123,9 +123,7 @@ def reference(engine: sa.Engine, csv_path: Path, slug: str) -> tuple[float, floa
                 "tz": city.timezone,
                 "categories": json.dumps(categories),
                 "statuses": json.dumps(statuses),
-                "district_layer": next(
-                    lid for lid, name in layers if name == "crew-districts"
-                ),
+                "district_layer": next(lid for lid, name in layers if name == "crew-districts"),
                 "layers": [lid for lid, _ in layers],
                 "ruleset": ruleset.id,
                 "version": ruleset.version,

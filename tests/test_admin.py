@@ -46,8 +46,10 @@ def fingerprint(engine) -> dict[str, str]:
     with engine.connect() as conn:
         return {
             t: conn.execute(
-                sa.text(f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' "  # noqa: S608
-                        f"ORDER BY x::text)), '') FROM {t} x")
+                sa.text(
+                    f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' "  # noqa: S608
+                    f"ORDER BY x::text)), '') FROM {t} x"
+                )
             ).scalar()
             for t in FINGERPRINT_TABLES
         }
@@ -82,8 +84,15 @@ def _upload(client, data: bytes, filename: str, **fields):
 
 
 @pytest.mark.parametrize(
-    "path", ["/admin/", "/admin/layers", "/admin/rules", "/admin/users", "/admin/apikeys",
-             "/admin/templates"]
+    "path",
+    [
+        "/admin/",
+        "/admin/layers",
+        "/admin/rules",
+        "/admin/users",
+        "/admin/apikeys",
+        "/admin/templates",
+    ],
 )
 def test_each_page_works_for_admin(admin, path):
     res = admin.get(path)
@@ -117,8 +126,9 @@ def test_upload_geojson_shows_report_table_and_map(admin, sessions, tmp_path):
     overlaps = html.split('id="overlaps"')[1].split("</table>")[0]
     assert "<td>A</td><td>B</td>" in overlaps
     data = json.loads(
-        re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S)
-        .group(1)
+        re.search(
+            r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S
+        ).group(1)
     )
     kinds = sorted(f["properties"]["kind"] for f in data["features"])
     assert kinds == ["gap", "overlap", "zone", "zone", "zone"]
@@ -127,7 +137,10 @@ def test_upload_geojson_shows_report_table_and_map(admin, sessions, tmp_path):
         layer = s.scalar(sa.select(ZoneLayer).where(ZoneLayer.name == "wards"))
         assert layer.is_current and layer.version == 1
         assert sorted(s.scalars(sa.select(Zone.code).where(Zone.layer_id == layer.id))) == [
-            "A", "B", "C"]
+            "A",
+            "B",
+            "C",
+        ]
     listing = admin.get("/admin/layers").get_data(as_text=True)
     assert "wards" in listing and "districts" in listing
 
@@ -159,7 +172,8 @@ def test_upload_as_draft_keeps_current_version(admin, sessions, tmp_path):
     with sessions() as s:
         rows = s.execute(
             sa.select(ZoneLayer.version, ZoneLayer.is_current)
-            .where(ZoneLayer.name == "districts").order_by(ZoneLayer.version)
+            .where(ZoneLayer.name == "districts")
+            .order_by(ZoneLayer.version)
         ).all()
     assert [tuple(r) for r in rows] == [(1, True), (2, False)]
 
@@ -169,8 +183,13 @@ def test_upload_as_draft_keeps_current_version(admin, sessions, tmp_path):
     [
         (b"not json at all", "bad.geojson", {}, "file", "bad.geojson"),
         (b"x", "zones.txt", {}, "file", ".gpkg"),
-        (b'{"type": "FeatureCollection", "features": []}', "z.geojson",
-         {"layer_name": "Bad Name!"}, "layer", "layer"),
+        (
+            b'{"type": "FeatureCollection", "features": []}',
+            "z.geojson",
+            {"layer_name": "Bad Name!"},
+            "layer",
+            "layer",
+        ),
     ],
 )
 def test_bad_upload_shows_message_at_field_and_writes_nothing(
@@ -190,18 +209,32 @@ def test_bad_upload_shows_message_at_field_and_writes_nothing(
 
 def test_users_create_change_role_deactivate(admin, sessions):
     token = csrf_from(admin, "/admin/users")
-    res = admin.post("/admin/users", data={
-        "csrf_token": token, "email": "new@city.example", "role": "agent",
-        "password": "long enough password"})
+    res = admin.post(
+        "/admin/users",
+        data={
+            "csrf_token": token,
+            "email": "new@city.example",
+            "role": "agent",
+            "password": "long enough password",
+        },
+    )
     assert res.status_code == 302
     with sessions() as s:
         u = s.scalar(sa.select(User).where(User.email == "new@city.example"))
         assert u.role == "agent" and u.password_hash.startswith("$argon2")
         uid = u.id
-    assert admin.post(f"/admin/users/{uid}/role",
-                      data={"csrf_token": token, "role": "crew"}).status_code == 302
-    assert admin.post(f"/admin/users/{uid}/active",
-                      data={"csrf_token": token, "active": "0"}).status_code == 302
+    assert (
+        admin.post(
+            f"/admin/users/{uid}/role", data={"csrf_token": token, "role": "crew"}
+        ).status_code
+        == 302
+    )
+    assert (
+        admin.post(
+            f"/admin/users/{uid}/active", data={"csrf_token": token, "active": "0"}
+        ).status_code
+        == 302
+    )
     with sessions() as s:
         u = s.get(User, uid)
         assert (u.role, u.active) == ("crew", False)
@@ -233,8 +266,9 @@ def test_api_key_shown_once_and_revoked(admin, sessions):
         key_id = row.id
     listing = admin.get("/admin/apikeys").get_data(as_text=True)
     assert key not in listing and key[:12] in listing
-    assert admin.post(f"/admin/apikeys/{key_id}/revoke",
-                      data={"csrf_token": token}).status_code == 302
+    assert (
+        admin.post(f"/admin/apikeys/{key_id}/revoke", data={"csrf_token": token}).status_code == 302
+    )
     with sessions() as s:
         assert s.get(ApiKey, key_id).revoked_at is not None
     res = admin.post("/admin/apikeys", data={"csrf_token": token, "name": ""})
@@ -243,28 +277,42 @@ def test_api_key_shown_once_and_revoked(admin, sessions):
 
 def test_response_templates_create_edit_delete(admin, sessions, engine):
     token = csrf_from(admin, "/admin/templates")
-    res = admin.post("/admin/templates", data={
-        "csrf_token": token, "name": "Fixed", "body": "We fixed {public_id}.",
-        "service_code": "pothole"})
+    res = admin.post(
+        "/admin/templates",
+        data={
+            "csrf_token": token,
+            "name": "Fixed",
+            "body": "We fixed {public_id}.",
+            "service_code": "pothole",
+        },
+    )
     assert res.status_code == 302
     with sessions() as s:
         t = s.scalar(sa.select(ResponseTemplate).where(ResponseTemplate.name == "Fixed"))
         tid = t.id
         assert t.service_id is not None
-    assert admin.post(f"/admin/templates/{tid}", data={
-        "csrf_token": token, "name": "Fixed", "body": "Repaired."}).status_code == 302
+    assert (
+        admin.post(
+            f"/admin/templates/{tid}",
+            data={"csrf_token": token, "name": "Fixed", "body": "Repaired."},
+        ).status_code
+        == 302
+    )
     with sessions() as s:
         assert s.get(ResponseTemplate, tid).body == "Repaired."
     before = fingerprint(engine)
-    for data, field in [({"name": "Scheduled", "body": "dup"}, "name"),
-                        ({"name": "X", "body": ""}, "body"),
-                        ({"name": "X", "body": "b", "service_code": "nope"}, "service_code")]:
+    for data, field in [
+        ({"name": "Scheduled", "body": "dup"}, "name"),
+        ({"name": "X", "body": ""}, "body"),
+        ({"name": "X", "body": "b", "service_code": "nope"}, "service_code"),
+    ]:
         res = admin.post("/admin/templates", data={"csrf_token": token, **data})
         assert res.status_code == 400
         assert f'id="error-{field}"' in res.get_data(as_text=True)
     assert fingerprint(engine) == before
-    assert admin.post(f"/admin/templates/{tid}/delete",
-                      data={"csrf_token": token}).status_code == 302
+    assert (
+        admin.post(f"/admin/templates/{tid}/delete", data={"csrf_token": token}).status_code == 302
+    )
     with sessions() as s:
         assert s.get(ResponseTemplate, tid) is None
 
@@ -290,14 +338,20 @@ def _admin_actions(sessions, tmp_path):
         ("GET", "/admin/users", None),
         ("GET", "/admin/apikeys", None),
         ("GET", "/admin/templates", None),
-        ("POST", "/admin/layers", {"layer_name": "wards",
-                                   "file": (io.BytesIO(path.read_bytes()), "p.geojson")}),
+        (
+            "POST",
+            "/admin/layers",
+            {"layer_name": "wards", "file": (io.BytesIO(path.read_bytes()), "p.geojson")},
+        ),
         ("POST", f"/admin/layers/{layer_id}/publish", {}),
         ("POST", "/admin/rules", {"note": "x"}),
         ("POST", f"/admin/rules/{rs_id}/publish", {}),
         ("POST", f"/admin/rules/{rs_id}/discard", {}),
-        ("POST", "/admin/users", {"email": "z@city.example", "role": "admin",
-                                  "password": "0123456789ab"}),
+        (
+            "POST",
+            "/admin/users",
+            {"email": "z@city.example", "role": "admin", "password": "0123456789ab"},
+        ),
         ("POST", f"/admin/users/{uid}/role", {"role": "admin"}),
         ("POST", f"/admin/users/{uid}/active", {"active": "0"}),
         ("POST", "/admin/apikeys", {"name": "sneaky"}),
@@ -308,8 +362,9 @@ def _admin_actions(sessions, tmp_path):
 
 
 @pytest.mark.parametrize("role", ["agent", "dispatcher", "crew", "planner", "parks_dispatcher"])
-def test_every_other_role_gets_403_and_nothing_changes(client, city, sessions, engine, tmp_path,
-                                                       role):
+def test_every_other_role_gets_403_and_nothing_changes(
+    client, city, sessions, engine, tmp_path, role
+):
     login(client, role)
     token = csrf_from(client, "/staff")
     before = fingerprint(engine)
@@ -317,8 +372,9 @@ def test_every_other_role_gets_403_and_nothing_changes(client, city, sessions, e
         if method == "GET":
             res = client.get(path)
         else:
-            res = client.post(path, data={"csrf_token": token, **data},
-                              content_type="multipart/form-data")
+            res = client.post(
+                path, data={"csrf_token": token, **data}, content_type="multipart/form-data"
+            )
         assert res.status_code == 403, (role, method, path, res.status_code)
     assert fingerprint(engine) == before
 

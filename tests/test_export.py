@@ -21,8 +21,15 @@ from tests.support.city import BOUNDS
 from tests.support.dispatch_city import EAST, WEST, make_dispatch_city, report
 from webmap.cli.export import BASE_COLUMNS
 
-CONTACT = ("contact_name", "contact_email", "contact_phone", "device_id", "account_id",
-           "Rosa Resident", "resident@example.org")
+CONTACT = (
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "device_id",
+    "account_id",
+    "Rosa Resident",
+    "resident@example.org",
+)
 TZ = ZoneInfo("America/Los_Angeles")
 
 
@@ -31,9 +38,11 @@ def city(sessions, settings, tmp_path):
     w, s_, e, n = BOUNDS
     path = tmp_path / "wards.geojson"
     # Only the south half is covered: northern requests have no ward.
-    gpd.GeoDataFrame({"code": ["S1", "S2"], "name": ["South 1", "South 2"]},
-                     geometry=[box(w, s_, -118.25, 34.04), box(-118.25, s_, e, 34.04)],
-                     crs=4326).to_file(path, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {"code": ["S1", "S2"], "name": ["South 1", "South 2"]},
+        geometry=[box(w, s_, -118.25, 34.04), box(-118.25, s_, e, 34.04)],
+        crs=4326,
+    ).to_file(path, driver="GeoJSON")
     with sessions.begin() as s:
         info = make_dispatch_city(s)
         c = s.get(Jurisdiction, info.city_id)
@@ -49,10 +58,13 @@ def city(sessions, settings, tmp_path):
 
 def _zones(sessions) -> dict[str, dict[str, str]]:
     with sessions() as s:
-        rows = s.execute(sa.text(
-            "SELECT r.public_id, l.name, z.code FROM request_zone rz "
-            "JOIN service_request r ON r.id = rz.request_id JOIN zone z ON z.id = rz.zone_id "
-            "JOIN zone_layer l ON l.id = rz.layer_id")).all()
+        rows = s.execute(
+            sa.text(
+                "SELECT r.public_id, l.name, z.code FROM request_zone rz "
+                "JOIN service_request r ON r.id = rz.request_id JOIN zone z ON z.id = rz.zone_id "
+                "JOIN zone_layer l ON l.id = rz.layer_id"
+            )
+        ).all()
     out: dict[str, dict[str, str]] = {}
     for pid, layer, code in rows:
         out.setdefault(pid, {})[layer] = code
@@ -61,8 +73,7 @@ def _zones(sessions) -> dict[str, dict[str, str]]:
 
 def test_csv_has_routing_and_layer_columns_and_no_contact(cli, city, sessions, tmp_path):
     out = tmp_path / "requests.csv"
-    res = cli("requests", "export", "--city", "testville", "--format", "csv",
-              "--output", str(out))
+    res = cli("requests", "export", "--city", "testville", "--format", "csv", "--output", str(out))
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -78,7 +89,9 @@ def test_csv_has_routing_and_layer_columns_and_no_contact(cli, city, sessions, t
     assert sorted(r["zone:wards"] for r in rows) == ["", "", "S1", "S2"]
     with sessions() as s:
         for row in rows:
-            req = s.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == row["public_id"]))
+            req = s.scalar(
+                sa.select(ServiceRequest).where(ServiceRequest.public_id == row["public_id"])
+            )
             assert row["department"] == req.department.code
             assert row["crew"] == req.crew.code
             assert row["zone"] == req.zone.code
@@ -92,8 +105,18 @@ def test_csv_has_routing_and_layer_columns_and_no_contact(cli, city, sessions, t
 
 
 def test_geojson_and_date_filters(cli, city, sessions):
-    res = cli("requests", "export", "--city", "testville", "--format", "geojson",
-              "--since", "2026-03-02", "--until", "2026-03-03")
+    res = cli(
+        "requests",
+        "export",
+        "--city",
+        "testville",
+        "--format",
+        "geojson",
+        "--since",
+        "2026-03-02",
+        "--until",
+        "2026-03-03",
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["type"] == "FeatureCollection"
@@ -138,8 +161,9 @@ def test_export_streams_with_server_side_cursor(engine, city):
 
     with engine.connect() as conn, conn.begin():
         c = conn.execute(sa.text("SELECT id, slug, timezone FROM jurisdiction")).one()
-        header, rows = iter_rows(conn, Jurisdiction(id=c.id, slug=c.slug, timezone=c.timezone),
-                                 None, None)
+        header, rows = iter_rows(
+            conn, Jurisdiction(id=c.id, slug=c.slug, timezone=c.timezone), None, None
+        )
         first = next(rows)
         cursors = conn.execute(sa.text("SELECT count(*) FROM pg_cursors")).scalar()
         assert cursors == 1  # psycopg named cursor is open while rows are read

@@ -44,8 +44,11 @@ def test_draft_copies_published_rules_and_edits_stay_in_draft(sessions, city):
         assert [r.name for r in copied] == ["Potholes by district"]
         assert copied[0].crew_from_zone is True
         rules.add_rule(s, draft, rules.parse_rule(s, c, GOOD), position=1)
-        rules.add_rule(s, draft, rules.parse_rule(s, c, {**GOOD, "name": "last", "match": "any",
-                                                          "zone_code": ""}))
+        rules.add_rule(
+            s,
+            draft,
+            rules.parse_rule(s, c, {**GOOD, "name": "last", "match": "any", "zone_code": ""}),
+        )
         names = [r.name for r in rules.ordered_rules(s, draft)]
         assert names == ["East potholes to parks", "Potholes by district", "last"]
         last = rules.ordered_rules(s, draft)[2]
@@ -84,11 +87,27 @@ def test_each_field_is_validated(sessions, city, change, field):
 
 def test_parse_accepts_group_any_zone_and_crew_from_zone(sessions, city):
     with sessions() as s:
-        v = rules.parse_rule(s, _city(s), {**GOOD, "match": "group", "service_group": "Streets",
-                                           "zone_code": "", "crew": "", "crew_from_zone": "on",
-                                           "department": "streets", "sla_hours": "0"})
+        v = rules.parse_rule(
+            s,
+            _city(s),
+            {
+                **GOOD,
+                "match": "group",
+                "service_group": "Streets",
+                "zone_code": "",
+                "crew": "",
+                "crew_from_zone": "on",
+                "department": "streets",
+                "sla_hours": "0",
+            },
+        )
         assert (v.service_id, v.service_group, v.zone_code, v.crew_from_zone, v.sla_hours) == (
-            None, "Streets", None, True, 0.0)
+            None,
+            "Streets",
+            None,
+            True,
+            0.0,
+        )
 
 
 def test_published_and_retired_sets_cannot_be_edited(sessions, city):
@@ -111,12 +130,14 @@ def test_publish_via_admin_page_reroutes_with_route_request(client, sessions, ci
     assert res.status_code == 302
     draft_url = res.headers["Location"]
     draft_id = int(draft_url.rstrip("/").rsplit("/", 1)[1])
-    res = client.post(f"/admin/rules/{draft_id}/rules",
-                      data={"csrf_token": token, **GOOD, "position": "1"})
+    res = client.post(
+        f"/admin/rules/{draft_id}/rules", data={"csrf_token": token, **GOOD, "position": "1"}
+    )
     assert res.status_code == 302, res.get_data(as_text=True)[-2000:]
     # A bad rule: message next to the field, nothing added.
-    res = client.post(f"/admin/rules/{draft_id}/rules",
-                      data={"csrf_token": token, **GOOD, "sla_hours": "-5"})
+    res = client.post(
+        f"/admin/rules/{draft_id}/rules", data={"csrf_token": token, **GOOD, "sla_hours": "-5"}
+    )
     assert res.status_code == 400
     assert 'id="error-sla_hours"' in res.get_data(as_text=True)
     with sessions() as s:
@@ -134,7 +155,10 @@ def test_publish_via_admin_page_reroutes_with_route_request(client, sessions, ci
         east, west = s.get(ServiceRequest, east_id), s.get(ServiceRequest, west_id)
         decision = route_request(s, east)
         assert (east.department_id, east.crew_id, east.priority) == (
-            city.parks_id, city.parks_crew_id, "high")
+            city.parks_id,
+            city.parks_crew_id,
+            "high",
+        )
         assert east.ruleset_version == 2 and decision.changed
         assert "East potholes to parks" in east.routing_explanation
         route_request(s, west)
@@ -147,18 +171,36 @@ def test_publish_via_admin_page_reroutes_with_route_request(client, sessions, ci
 def test_admin_reorders_and_removes_rules(client, sessions, city):
     login(client, "admin")
     token = csrf_from(client, "/admin/rules")
-    draft_id = int(client.post("/admin/rules", data={"csrf_token": token})
-                   .headers["Location"].rsplit("/", 1)[1])
+    draft_id = int(
+        client.post("/admin/rules", data={"csrf_token": token})
+        .headers["Location"]
+        .rsplit("/", 1)[1]
+    )
     client.post(f"/admin/rules/{draft_id}/rules", data={"csrf_token": token, **GOOD})
     with sessions() as s:
-        ids = [r.id for r in s.scalars(sa.select(RoutingRule).where(
-            RoutingRule.ruleset_id == draft_id).order_by(RoutingRule.position))]
-    assert client.post(f"/admin/rules/{draft_id}/rules/{ids[1]}/move",
-                       data={"csrf_token": token, "position": "1"}).status_code == 302
+        ids = [
+            r.id
+            for r in s.scalars(
+                sa.select(RoutingRule)
+                .where(RoutingRule.ruleset_id == draft_id)
+                .order_by(RoutingRule.position)
+            )
+        ]
+    assert (
+        client.post(
+            f"/admin/rules/{draft_id}/rules/{ids[1]}/move",
+            data={"csrf_token": token, "position": "1"},
+        ).status_code
+        == 302
+    )
     html = client.get(f"/admin/rules/{draft_id}").get_data(as_text=True)
     assert html.index("East potholes to parks") < html.index("Potholes by district")
-    assert client.post(f"/admin/rules/{draft_id}/rules/{ids[0]}/delete",
-                       data={"csrf_token": token}).status_code == 302
+    assert (
+        client.post(
+            f"/admin/rules/{draft_id}/rules/{ids[0]}/delete", data={"csrf_token": token}
+        ).status_code
+        == 302
+    )
     with sessions() as s:
         left = s.scalars(sa.select(RoutingRule.name).where(RoutingRule.ruleset_id == draft_id))
         assert list(left) == ["East potholes to parks"]

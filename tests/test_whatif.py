@@ -26,9 +26,12 @@ TABLES = ("service_request", "request_zone", "request_event", "routing_ruleset",
 def fingerprint(engine) -> dict[str, str]:
     with engine.connect() as conn:
         return {
-            t: conn.execute(sa.text(
-                f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' "  # noqa: S608
-                f"ORDER BY x::text)), '') FROM {t} x")).scalar()
+            t: conn.execute(
+                sa.text(
+                    f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' "  # noqa: S608
+                    f"ORDER BY x::text)), '') FROM {t} x"
+                )
+            ).scalar()
             for t in TABLES
         }
 
@@ -37,8 +40,14 @@ def fingerprint(engine) -> dict[str, str]:
 def city(sessions, settings):
     with sessions.begin() as s:
         info = make_dispatch_city(s)
-        points = [WEST, EAST, (34.02, -118.29), (34.08, -118.21), (34.06, -118.26),
-                  (34.03, -118.23)]
+        points = [
+            WEST,
+            EAST,
+            (34.02, -118.29),
+            (34.08, -118.21),
+            (34.06, -118.26),
+            (34.03, -118.23),
+        ]
         for i, where in enumerate(points):
             req = report(s, settings.media_dir, where=where, description=f"pothole {i}")
             if i == 0:  # outside the what-if window
@@ -52,8 +61,11 @@ def _city(s) -> Jurisdiction:
 
 def _state(s) -> dict[int, tuple]:
     return {
-        r.id: (r.department_id, r.crew_id, r.zone.layer.name + ":" + r.zone.code
-               if r.zone else None)
+        r.id: (
+            r.department_id,
+            r.crew_id,
+            r.zone.layer.name + ":" + r.zone.code if r.zone else None,
+        )
         for r in s.scalars(sa.select(ServiceRequest))
     }
 
@@ -72,9 +84,23 @@ def test_ruleset_whatif_equals_publish_then_route_bulk(sessions, engine, city):
     with sessions.begin() as s:
         c = _city(s)
         draft = rules.create_draft(s, c)
-        rules.add_rule(s, draft, rules.parse_rule(s, c, {
-            "name": "East to parks", "match": "any", "layer_name": "districts",
-            "zone_code": "E", "department": "parks", "crew": "parks-1"}), position=1)
+        rules.add_rule(
+            s,
+            draft,
+            rules.parse_rule(
+                s,
+                c,
+                {
+                    "name": "East to parks",
+                    "match": "any",
+                    "layer_name": "districts",
+                    "zone_code": "E",
+                    "department": "parks",
+                    "crew": "parks-1",
+                },
+            ),
+            position=1,
+        )
         draft_id = draft.id
     before_db = fingerprint(engine)
     with sessions() as s:
@@ -93,8 +119,10 @@ def test_ruleset_whatif_equals_publish_then_route_bulk(sessions, engine, city):
     assert {k: getattr(result, k) for k in real} == real
     assert len(result.geojson["features"]) == 3
     props = result.geojson["features"][0]["properties"]
-    assert props["department"] == ["Streets", "Parks"] and props["crew"] == ["East crew",
-                                                                              "Park rangers"]
+    assert props["department"] == ["Streets", "Parks"] and props["crew"] == [
+        "East crew",
+        "Park rangers",
+    ]
 
 
 def test_whatif_and_re_routing_leave_a_closed_request_as_it_was(sessions, engine, city):
@@ -106,9 +134,23 @@ def test_whatif_and_re_routing_leave_a_closed_request_as_it_was(sessions, engine
         closed.status, closed.closed_at = "resolved", now_utc()
         closed_id, closed_crew, closed_pid = closed.id, closed.crew_id, closed.public_id
         draft = rules.create_draft(s, c)
-        rules.add_rule(s, draft, rules.parse_rule(s, c, {
-            "name": "East to parks", "match": "any", "layer_name": "districts",
-            "zone_code": "E", "department": "parks", "crew": "parks-1"}), position=1)
+        rules.add_rule(
+            s,
+            draft,
+            rules.parse_rule(
+                s,
+                c,
+                {
+                    "name": "East to parks",
+                    "match": "any",
+                    "layer_name": "districts",
+                    "zone_code": "E",
+                    "department": "parks",
+                    "crew": "parks-1",
+                },
+            ),
+            position=1,
+        )
         draft_id = draft.id
     with sessions() as s:
         result = what_if(s, _city(s), 30, ruleset_id=draft_id)
@@ -125,9 +167,11 @@ def test_layer_draft_whatif_equals_publishing_the_layer(sessions, engine, city, 
     w, s_, e, n = BOUNDS
     path = tmp_path / "districts2.geojson"
     # The boundary moves west: requests between -118.27 and -118.25 go from W to E.
-    gpd.GeoDataFrame({"code": ["W", "E"], "name": ["West", "East"]},
-                     geometry=[box(w, s_, -118.27, n), box(-118.27, s_, e, n)],
-                     crs=4326).to_file(path, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {"code": ["W", "E"], "name": ["West", "East"]},
+        geometry=[box(w, s_, -118.27, n), box(-118.27, s_, e, n)],
+        crs=4326,
+    ).to_file(path, driver="GeoJSON")
     with sessions.begin() as s:
         c = _city(s)
         layer = import_layer(s, c, path, "districts").layer
@@ -152,8 +196,12 @@ def test_whatif_page_shows_numbers_and_map(client, sessions, city):
     with sessions.begin() as s:
         c = _city(s)
         draft = rules.create_draft(s, c)
-        rules.add_rule(s, draft, rules.parse_rule(s, c, {
-            "name": "All to parks", "match": "any", "department": "parks"}), position=1)
+        rules.add_rule(
+            s,
+            draft,
+            rules.parse_rule(s, c, {"name": "All to parks", "match": "any", "department": "parks"}),
+            position=1,
+        )
         draft_id = draft.id
     login(client, "admin")
     csrf_from(client, "/admin/rules")
