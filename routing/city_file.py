@@ -1152,6 +1152,12 @@ def apply_city(
     :class:`InvalidInput` naming the path in the file before anything is written.
     ``by`` is who applies it, as the templates, articles and re-routing record it.
     """
+    if isinstance(data, dict):
+        # A section the file leaves out stays as the city has it, so a file of only the
+        # categories changes only the categories (and `city create`'s default templates
+        # survive a file without templates); an empty section (`faq: []`) empties it.
+        current = export_city(session, city)
+        data = {**{k: v for k, v in current.items() if k not in data}, **data}
     doc = validate(session, city, data)
     run = _Apply(session, city, doc, by)
     return run.run(), run.notes

@@ -381,6 +381,34 @@ def test_what_the_file_drops_is_removed_or_kept_for_history(cli, sessions, cambr
     assert again.stdout.splitlines()[-1] == "cambridge: no changes"
 
 
+def test_a_section_the_file_leaves_out_stays_as_it_is(cli, sessions, cambridge, tmp_path):
+    assert cli("city", "apply", str(cambridge), "--city", "cambridge").returncode == 0
+    before = cli("city", "export", "cambridge").stdout
+    doc = yaml.safe_load(CITY_FILE)
+    doc["categories"][0]["sla_hours"] = 72
+    only = tmp_path / "categories.yaml"
+    only.write_text(yaml.safe_dump({"version": 1, "categories": doc["categories"]}))
+    run = cli("city", "apply", str(only), "--city", "cambridge")
+    assert run.returncode == 0, run.stderr
+    # the departments, crews, rules, templates, FAQ and mail it does not mention stay
+    assert run.stdout.splitlines() == [
+        "~ category street-cleaning: sla_hours 48 -> 72",
+        "cambridge: 1 change",
+    ], run.stdout
+    after = yaml.safe_load(cli("city", "export", "cambridge").stdout)
+    kept = yaml.safe_load(before)
+    cleaning = next(c for c in after["categories"] if c["code"] == "street-cleaning")
+    assert cleaning["sla_hours"] == 72
+    cleaning["sla_hours"] = 48
+    assert after == kept
+    # an empty section empties it
+    none = tmp_path / "no-templates.yaml"
+    none.write_text(yaml.safe_dump({"version": 1, "response_templates": []}))
+    run = cli("city", "apply", str(none), "--city", "cambridge")
+    assert run.returncode == 0, run.stderr
+    assert yaml.safe_load(cli("city", "export", "cambridge").stdout)["response_templates"] == []
+
+
 def test_the_demo_city_is_exactly_its_city_file(demo_engine):
     from intake.demo import manifest
     from routing.city_file import apply_city, parse

@@ -264,9 +264,10 @@ def city_apply(rt: Runtime, file: TextIO, slug: str | None, dry_run: bool) -> No
         session.close()
     for line in [*lines, *notes]:
         click.echo(line)
+    count = f"{len(lines)} change{'' if len(lines) == 1 else 's'}"
     if not lines:
         click.echo(f"{name}: no changes")
     elif dry_run:
-        click.echo(f"{name}: {len(lines)} changes (dry run: nothing written)")
+        click.echo(f"{name}: {count} (dry run: nothing written)")
     else:
-        click.echo(f"{name}: {len(lines)} changes")
+        click.echo(f"{name}: {count}")
