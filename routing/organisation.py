@@ -13,12 +13,15 @@ deleted: the message says what refers to it, so no history cascades away silentl
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+# Department and crew codes follow the catalogue's codes (letters, digits, dots, dashes,
+# underscores): they appear in crew codes ("<department>-<zone>"), in the CLI's
+# DEPARTMENT/CREW and in the city's YAML file, whose schema checks every code with it.
+from routing.categories import CODE_RE
 from spatial.accounts import validate_email
 from spatial.errors import InvalidInput
 from spatial.models import (
@@ -35,9 +38,6 @@ from spatial.models import (
 )
 from spatial.models_mail import MailAddress
 
-# Letters, digits, dots, dashes and underscores: codes appear in crew codes
-# ("<department>-<zone>"), in the CLI's DEPARTMENT/CREW and in the city's YAML file.
-CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_NAME = 200
 
 
