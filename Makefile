@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.civicpin-installed
 NODE_STAMP := node_modules/.civicpin-installed
 VENDOR_STAMP := webmap/static/vendor/.civicpin-copied
-LINT_PATHS := webmap intake routing spatial notify records migrations tests bench
+LINT_PATHS := webmap intake routing spatial notify records places migrations tests bench
 
 .PHONY: help setup system-deps venv assets run test lint format bench clean
 

@@ -88,6 +88,10 @@ class Draft:
     lat: float | None = None
     lon: float | None = None
     address: str | None = None
+    # The city's own id of an address point (Open311 address_id), when the channel chose one.
+    address_id: str | None = None
+    # The city's own id of an asset of the category's asset layer (pole "4711").
+    asset_ref: str | None = None
     description: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     photos: list[PhotoUpload] = field(default_factory=list)

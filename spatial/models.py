@@ -220,6 +220,11 @@ class Service(Base):
     sla_clock: Mapped[str] = mapped_column(
         sa.String(8), default="business", server_default="business"
     )
+    # Reports of this category are about a thing of this asset layer (a street light):
+    # the report map shows the layer's nearby assets (places.assets).
+    asset_layer_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("asset_layer.id", ondelete="SET NULL")
+    )
 
     attributes: Mapped[list[ServiceAttribute]] = relationship(
         back_populates="service", order_by="ServiceAttribute.order", cascade="all, delete-orphan"
@@ -304,6 +309,10 @@ class RoutingRule(Base):
     priority: Mapped[str | None] = mapped_column(sa.String(16))
     sla_hours: Mapped[float | None] = mapped_column(sa.Float)
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # The rule matches only a request about an asset whose attribute asset_attribute
+    # equals asset_value, ignoring case ("Owner" = "State"). Both or neither are set.
+    asset_attribute: Mapped[str | None] = mapped_column(sa.String(100))
+    asset_value: Mapped[str | None] = mapped_column(sa.String(200))
 
     ruleset: Mapped[RuleSet] = relationship(back_populates="rules")
 
@@ -383,6 +392,14 @@ class ServiceRequest(Base):
         sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True
     )
     needs_location: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # The city's own id of the address point the request is at (Open311 address_id).
+    address_id: Mapped[str | None] = mapped_column(sa.String(100))
+    # The asset the request is about: its layer and the city's own id of it (pole
+    # "4711"). Kept by id, not by row, so a re-import of the layer keeps the link.
+    asset_layer_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("asset_layer.id", ondelete="SET NULL")
+    )
+    asset_ref: Mapped[str | None] = mapped_column(sa.String(100))
     # A required question is unanswered (a channel that could not ask, such as e-mail,
     # and the question has no default): the dispatcher asks the reporter.
     needs_answers: Mapped[bool] = mapped_column(
@@ -684,16 +701,34 @@ class ResponseTemplate(Base):
 
 
 class AddressPoint(Base):
-    """A known address, for search (pg_trgm) and reverse look-up (nearest point)."""
+    """A known address of a city (its address file, or the demo's history).
+
+    ``address`` is the normalised full text ("1111 S FIGUEROA ST, 90015"); the parts
+    beside it are what the geocoder matches on (places.geocoder). ``street_core`` is the
+    street's name without directions and type ("FIGUEROA"), trigram-indexed.
+    """
 
     __tablename__ = "address_point"
     __table_args__ = (
-        sa.UniqueConstraint("jurisdiction_id", "address"),
         sa.Index(
             "ix_address_point_address_trgm",
             "address",
             postgresql_using="gin",
             postgresql_ops={"address": "gin_trgm_ops"},
+        ),
+        sa.Index(
+            "ix_address_point_street_core_trgm",
+            "street_core",
+            postgresql_using="gin",
+            postgresql_ops={"street_core": "gin_trgm_ops"},
+        ),
+        sa.Index("ix_address_point_street_number", "jurisdiction_id", "street_core", "number"),
+        sa.Index(
+            "uq_address_point_source_id",
+            "jurisdiction_id",
+            "source_id",
+            unique=True,
+            postgresql_where=sa.text("source_id IS NOT NULL"),
         ),
     )
 
@@ -701,7 +736,18 @@ class AddressPoint(Base):
     jurisdiction_id: Mapped[int] = mapped_column(
         sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
     )
+    dataset_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("place_dataset.id", ondelete="SET NULL")
+    )
+    # The city's own id of the address (Open311 address_id); None for derived points.
+    source_id: Mapped[str | None] = mapped_column(sa.String(100))
     address: Mapped[str] = mapped_column(sa.String(500))
+    number: Mapped[int | None] = mapped_column(sa.Integer)
+    number_suffix: Mapped[str | None] = mapped_column(sa.String(16))
+    street: Mapped[str | None] = mapped_column(sa.String(200))
+    street_core: Mapped[str | None] = mapped_column(sa.String(200))
+    unit: Mapped[str | None] = mapped_column(sa.String(50))
+    zip: Mapped[str | None] = mapped_column(sa.String(10))
     location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True), nullable=False)
 
 
@@ -746,4 +792,4 @@ class SettingsStamp(Base):
 
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
-from spatial import map_cells, models_analytics, models_mail, models_ops, pieces  # noqa: E402,F401,I001
+from spatial import map_cells, models_analytics, models_mail, models_ops, models_places, pieces  # noqa: E402,F401,I001
