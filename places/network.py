@@ -31,3 +31,8 @@ def build_intersections(session: Session, city_id: int, dataset_id: int) -> int:
     """Derive the intersections of the streets of dataset ``dataset_id``; their count."""
     result = session.execute(BUILD_SQL, {"j": city_id, "d": dataset_id})
     return result.rowcount
+
+
+def refresh_street_names(session: Session, city_id: int) -> int:
+    """Rebuild the city's ``street_name`` rows from its address points and segments."""
+    raise NotImplementedError

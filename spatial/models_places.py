@@ -127,6 +127,37 @@ class StreetIntersection(Base):
     location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True), nullable=False)
 
 
+class StreetName(Base):
+    """Every distinct street of a city, from its address points and its segments.
+
+    The geocoder matches a typed name against these few thousand rows by trigram, then
+    looks up points and segments by the exact ``core`` (btree), instead of running the
+    fuzzy match over every address point. Rebuilt after each import
+    (places.network.refresh_street_names).
+    """
+
+    __tablename__ = "street_name"
+    __table_args__ = (
+        sa.UniqueConstraint("jurisdiction_id", "name"),
+        sa.Index(
+            "ix_street_name_core_trgm",
+            "core",
+            postgresql_using="gin",
+            postgresql_ops={"core": "gin_trgm_ops"},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("jurisdiction.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    core: Mapped[str] = mapped_column(sa.String(200))
+    # How many address points and segments carry the name (a tie-breaker, and a check).
+    points: Mapped[int] = mapped_column(sa.Integer, default=0)
+    segments: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
 class AssetLayer(Base):
     """A kind of thing the city reports against: street lights, trees, hydrants, signs."""
 

@@ -10,7 +10,8 @@ Revises: 0540
   geocoder matches on; an address may now appear twice (two entrances), so the unique
   constraint on the text goes, and the city's id is unique instead.
 - ``street_segment`` and ``street_intersection``: the street network for range
-  interpolation and "5th & Main".
+  interpolation and "5th & Main"; ``street_name``: every distinct street, matched by
+  trigram before the exact look-ups.
 - ``asset_layer`` and ``asset``: things reported against (street lights by pole number).
 - ``service.asset_layer_id``: a category about a layer's assets.
 - ``service_request.address_id``, ``asset_layer_id``, ``asset_ref``: the city's address id
@@ -169,6 +170,27 @@ def upgrade() -> None:
             postgresql_ops={col: "gin_trgm_ops"},
         )
 
+    op.create_table(
+        "street_name",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("jurisdiction_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("core", sa.String(length=200), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("segments", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["jurisdiction_id"], ["jurisdiction.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("jurisdiction_id", "name"),
+    )
+    op.create_index(
+        "ix_street_name_core_trgm",
+        "street_name",
+        ["core"],
+        unique=False,
+        postgresql_using="gin",
+        postgresql_ops={"core": "gin_trgm_ops"},
+    )
+
     op.drop_constraint(
         op.f("uq_address_point_jurisdiction_id_address"), "address_point", type_="unique"
     )
@@ -266,6 +288,7 @@ def downgrade() -> None:
         "address_point",
         ["jurisdiction_id", "address"],
     )
+    op.drop_table("street_name")
     op.drop_table("street_intersection")
     op.drop_table("street_segment")
     op.drop_table("asset")
