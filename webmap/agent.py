@@ -3,10 +3,18 @@
 A new request goes through the same ``intake.submit()`` as the residents' form, with the
 channel set to phone, in person or mail. A caller reporting something already reported
 is added as a follower of it instead (a follow counts as support).
+
+The place: the call-taker types what the caller says and picks one of the geocoder's
+candidates (``places.geocoder``), or drops the pin, which is put into words by reverse
+geocoding. A typed address alone is geocoded on submit: a confident candidate places the
+request; otherwise the form comes back with the candidates to choose from. An address the
+city does not know is only accepted without a pin when the call-taker says so ("place it
+later": dispatch drops the pin).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +23,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -23,6 +32,7 @@ from flask import (
 
 from intake import duplicates
 from intake.submit import Draft, ValidationFailed, submit, tracking_url
+from places.geocoder import CONFIDENT, Candidate, address_by_id, geocode, reverse_geocode
 from routing import actions, queue
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.media import PhotoUpload
@@ -42,6 +52,33 @@ install_headers(bp)
 install_errors(bp)
 
 AGENT_CHANNELS = (("phone", "Phone"), ("in_person", "In person"), ("mail", "Mail"))
+MATCH_WORDS = {
+    "address_point": "the city's address point",
+    "range": "on the street's address range",
+    "intersection": "intersection",
+    "street": "the street only",
+}
+
+
+def score_words(score: float) -> str:
+    """A candidate's score as the call-taker reads it."""
+    if score >= 0.95:
+        return "exact"
+    if score >= CONFIDENT:
+        return "confident"
+    if score >= 0.5:
+        return "possible"
+    return "unlikely"
+
+
+def candidate_json(c: Candidate) -> dict[str, Any]:
+    """A candidate for the console: the geocoder's fields, the score and match in words."""
+    return {
+        **c.as_json(),
+        "score_words": score_words(c.score),
+        "match_words": MATCH_WORDS.get(c.match_type, c.match_type),
+        "confident": c.score >= CONFIDENT,
+    }
 
 
 def _follow(
@@ -80,6 +117,7 @@ def _page(
     results=None,
     q: str = "",
     search_error: str | None = None,
+    candidates: list[Candidate] | None = None,
     status: int = 200,
 ):
     settings = settings_of(current_app)
@@ -96,6 +134,7 @@ def _page(
         results=results,
         q=q,
         search_error=search_error,
+        candidates=[candidate_json(c) for c in candidates] if candidates is not None else None,
         labels=actions.STATUS_LABELS,
         bounds=city_bounds(city),
         tile_url=settings.tile_url,
@@ -151,6 +190,67 @@ def _float_or_none(field: str) -> float | str | None:
         return raw  # submit() names the bad location
 
 
+@dataclass
+class _Place:
+    """Where the new request is, as the form and the geocoder settle it."""
+
+    lat: float | str | None
+    lon: float | str | None
+    address: str | None
+    address_id: str | None = None
+    later: bool = False
+
+
+class _Unsure(InvalidInput):
+    """The typed address needs the call-taker's choice among ``candidates``."""
+
+    def __init__(self, message: str, candidates: list[Candidate]):
+        super().__init__(message, field="address")
+        self.candidates = candidates
+
+
+def _place(session, city: Jurisdiction, service: Service | None, form: dict[str, str]) -> _Place:
+    """The form's place: a pin (lat/lon, maybe from a chosen candidate), else the typed
+    address geocoded (a confident candidate, or the one chosen from the list), else
+    "place it later" when the call-taker chose it. Raises :class:`_Unsure` when the
+    typed address needs a choice, ``InvalidInput`` for an unknown ``address_id``."""
+    address = (form.get("address") or "").strip() or None
+    address_id = (form.get("address_id") or "").strip() or None
+    later = form.get("place_later") == "1"
+    lat, lon = _float_or_none("lat"), _float_or_none("lon")
+    if lat is not None or lon is not None:
+        if address_id is not None:
+            known = address_by_id(session, city, address_id)
+            if known is None:
+                raise InvalidInput(f"{city.name} has no address with id {address_id}", "address")
+            address = known.address
+        return _Place(lat, lon, address, address_id)
+    if address is None or (service is not None and service.location_mode == "none"):
+        return _Place(None, None, address)
+    found = geocode(session, city, address)
+    chosen = (form.get("candidate") or "").strip()
+    pick = None
+    if chosen:
+        pick = next((c for c in found.candidates if c.address == chosen), None)
+    if pick is None and not later:
+        pick = found.confident
+    if pick is not None:
+        return _Place(pick.lat, pick.lon, pick.address, pick.address_id)
+    if later:
+        return _Place(None, None, address, later=True)
+    if not found.candidates:
+        raise _Unsure(
+            f"{city.name} does not know {address!r}: check it with the caller, put the pin "
+            "on the map, or choose to place it later",
+            [],
+        )
+    raise _Unsure(
+        f"Not sure where {address!r} is: choose the caller's place below, put the pin on "
+        "the map, or choose to place it later",
+        found.candidates,
+    )
+
+
 @bp.post("/agent/requests")
 @roles_required("agent")
 def create():
@@ -169,6 +269,20 @@ def create():
     service = session.scalar(
         sa.select(Service).where(Service.jurisdiction_id == city.id, Service.code == code)
     )
+    try:
+        place = _place(session, city, service, form)
+    except _Unsure as exc:
+        session.rollback()
+        return _page(
+            city,
+            form=form,
+            errors={"address": str(exc)},
+            candidates=exc.candidates,
+            status=400,
+        )
+    except InvalidInput as exc:
+        session.rollback()
+        return _page(city, form=form, errors={exc.field or "address": str(exc)}, status=400)
     photos = [
         PhotoUpload(f.filename or "photo", f.read())
         for f in request.files.getlist("photos")
@@ -177,9 +291,10 @@ def create():
     draft = Draft(
         city=city.slug,
         service_code=code,
-        lat=_float_or_none("lat"),
-        lon=_float_or_none("lon"),
-        address=form.get("address"),
+        lat=place.lat,
+        lon=place.lon,
+        address=place.address,
+        address_id=place.address_id,
         description=form.get("description"),
         attributes=_answers(service),
         photos=photos,
@@ -190,8 +305,8 @@ def create():
         notify_updates=form.get("notify_updates") == "1",
         channel=channel,
         account_id=f"agent:{user.id}",
-        # A caller may only know the address: dispatch places the pin ("needs location").
-        allow_missing_location=bool((form.get("address") or "").strip()),
+        # Only on the call-taker's word: dispatch places the pin ("needs location").
+        allow_missing_location=place.later,
     )
     try:
         result = submit(
@@ -222,6 +337,98 @@ def create():
         notice=result.notice,
         tracking=tracking_url(settings.public_base_url, req),
     ), 201
+
+
+# ------------------------------------------------------------------- the console's JSON
+
+
+def _point_args() -> tuple[float, float]:
+    try:
+        lat = float(request.args.get("lat", ""))
+        lon = float(request.args.get("lon", ""))
+    except ValueError:
+        lat = lon = float("nan")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput("lat and lon must be decimal degrees", field="location")
+    return lat, lon
+
+
+@bp.get("/agent/api/places")
+@roles_required("agent")
+def places():
+    """``?q=`` what the caller says -> the city's candidates, best first."""
+    city = staff_city(current_user())
+    q = (request.args.get("q") or "").strip()
+    if not q:
+        raise InvalidInput("type an address, an intersection or a street", field="q")
+    found = geocode(db_session(), city, q)
+    best = found.candidates[0] if found.candidates else None
+    return jsonify(
+        {
+            "query": found.query,
+            "confident": found.confident is not None,
+            "best": candidate_json(best) if best else None,
+            "candidates": [candidate_json(c) for c in found.candidates],
+        }
+    )
+
+
+@bp.get("/agent/api/reverse")
+@roles_required("agent")
+def reverse():
+    """``?lat=&lon=`` a dropped pin -> its address, or "near <street> and <cross street>"."""
+    city = staff_city(current_user())
+    lat, lon = _point_args()
+    found = reverse_geocode(db_session(), city, lon, lat)
+    if found is None:
+        return jsonify({"place": None})
+    return jsonify(
+        {
+            "place": {
+                "address": found.address,
+                "match_type": found.match_type,
+                "distance_m": round(found.distance_m, 1),
+                "address_id": found.address_id,
+            }
+        }
+    )
+
+
+@bp.get("/agent/api/duplicates")
+@roles_required("agent")
+def nearby():
+    """``?service=&lat=&lon=`` -> open requests of that category within the duplicate
+    radius, each with the route that makes the caller a follower."""
+    city = staff_city(current_user())
+    session = db_session()
+    lat, lon = _point_args()
+    code = (request.args.get("service") or "").strip()
+    service = session.scalar(
+        sa.select(Service).where(Service.jurisdiction_id == city.id, Service.code == code)
+    )
+    if service is None:
+        raise InvalidInput("unknown category", field="service")
+    radius = settings_of(current_app).duplicate_radius_m or duplicates.DEFAULT_RADIUS_M
+    found = duplicates.find_duplicates(session, city, service, lon, lat, radius_m=radius)
+    return jsonify(
+        {
+            "radius_m": radius,
+            "candidates": [
+                {
+                    "public_id": c.public_id,
+                    "service": c.service,
+                    "status": c.status,
+                    "status_label": actions.STATUS_LABELS.get(c.status, c.status),
+                    "distance_m": round(c.distance_m),
+                    "address": c.address,
+                    "description": (c.description or "")[:160] or None,
+                    "supporters": c.supporters,
+                    "follow_url": url_for("agent.follow", public_id=c.public_id),
+                }
+                for c in found
+            ],
+        }
+    )
 
 
 @bp.post("/agent/requests/<public_id>/follow")

@@ -1,5 +1,7 @@
-/* Call-taker form: show only the chosen category's questions, and set the location by
- * clicking the map (or typing lat/lon, which moves the marker). */
+/* Call-taker form: show only the chosen category's questions; find the place from what
+ * the caller says (the geocoder's candidates as the agent types), or by clicking the map
+ * (the pin is put into words by reverse geocoding); show open requests of the category
+ * near the pin, which the caller can follow instead of a new request. */
 (function () {
   "use strict";
 
@@ -8,6 +10,15 @@
   var select = document.getElementById("service-select");
   var latInput = document.getElementById("agent-lat");
   var lonInput = document.getElementById("agent-lon");
+  var place = document.getElementById("agent-place");
+  var addressInput = document.getElementById("agent-address");
+  var addressId = document.getElementById("agent-address-id");
+  var list = document.getElementById("place-candidates");
+  var pinPlace = document.getElementById("pin-place");
+  var nearby = document.getElementById("agent-nearby");
+  var nearbyList = document.getElementById("nearby-list");
+  var later = document.getElementById("place-later");
+  var csrf = form.querySelector("input[name=csrf_token]").value;
 
   function showQuestions() {
     Array.prototype.forEach.call(form.querySelectorAll(".questions"), function (fs) {
@@ -19,34 +30,228 @@
   select.addEventListener("change", showQuestions);
   showQuestions();
 
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function getJSON(url, done) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", url);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.onload = function () {
+      var body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+      done(xhr.status, body);
+    };
+    xhr.onerror = function () { done(0, null); };
+    xhr.send();
+    return xhr;
+  }
+
   var box = document.getElementById("agent-map");
-  if (!window.L || !box) return;
-  var map = L.map(box);
-  var tiles = form.dataset.tiles;
-  if (tiles && tiles.toLowerCase() !== "none") {
-    L.tileLayer(tiles, { maxZoom: 19, attribution: form.dataset.attribution }).addTo(map);
-  }
-  var bounds = JSON.parse(form.dataset.bounds || "null");
-  if (bounds) map.fitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]]);
-  else map.setView([0, 0], 2);
+  var map = null;
   var marker = null;
+  var previews = null;
+  if (window.L && box) {
+    map = L.map(box);
+    var tiles = form.dataset.tiles;
+    if (tiles && tiles.toLowerCase() !== "none") {
+      L.tileLayer(tiles, { maxZoom: 19, attribution: form.dataset.attribution }).addTo(map);
+    }
+    var bounds = JSON.parse(form.dataset.bounds || "null");
+    if (bounds) map.fitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]]);
+    else map.setView([0, 0], 2);
+    previews = L.layerGroup().addTo(map);
+  }
+  window.civicpinAgentMap = map; // the page's tests read the centre
 
-  function place(lat, lon) {
+  function pin(lat, lon, centre) {
+    if (!map) return;
     if (marker) marker.setLatLng([lat, lon]);
-    else marker = L.marker([lat, lon]).addTo(map);
+    else {
+      marker = L.marker([lat, lon], { draggable: true }).addTo(map);
+      marker.on("dragend", function () {
+        var at = marker.getLatLng();
+        setPoint(at.lat, at.lng);
+        describe(at.lat, at.lng);
+      });
+    }
+    if (centre) map.setView([lat, lon], Math.max(map.getZoom() || 0, 18));
   }
 
-  map.on("click", function (ev) {
-    latInput.value = ev.latlng.lat.toFixed(6);
-    lonInput.value = ev.latlng.lng.toFixed(6);
-    place(ev.latlng.lat, ev.latlng.lng);
+  function setPoint(lat, lon) {
+    latInput.value = Number(lat).toFixed(6);
+    lonInput.value = Number(lon).toFixed(6);
+    if (later) later.checked = false;
+    findNearby();
+  }
+
+  // --- candidates as the agent types
+  var pending = null;
+  var timer = null;
+  var lastQuery = "";
+
+  function choose(c) {
+    addressInput.value = c.address;
+    addressId.value = c.address_id || "";
+    setPoint(c.lat, c.lon);
+    pin(c.lat, c.lon, true);
+    if (previews) previews.clearLayers();
+    list.textContent = "";
+    pinPlace.textContent = "Chosen: " + c.address + " (" + c.match_words + ")";
+  }
+
+  function showCandidates(body) {
+    list.textContent = "";
+    if (previews) previews.clearLayers();
+    if (!body || !body.candidates || !body.candidates.length) {
+      list.appendChild(el("li", "muted", "No candidate: check the address with the caller, or put the pin on the map."));
+      return;
+    }
+    body.candidates.forEach(function (c, i) {
+      var li = el("li", "place-candidate" + (i === 0 ? " best" : ""));
+      var btn = el("button", "link-button", c.address);
+      btn.type = "button";
+      btn.dataset.address = c.address;
+      btn.addEventListener("click", function () { choose(c); });
+      li.appendChild(btn);
+      li.appendChild(el("span", "muted", " · " + c.score_words + " (" + c.score.toFixed(2) + ") · " + c.match_words));
+      list.appendChild(li);
+      if (previews) {
+        L.circleMarker([c.lat, c.lon], { radius: i === 0 ? 8 : 5 })
+          .bindTooltip(c.address).on("click", function () { choose(c); }).addTo(previews);
+      }
+    });
+    var best = body.candidates[0];
+    if (map) map.setView([best.lat, best.lon], Math.max(map.getZoom() || 0, 17));
+    if (body.confident) {
+      // A confident best candidate is the pin until the agent picks another.
+      addressId.value = best.address_id || "";
+      setPoint(best.lat, best.lon);
+      pin(best.lat, best.lon, true);
+      pinPlace.textContent = "Best candidate: " + best.address + " (" + best.match_words + ")";
+    }
+  }
+
+  function lookUp() {
+    var q = addressInput.value.trim();
+    if (q === lastQuery) return;
+    lastQuery = q;
+    if (pending) pending.abort();
+    if (q.length < 3) { list.textContent = ""; return; }
+    pending = getJSON(place.dataset.placesUrl + "?q=" + encodeURIComponent(q), function (status, body) {
+      pending = null;
+      if (status === 200) showCandidates(body);
+      else if (status === 400 && body && body.error) {
+        list.textContent = "";
+        list.appendChild(el("li", "field-error", body.error));
+      }
+    });
+  }
+
+  addressInput.addEventListener("input", function () {
+    // Typed text is a new place: the old pin and address id no longer hold.
+    addressId.value = "";
+    latInput.value = "";
+    lonInput.value = "";
+    clearTimeout(timer);
+    timer = setTimeout(lookUp, 250);
   });
+
+  // --- the pin put into words
+  function describe(lat, lon) {
+    var url = place.dataset.reverseUrl + "?lat=" + lat + "&lon=" + lon;
+    getJSON(url, function (status, body) {
+      if (status !== 200 || !body) return;
+      if (body.place) {
+        addressInput.value = body.place.address;
+        lastQuery = body.place.address.trim();
+        addressId.value = body.place.match_type === "address_point" ? (body.place.address_id || "") : "";
+        pinPlace.textContent = "Pin: " + body.place.address;
+      } else {
+        addressId.value = "";
+        pinPlace.textContent = "Pin: no address near this spot";
+      }
+    });
+  }
+
+  if (map) {
+    map.on("click", function (ev) {
+      setPoint(ev.latlng.lat, ev.latlng.lng);
+      pin(ev.latlng.lat, ev.latlng.lng, false);
+      list.textContent = "";
+      if (previews) previews.clearLayers();
+      describe(ev.latlng.lat, ev.latlng.lng);
+    });
+  }
   function typed() {
     var lat = parseFloat(latInput.value);
     var lon = parseFloat(lonInput.value);
-    if (isFinite(lat) && isFinite(lon)) place(lat, lon);
+    if (isFinite(lat) && isFinite(lon)) {
+      pin(lat, lon, false);
+      findNearby();
+    }
   }
-  latInput.addEventListener("change", typed);
-  lonInput.addEventListener("change", typed);
+  latInput.addEventListener("change", function () { addressId.value = ""; typed(); });
+  lonInput.addEventListener("change", function () { addressId.value = ""; typed(); });
+
+  // The no-script list of candidates: picking one moves the pin too.
+  Array.prototype.forEach.call(form.querySelectorAll("input[name=candidate]"), function (radio) {
+    radio.addEventListener("change", function () {
+      var lat = parseFloat(radio.dataset.lat), lon = parseFloat(radio.dataset.lon);
+      if (isFinite(lat) && isFinite(lon)) pin(lat, lon, true);
+    });
+  });
+
+  // --- open requests nearby for the chosen category
+  function followForm(c) {
+    var f = el("form", "follow");
+    f.method = "post";
+    f.action = c.follow_url;
+    var t = el("input");
+    t.type = "hidden"; t.name = "csrf_token"; t.value = csrf;
+    f.appendChild(t);
+    var ch = el("input");
+    ch.type = "hidden"; ch.name = "channel";
+    ch.value = form.querySelector("select[name=channel]").value;
+    f.appendChild(ch);
+    var em = el("input");
+    em.type = "hidden"; em.name = "email";
+    em.value = (form.querySelector("input[name=contact_email]").value || "").trim();
+    f.appendChild(em);
+    var b = el("button", null, "Caller follows " + c.public_id + " instead");
+    b.type = "submit";
+    f.appendChild(b);
+    return f;
+  }
+
+  function findNearby() {
+    var lat = parseFloat(latInput.value), lon = parseFloat(lonInput.value);
+    if (!select.value || !isFinite(lat) || !isFinite(lon)) { nearby.hidden = true; return; }
+    var url = place.dataset.duplicatesUrl + "?service=" + encodeURIComponent(select.value) +
+      "&lat=" + lat + "&lon=" + lon;
+    getJSON(url, function (status, body) {
+      nearbyList.textContent = "";
+      if (status !== 200 || !body || !body.candidates.length) { nearby.hidden = true; return; }
+      body.candidates.forEach(function (c) {
+        var li = el("li", "result");
+        li.dataset.publicId = c.public_id;
+        var p = el("p");
+        p.appendChild(el("strong", "mono", c.public_id));
+        p.appendChild(document.createTextNode(" · " + c.service + " · " + c.status_label + " · " +
+          c.distance_m + " m away · " + c.supporters + " follower" + (c.supporters === 1 ? "" : "s")));
+        li.appendChild(p);
+        li.appendChild(el("p", null, (c.address || "(no address)") + (c.description ? " · " + c.description : "")));
+        li.appendChild(followForm(c));
+        nearbyList.appendChild(li);
+      });
+      nearby.hidden = false;
+    });
+  }
+  select.addEventListener("change", findNearby);
+
   typed();
 })();
