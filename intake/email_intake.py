@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.mail_location import address_candidates, coordinates_in_text, match_address
+from intake.mail_location import coordinates_in_text, locate_address
 from intake.submit import (
     HTML_TAG,
     MAX_DESCRIPTION,
@@ -1168,13 +1168,16 @@ class MailIntake:
         return may_reply, why_not
 
     def _locate(self, session, city, mail: ParsedMail, photos: list[ProcessedPhoto]):
-        """(lat, lon, address, use_photo, notes) for a new request."""
+        """(lat, lon, address, address_id, use_photo, notes) for a new request: the
+        photo's GPS, a map link or coordinates, else an address the geocoder is confident
+        of. An unsure address places nothing: its candidates go into the notes (staff's
+        only), and the request waits for its pin."""
         notes: list[str] = []
         for photo in photos:
             if photo.gps is not None:
                 lon, lat = photo.gps
                 if point_in_city(session, city, lon, lat):
-                    return None, None, None, True, ["location taken from the photo's GPS"]
+                    return None, None, None, None, True, ["location taken from the photo's GPS"]
                 notes.append(
                     f"the photo's GPS position ({lat:.5f}, {lon:.5f}) is outside {city.name}"
                 )
@@ -1185,23 +1188,23 @@ class MailIntake:
         for c in coords:
             for lat, lon in ((c.lat, c.lon), (c.lon, c.lat)):
                 if -90 <= lat <= 90 and point_in_city(session, city, lon, lat):
-                    return lat, lon, None, False, [*notes, f"location taken from the {c.source}"]
+                    return (
+                        lat,
+                        lon,
+                        None,
+                        None,
+                        False,
+                        [*notes, f"location taken from the {c.source}"],
+                    )
         if coords:
             notes.append(f"the {coords[0].source} points outside {city.name}")
-        for candidate in address_candidates(text):
-            point = match_address(session, city, candidate)
-            if point is not None:
-                lat, lon = session.execute(
-                    sa.select(sa.func.ST_Y(point.location), sa.func.ST_X(point.location))
-                ).one()
-                return (
-                    float(lat),
-                    float(lon),
-                    point.address,
-                    False,
-                    [*notes, f"location taken from the address {point.address!r}"],
-                )
-        return None, None, None, False, notes
+        found = locate_address(session, city, text)
+        if (note := found.note()) is not None:
+            notes.append(note)
+        if found.placed is not None:
+            c = found.placed
+            return c.lat, c.lon, c.address, c.address_id, False, notes
+        return None, None, None, None, False, notes
 
     def _new_request(
         self, session, done, mail, sender, address, city, answer: _Answer, stranger=False
@@ -1230,7 +1233,9 @@ class MailIntake:
         notes_internal = "; ".join(internal)
         photos, photo_notes = self._usable_photos(mail)
         notes += photo_notes
-        lat, lon, found_address, use_photo, loc_notes = self._locate(session, city, mail, photos)
+        lat, lon, found_address, address_id, use_photo, loc_notes = self._locate(
+            session, city, mail, photos
+        )
         name = mail.from_name if mail.from_name and len(mail.from_name) <= 200 else None
         draft = Draft(
             city=city.slug,
@@ -1238,6 +1243,7 @@ class MailIntake:
             lat=lat,
             lon=lon,
             address=found_address,
+            address_id=address_id,
             description=description,
             photos=[PhotoUpload(p.original_key.rsplit("/", 1)[-1], p.original) for p in photos],
             channel="email",

@@ -1,25 +1,24 @@
 """Where an e-mail says the problem is: map links, coordinates, or an address in the text.
 
-The pure parts (:func:`coordinates_in_text`, :func:`address_candidates`) need no database;
-:func:`match_address` looks a candidate up in the city's ``address_point`` table, first
-as an exact match once case, punctuation and street-type spelling are ignored, then by
-pg_trgm similarity above :data:`SIMILARITY_MIN`. Short links (``maps.app.goo.gl``) are
-never fetched: the server makes no outbound requests on behalf of a sender.
+The pure parts (:func:`coordinates_in_text`, :func:`place_phrases`) need no database;
+:func:`locate_address` hands the phrases to the city's geocoder (``places.geocoder``) and
+takes a place only when the geocoder is confident, else it returns the candidates for a
+dispatcher to choose. Short links (``maps.app.goo.gl``) are never fetched: the server
+makes no outbound requests on behalf of a sender.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from spatial.models import AddressPoint, Jurisdiction
-
-SIMILARITY_MIN = 0.5
+from places.geocoder import Candidate, GeocodeRefused, geocode
+from places.parse import MAX_TEXT
+from spatial.models import Jurisdiction
 
 URL_RE = re.compile(r"https?://[^\s<>\"')\]]+|geo:-?\d[^\s<>\"')\]]*", re.I)
 NUM = r"[-+]?\d{1,3}(?:\.\d+)?"
@@ -41,48 +40,16 @@ GOOGLE_AT_RE = re.compile(rf"@({NUM}),({NUM})(?:,|$)")
 GOOGLE_3D4D_RE = re.compile(rf"!3d({NUM})!4d({NUM})")
 OSM_MAP_RE = re.compile(rf"map=\d+(?:\.\d+)?/({NUM})/({NUM})")
 
-STREET_TYPES = {
-    "STREET": "ST",
-    "ST": "ST",
-    "AVENUE": "AVE",
-    "AVE": "AVE",
-    "AV": "AVE",
-    "BOULEVARD": "BLVD",
-    "BLVD": "BLVD",
-    "ROAD": "RD",
-    "RD": "RD",
-    "DRIVE": "DR",
-    "DR": "DR",
-    "WAY": "WAY",
-    "PLACE": "PL",
-    "PL": "PL",
-    "LANE": "LN",
-    "LN": "LN",
-    "COURT": "CT",
-    "CT": "CT",
-    "TERRACE": "TER",
-    "TER": "TER",
-    "PARKWAY": "PKWY",
-    "PKWY": "PKWY",
-    "HIGHWAY": "HWY",
-    "HWY": "HWY",
-    "CIRCLE": "CIR",
-    "CIR": "CIR",
-    "SQUARE": "SQ",
-    "SQ": "SQ",
-    "ALLEY": "ALY",
-    "TRAIL": "TRL",
-}
-DIRECTIONS = {"NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W"}
-_TYPES_RE = "|".join(sorted(STREET_TYPES, key=len, reverse=True))
-ADDRESS_RE = re.compile(
-    rf"\b(\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z0-9'.-]+\s+){{0,4}}?(?:{_TYPES_RE}))\b\.?",
-    re.I,
-)
+# A house number, then the words of a street until a word no street name has, a
+# punctuation mark or the end of the line: "the light outside 1334 Cambridge St is out".
+NUMBER_LED_RE = re.compile(r"(?<![\w.$#/:-])(\d{1,6}[A-Za-z]?)((?:[ \t]+[A-Za-z0-9][\w'.-]*){1,6})")
+CORNER_RE = re.compile(r"\bcorner\s+of\s+([^.,;:!?\n]{3,120})", re.I)
 # Words that end a street name: "3 cats in the road" is not an address.
 NOT_IN_STREET_NAMES = frozenset(
-    "the a an in on of at and or to from my our your near by is are was with for".split()
+    "the a an in on of at and or to from my our your near by is are was with for has have "
+    "had it its this that there been be since again still".split()
 )
+MAX_PHRASES = 8  # groups of phrases looked up per e-mail
 LABELLED_RE = re.compile(
     r"^\s*(?:address|location|where|place|at)\s*[:\-]\s*(.{4,200}?)\s*$", re.I | re.M
 )
@@ -198,61 +165,93 @@ def coordinates_in_text(text: str) -> tuple[list[Coordinates], list[str]]:
     return found, notes
 
 
-def normalise_address(text: str) -> str:
-    """Upper case, no punctuation, one space, street types and directions abbreviated."""
-    words = re.sub(r"[^\w]+", " ", text.upper()).split()
-    out = []
-    for i, word in enumerate(words):
-        if word in DIRECTIONS and 0 < i < len(words) - 1:
-            word = DIRECTIONS[word]
-        elif word in STREET_TYPES and i > 0:
-            word = STREET_TYPES[word]
-        out.append(word)
-    return " ".join(out)
+def _number_led(match: re.Match) -> list[str]:
+    """The phrases a house number starts, longest first: "1334 Cambridge St",
+    "1334 Cambridge" (the geocoder judges which one names a street)."""
+    words = []
+    for word in match.group(2).split():
+        if word.lower() in NOT_IN_STREET_NAMES:
+            break
+        words.append(word.rstrip("."))
+    if not words or not any(ch.isalpha() for ch in "".join(words)):
+        return []
+    return [" ".join([match.group(1), *words[:k]]) for k in range(len(words), 0, -1)]
 
 
-def address_candidates(text: str) -> list[str]:
-    """Phrases of a text that look like a street address, labelled lines first."""
-    out: list[str] = []
+def place_phrases(text: str) -> list[list[str]]:
+    """Groups of phrases of a text that may name a place, in the order to trust them:
+    labelled lines ("Location: 5th & Main") and "corner of ..." first, then the phrases
+    each house number starts (longest first within its group)."""
+    groups: list[list[str]] = []
     for m in LABELLED_RE.finditer(text or ""):
-        out.append(m.group(1).strip().rstrip("."))
+        groups.append([m.group(1).strip().rstrip(".")])
     plain = URL_RE.sub(" ", text or "")
-    # Try every house number, so a false start ("3 cats near 100 Main St") hides nothing.
-    for start in re.finditer(r"\b\d", plain):
-        m = ADDRESS_RE.match(plain, start.start())
-        if m is None:
-            continue
-        words = m.group(1).split()
-        if not any(w.lower() in NOT_IN_STREET_NAMES for w in words[1:]):
-            out.append(" ".join(words))
+    for m in CORNER_RE.finditer(plain):
+        groups.append([m.group(1).strip()])
+    # Every house number, so a false start ("3 cats near 100 Main St") hides nothing.
+    pos = 0
+    while (m := NUMBER_LED_RE.search(plain, pos)) is not None:
+        if phrases := _number_led(m):
+            groups.append(phrases)
+        pos = m.start(1) + len(m.group(1))
     seen: set[str] = set()
     unique = []
-    for cand in out:
-        key = normalise_address(cand)
-        if key and key not in seen:
-            seen.add(key)
-            unique.append(cand)
-    return unique[:10]
+    for group in groups:
+        keep = [p for p in group if p.upper() not in seen and len(p) <= MAX_TEXT]
+        seen.update(p.upper() for p in keep)
+        if keep:
+            unique.append(keep)
+    return unique[:MAX_PHRASES]
 
 
-def match_address(session: Session, city: Jurisdiction, text: str) -> AddressPoint | None:
-    """The address point ``text`` names: exact-ish match first, else pg_trgm similarity."""
-    wanted = normalise_address(text)
-    if len(wanted) < 4:
-        return None
-    # Address points are usually abbreviated ("N MAIN ST"): compare in that spelling.
-    similarity = sa.func.similarity(AddressPoint.address, wanted)
-    rows = session.execute(
-        sa.select(AddressPoint, similarity.label("sim"))
-        .where(AddressPoint.jurisdiction_id == city.id, AddressPoint.address.op("%")(wanted))
-        .order_by(similarity.desc(), AddressPoint.id)
-        .limit(10)
-    ).all()
-    for point, _sim in rows:
-        known = normalise_address(point.address)
-        # Address points often end in ", ZIP": the street part alone must match.
-        if known == wanted or normalise_address(point.address.split(",")[0]) == wanted:
-            return point
-    if rows and rows[0].sim >= SIMILARITY_MIN:
-        return rows[0][0]
-    return None
+@dataclass(frozen=True)
+class AddressFinding:
+    """What the text's addresses came to: ``placed`` (a confident candidate, from
+    ``phrase``), else the ``candidates`` a dispatcher may choose from, best first."""
+
+    placed: Candidate | None = None
+    phrase: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """One line for staff: where the place came from, or the candidates."""
+        if self.placed is not None:
+            return (
+                f"location taken from the address {self.phrase!r}: {self.placed.address} "
+                f"({self.placed.match_type}, score {self.placed.score:.2f})"
+            )
+        if not self.candidates:
+            return None
+        listed = "; ".join(
+            f"{c.address} ({c.match_type}, score {c.score:.2f}, {c.lat:.6f}, {c.lon:.6f})"
+            for c in self.candidates
+        )
+        return f"the address in the e-mail is not sure; candidates: {listed}"
+
+
+def locate_address(
+    session: Session, city: Jurisdiction, text: str, *, limit: int = 5
+) -> AddressFinding:
+    """The place the text's addresses name, when the geocoder is confident of one.
+
+    Groups are tried in :func:`place_phrases` order; within one, the best-scoring
+    confident candidate wins (the longer phrase on a tie). Phrases the geocoder refuses
+    are passed over."""
+    unsure: dict[str, Candidate] = {}
+    for group in place_phrases(text):
+        best: tuple[Candidate, str] | None = None
+        for phrase in group:
+            try:
+                found = geocode(session, city, phrase, limit=limit)
+            except GeocodeRefused:
+                continue
+            pick = found.confident
+            if pick is not None and (best is None or pick.score > best[0].score):
+                best = (pick, phrase)
+            for c in found.candidates:
+                if c.address not in unsure or c.score > unsure[c.address].score:
+                    unsure[c.address] = c
+        if best is not None:
+            return AddressFinding(placed=best[0], phrase=best[1])
+    ranked = sorted(unsure.values(), key=lambda c: -c.score)[:limit]
+    return AddressFinding(candidates=ranked)
