@@ -19,6 +19,10 @@ What happens to imperfect rows:
 - an id seen earlier in the file: skipped (the first row wins); an id already imported
   for the city: skipped, so running the same file twice imports it once;
 - no (or impossible) coordinates: imported without a location, ``needs_location`` set;
+  with ``geocode``, a row with an address is first looked up by the city's geocoder
+  (``places.geocoder``, once per distinct address during the check) and a confident
+  candidate gives it its point (and the city's address id); the report counts each match
+  type, the unsure addresses and those with no match;
 - outside the city: imported with its location (no zone will hold it);
 - on a placeholder point (:data:`PLACEHOLDER_MIN_ROWS` or more rows on one exact point with
   :data:`PLACEHOLDER_MIN_ADDRESSES` or more different addresses, or none): imported with
@@ -63,6 +67,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from places.geocoder import MATCH_TYPES, GeocodeRefused, geocode
 from routing.engine import route_staged
 from spatial.cities import get_city
 from spatial.errors import InvalidInput
@@ -335,6 +340,7 @@ class ImportOptions:
     # their channel value (as _words() writes it) -> ours; before the usual words
     channel_map: dict[str, str] = field(default_factory=dict)
     default_channel: str = IMPORT_CHANNEL  # for values no map names
+    geocode: bool = False  # rows with an address and no coordinates: the city's geocoder
 
     def channel_of(self, value: str) -> str | None:
         """Our channel for their ``value``; None when nothing names it."""
@@ -591,6 +597,15 @@ class ScanReport:
     default_channel: str = IMPORT_CHANNEL
     years: dict[int, int] = field(default_factory=dict)  # local year -> importable rows
     examples: dict[str, list[str]] = field(default_factory=dict)
+    geocoding: bool = False
+    geocoded: dict[str, int] = field(default_factory=dict)  # match type -> rows placed
+    geocode_unsure: int = 0  # rows whose address the geocoder was not confident of
+    geocode_no_match: int = 0  # rows whose address matched nothing (or could not be read)
+    # address text -> (lon, lat, match type, the city's address id); None: not placed
+    places: dict[str, tuple[float, float, str, str | None] | None] = field(
+        default_factory=dict, repr=False
+    )
+    unsure_texts: set[str] = field(default_factory=set, repr=False)
 
     def example(self, kind: str, text: str) -> None:
         found = self.examples.setdefault(kind, [])
@@ -600,6 +615,16 @@ class ScanReport:
     def _ex(self, kind: str) -> str:
         found = self.examples.get(kind)
         return f" (e.g. {'; '.join(found)})" if found else ""
+
+    def geocode_text(self) -> str:
+        """The line "geocoded: 812 address_point, 95 range; 31 not confident, 4 no match"."""
+        placed = ", ".join(
+            f"{self.geocoded[kind]:,} {kind}" for kind in MATCH_TYPES if self.geocoded.get(kind)
+        )
+        return (
+            f"geocoded: {placed or '0'}; {self.geocode_unsure:,} not confident, "
+            f"{self.geocode_no_match:,} no match - imported without a location"
+        )
 
     def unmapped_channels(self) -> dict[str, int]:
         """Their channel values no map names, with their rows' counts."""
@@ -619,9 +644,12 @@ class ScanReport:
             f"  rows without coordinates: {self.no_coordinates:,}"
             + (f" (of which {self.invalid_coordinates:,} not a valid position)"
                if self.invalid_coordinates else "")
-            + " - imported without a location",
+            + (" - geocoded where they have an address, the rest imported without a location"
+               if self.geocoding else " - imported without a location"),
             f"  rows outside the city: {self.outside_city:,} - imported; no zone holds them",
         ]  # fmt: skip
+        if self.geocoding:
+            lines.append(f"  {self.geocode_text()}")
         if self.placeholder_points:
             shown = "; ".join(
                 f"({lat:.6f}, {lon:.6f}): {n:,} rows, {a:,} addresses"
@@ -923,6 +951,39 @@ class _PointCounter:
         return out
 
 
+def _geocode_chunk(
+    session: Session, city: Jurisdiction, report: ScanReport, addresses: pd.Series
+) -> None:
+    """Look up the chunk's addresses not seen before (one statement each) and count
+    every row: placed by match type, not confident, or no match."""
+    addresses = addresses[addresses != ""].str.slice(0, MAX_ADDRESS_LENGTH)
+    if addresses.empty:
+        return
+    for text in addresses.unique():
+        if text in report.places:
+            continue
+        try:
+            found = geocode(session, city, text, limit=1)
+        except GeocodeRefused:
+            report.places[text] = None
+            continue
+        best = found.confident
+        if best is not None:
+            report.places[text] = (best.lon, best.lat, best.match_type, best.address_id)
+        else:
+            report.places[text] = None
+            if found.candidates:
+                report.unsure_texts.add(text)
+    for text, n in addresses.value_counts().items():
+        placed = report.places[text]
+        if placed is not None:
+            report.geocoded[placed[2]] = report.geocoded.get(placed[2], 0) + int(n)
+        elif text in report.unsure_texts:
+            report.geocode_unsure += int(n)
+        else:
+            report.geocode_no_match += int(n)
+
+
 def scan(
     session: Session,
     city: Jurisdiction,
@@ -934,7 +995,7 @@ def scan(
     check_columns(opts, header)
     tz = opts.tz or city.timezone
     cols = opts.columns
-    report = ScanReport(file=opts.path.name)
+    report = ScanReport(file=opts.path.name, geocoding=opts.geocode)
     boundary = _boundary(session, city)
     existing_ids = ExistingIds(session, city)
     seen = SeenIds()
@@ -974,6 +1035,8 @@ def scan(
             report.outside_city += int((located & ~inside & keep).sum())
         address = chunk.frame[cols.get("address")] if cols.get("address") else None
         points.add(np.where(keep, chunk.lat, np.nan), chunk.lon, address)
+        if opts.geocode and address is not None:
+            _geocode_chunk(session, city, report, address[keep & ~located].str.strip())
 
         bad_created = chunk.created_bad.to_numpy()
         report.bad_created += int(bad_created.sum())
@@ -1100,6 +1163,7 @@ COPY_COLUMNS = (
     "priority",
     "location",
     "address",
+    "address_id",
     "description",
     "channel",
     "anonymous",
@@ -1177,6 +1241,7 @@ def _chunk_csv(
     next_number: dict[int, int],
     limits: dict[int, int],
     placeholders: np.ndarray | None,
+    places: dict[str, tuple[float, float, str, str | None] | None] | None = None,
 ) -> tuple[str, int]:
     """The chunk's rows to import as CSV for COPY (columns :data:`COPY_COLUMNS`)."""
     keep = fate.keep
@@ -1192,6 +1257,18 @@ def _chunk_csv(
         on = np.isin(point_keys(lat, lon), placeholders)
         lat = np.where(on, np.nan, lat)
         lon = np.where(on, np.nan, lon)
+    address_id = None
+    if places and cols.get("address"):
+        # The check geocoded each address once: its point for rows that have none.
+        texts = frame[cols.get("address")].str.strip().str.slice(0, MAX_ADDRESS_LENGTH)
+        found = [
+            places.get(t) if not np.isfinite(y) else None
+            for t, y in zip(texts.tolist(), lat.tolist(), strict=True)
+        ]
+        if any(found):
+            lon = np.array([p[0] if p else x for p, x in zip(found, lon.tolist(), strict=True)])
+            lat = np.array([p[1] if p else y for p, y in zip(found, lat.tolist(), strict=True)])
+            address_id = np.array([p[3] if p else None for p in found], dtype=object)
 
     service = frame[cols.get("category")].str.strip().map(service_ids)
     if service.isna().any():
@@ -1255,6 +1332,7 @@ def _chunk_csv(
             "priority": "normal",
             "location": _ewkb_hex(lon, lat),
             "address": text("address", MAX_ADDRESS_LENGTH),
+            "address_id": address_id,
             "description": text("description"),
             "channel": channel.to_numpy(dtype=object),
             "anonymous": "f",
@@ -1391,7 +1469,16 @@ def import_history(
                 existing = existing_ids.flags(chunk.ids, chunk.id_hash)
                 fate, _ = _fate(chunk, seen, existing)
                 yield _chunk_csv(
-                    info, chunk, fate, opts, tz, service_ids, next_number, limits, placeholders
+                    info,
+                    chunk,
+                    fate,
+                    opts,
+                    tz,
+                    service_ids,
+                    next_number,
+                    limits,
+                    placeholders,
+                    report.places if opts.geocode else None,
                 )
 
         # Look-ups of already imported ids share the session's connection with COPY, so

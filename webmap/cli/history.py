@@ -102,6 +102,12 @@ class ProgressBar:
     is_flag=True,
     help="Import rows on placeholder coordinates without a location.",
 )
+@click.option(
+    "--geocode",
+    is_flag=True,
+    help="Rows with an address and no coordinates: place them with the city's geocoder "
+    "(a confident match only; the report counts each match type).",
+)
 @pass_runtime
 def import_requests(
     rt: Runtime,
@@ -118,6 +124,7 @@ def import_requests(
     drop_placeholders: bool,
     channel_map: str | None,
     default_channel: str,
+    geocode: bool,
 ) -> None:
     """Import historical requests from FILE.csv, then route them (zones, department, crew)."""
     from intake.history_import import (
@@ -135,9 +142,12 @@ def import_requests(
 
     # Everything about the input is checked before the database is touched.
     validate_slug(city_slug, "city")
+    columns = parse_column_map(column_map)
+    if geocode and not columns.get("address"):
+        raise click.UsageError("--geocode needs the address column: add address=... to --map")
     opts = ImportOptions(
         path=file,
-        columns=parse_column_map(column_map),
+        columns=columns,
         tz=check_timezone(tz) if tz else None,
         category_map=load_category_map(category_map) if category_map else {},
         create_categories=create_categories,
@@ -147,6 +157,7 @@ def import_requests(
         delimiter=check_delimiter(delimiter),
         channel_map=parse_channel_map(channel_map) if channel_map is not None else {},
         default_channel=check_channel(default_channel),
+        geocode=geocode,
     )
     read_header(opts)
 
