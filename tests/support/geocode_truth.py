@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from pyproj import Transformer
 import shapely
+from pyproj import Transformer
 from shapely.geometry import LineString, shape
 
 ROOT = Path(__file__).resolve().parents[2]
