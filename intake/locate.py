@@ -3,8 +3,8 @@
 An e-mail without a place becomes a request with ``needs_location`` set; its auto-reply
 links to the tracking page with ``&locate=1`` (:func:`notify.messages.locate_url`), where
 the reporter, holding the request's private token, shows the spot on a map or by
-address. :func:`set_location_by_resident` then places the pin, fills the nearest known
-address, clears ``needs_location``, routes the request again and writes a public event,
+address. :func:`set_location_by_resident` then places the pin, fills the address under it
+(:func:`places.geocoder.reverse_geocode`), clears ``needs_location``, routes the request again and writes a public event,
 all in the caller's transaction. Anything wrong leaves the request as it was.
 """
 
@@ -19,9 +19,9 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from intake.submit import point_in_city
+from places.geocoder import reverse_geocode
 from routing.actions import is_triaged
 from routing.engine import route_request
-from spatial.addresses import nearest_address
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import OPEN_STATUSES, Jurisdiction, RequestEvent, ServiceRequest, now_utc
 
@@ -85,14 +85,16 @@ def set_location_by_resident(
     lon: object,
     lat: object,
     address: str | None = None,
+    address_id: str | None = None,
     now: datetime | None = None,
 ) -> ServiceRequest:
     """Place the pin the reporter chose, route the request again, and record it.
 
     Raises :class:`LocateRefused` (wrong token, already located, closed) or
     :class:`InvalidInput` with ``field="location"`` (not a point, outside the city)
-    before anything is written. ``address`` is a known address the resident picked;
-    without one the nearest known address within reach is used. The row is locked, so
+    before anything is written. ``address`` (with ``address_id``, the city's id of an
+    address point) is a place the resident picked; without one the pin's address comes
+    from reverse geocoding (an address near it, or "near X and Y"). The row is locked, so
     two submissions at once place the pin only once. Nothing is committed here.
     """
     # Lock first, then decide: a second click sent at the same time waits and is refused.
@@ -108,12 +110,14 @@ def set_location_by_resident(
         )
     now = now or now_utc()
     if not address:
-        near = nearest_address(session, city, lon_f, lat_f)
+        near = reverse_geocode(session, city, lon_f, lat_f)
         address = near.address if near else None
+        address_id = near.address_id if near else None
     # A priority a dispatcher set while the request waited survives the new routing.
     kept_priority = request.priority if is_triaged(session, request) else None
     request.location = from_shape(Point(lon_f, lat_f), srid=4326)
     request.address = address
+    request.address_id = address_id
     request.needs_location = False
     request.updated_at = now
     session.add(

@@ -5,8 +5,10 @@ address search or a photo's GPS) and the map-free form (``/report/plain``: addre
 or coordinates, every step a plain HTML form that works without JavaScript, for keyboard
 and screen-reader users). Both POST to ``/report``, which calls :func:`intake.submit`.
 
-Small JSON endpoints serve the map page: address search and reverse look-up, possible
-duplicates, and the public details of one request (map popups).
+Small JSON endpoints serve the map page: address search and reverse look-up (the city's
+geocoder, :mod:`places.geocoder`), possible duplicates, and the public details of one
+request (map popups). A typed address is placed only when the geocoder is confident;
+otherwise the person chooses among its candidates, never silently moved.
 """
 
 from __future__ import annotations
@@ -58,14 +60,23 @@ from intake.locate import (
 )
 from intake.submit import Draft, ValidationFailed, find_service, point_in_city, submit
 from notify.links import BadLink, ExpiredLink
+from places.geocoder import (
+    REVERSE_MAX_M,
+    Candidate,
+    GeocodeRefused,
+    address_by_id,
+    check_text,
+    geocode,
+    reverse_geocode,
+)
 from records import moderation
-from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.apikeys import parse_rate_limit
 from spatial.cities import city_base_url, default_city
 from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.media import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from spatial.models import (
     OPEN_STATUSES,
+    AssetLayer,
     Jurisdiction,
     Photo,
     RequestEvent,
@@ -283,6 +294,91 @@ def _candidate_json(city: Jurisdiction, c: DuplicateCandidate) -> dict[str, Any]
     }
 
 
+# ------------------------------------------------------------------------- places
+
+# The geocoder's match types, in the words a resident reads beside each candidate.
+MATCH_WORDS = {
+    "address_point": "exact address",
+    "range": "estimated along the street",
+    "intersection": "intersection",
+    "street": "street only",
+}
+CANDIDATE_LIMIT = 6
+MIN_QUERY = 3
+NOT_SURE = (
+    "We are not sure which place you mean: choose one of the places listed, "
+    "or put the pin on the map."
+)
+
+
+def place_json(c: Candidate) -> dict[str, Any]:
+    """A geocoder candidate for the page's script, with its match type in words."""
+    out = c.as_json()
+    out["match_label"] = MATCH_WORDS.get(c.match_type, c.match_type)
+    return out
+
+
+@dataclass
+class TypedPlace:
+    """Where typed text leads: one place (``chosen``), or candidates to choose among."""
+
+    chosen: Candidate | None = None
+    candidates: list[Candidate] | None = None
+
+
+def typed_place(s, city: Jurisdiction, query: str, choice: str | None = None) -> TypedPlace:
+    """Look up ``query``: the confident candidate, the one the person chose from the list
+    they were shown (``choice``: its position), or the candidates to choose among.
+
+    Raises :class:`InvalidInput` (field ``q``) for text that cannot be looked up or that
+    matches nothing. Never returns an unsure candidate the person did not choose.
+    """
+    if len(query) < MIN_QUERY:
+        raise InvalidInput(f"Type at least {MIN_QUERY} characters of the address", field="q")
+    try:
+        found = geocode(s, city, query, limit=CANDIDATE_LIMIT)
+    except GeocodeRefused as exc:
+        raise InvalidInput(str(exc), field="q") from exc
+    if not found.candidates:
+        raise InvalidInput(
+            f"No place in {city.name} matches {query!r}. Check the spelling, "
+            "or put the pin on the map.",
+            field="q",
+        )
+    index = int(choice) if choice and choice.isdigit() and len(choice) < 3 else None
+    if index is not None and index < len(found.candidates):
+        return TypedPlace(chosen=found.candidates[index])
+    if found.confident is not None:
+        return TypedPlace(chosen=found.confident)
+    return TypedPlace(candidates=found.candidates)
+
+
+def _chosen_choice(values: MultiDict, query: str) -> str | None:
+    """The candidate the person ticked, if the list they saw was for this very text."""
+    if query and query == (values.get("q_searched") or "").strip():
+        return (values.get("place_choice") or "").strip() or None
+    return None
+
+
+def asset_layers(s, services: list[Service]) -> dict[str, AssetLayer]:
+    """category code -> its asset layer, for the categories that have one."""
+    ids = {svc.asset_layer_id for svc in services if svc.asset_layer_id}
+    if not ids:
+        return {}
+    layers = {
+        layer.id: layer for layer in s.scalars(sa.select(AssetLayer).where(AssetLayer.id.in_(ids)))
+    }
+    return {
+        svc.code: layers[svc.asset_layer_id] for svc in services if svc.asset_layer_id in layers
+    }
+
+
+def _metres_between(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    rad = math.pi / 180
+    x = (lon2 - lon1) * rad * math.cos((lat1 + lat2) / 2 * rad)
+    return 6_371_000 * math.hypot(x, (lat2 - lat1) * rad)
+
+
 # ------------------------------------------------------------------------- the report
 
 
@@ -294,6 +390,8 @@ class FormState:
     errors: dict[str, str]
     service: Service | None = None
     had_photos: bool = False
+    # The places a typed address may mean, when the geocoder was not sure.
+    candidates: list[Candidate] | None = None
 
     def get(self, name: str, default: str = "") -> str:
         return self.values.get(name, default) or default
@@ -309,6 +407,7 @@ def error_links(state: FormState, location_target: str) -> dict[str, str]:
         for name in ("service_code", "description", "photos", "contact_email", "contact_phone")
     }
     links.update(contact_name="contact_name", location=location_target, form="main")
+    links.update(q="address-q", place_choice="place-choice-0", asset="asset_ref")
     if state.service is not None:
         for attr in state.service.attributes:
             links[f"attribute[{attr.code}]"] = f"q-{state.service.code}-{attr.code}"
@@ -350,6 +449,8 @@ def _draft(city: Jurisdiction, form: MultiDict, photos: list[PhotoUpload]) -> Dr
         lat=_coordinate(form.get("lat")),
         lon=_coordinate(form.get("lon")),
         address=(form.get("address") or "").strip() or None,
+        address_id=(form.get("address_id") or "").strip()[:100] or None,
+        asset_ref=(form.get("asset_ref") or "").strip() or None,
         description=form.get("description"),
         attributes=_answers(form),
         photos=photos,
@@ -404,6 +505,8 @@ def _render_map_form(city: Jurisdiction, state: FormState, status: int = 200):
             groups=groups,
             services=services,
             help_articles=help_articles(s, services),
+            asset_layers=asset_layers(s, services),
+            match_words=MATCH_WORDS,
             state=state,
             links=error_links(state, "address-q"),
             boundary=city_boundary(s, city),
@@ -461,10 +564,8 @@ def report_submit():
     draft = _draft(city, form, _photos())
     settings = _settings()
     try:
-        lat, lon = _float(form.get("lat")), _float(form.get("lon"))
-        if draft.address is None and lat is not None and lon is not None:
-            near = nearest_address(s, city, lon, lat)
-            draft.address = near.address if near else None
+        if not _place_draft(s, city, service, draft, state):
+            return _render_again(city, state, 422)
         result = submit(
             s,
             draft,
@@ -473,14 +574,6 @@ def report_submit():
             duplicate_radius_m=duplicate_radius_m(),
         )
         req = result.request
-        if req.address is None and result.photo_location_used:
-            x, y = s.execute(
-                sa.select(
-                    sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
-                ).where(ServiceRequest.id == req.id)
-            ).one()
-            near = nearest_address(s, city, x, y)
-            req.address = near.address if near else None
         public_id = req.public_id
         s.commit()
     except ValidationFailed as exc:
@@ -496,6 +589,56 @@ def report_submit():
     browser_session["reports"] = dict(list(remembered.items())[-REMEMBERED_REPORTS:])
     browser_session["photo_location_used"] = public_id if result.photo_location_used else None
     return redirect(url_for("resident.report_done", public_id=public_id, city=city.slug), 303)
+
+
+def _place_draft(s, city: Jurisdiction, service, draft: Draft, state: FormState) -> bool:
+    """Settle the draft's place from the form: a pin stays where the person put it (its
+    address point id kept only if the pin is still on it); a typed address without a
+    pin is geocoded. False (with the error in ``state``) when the person must choose
+    among candidates or fix the text; nothing is placed on a guess."""
+    if service is not None and service.location_mode == "none":
+        draft.address_id = None
+        return True
+    if draft.lat is not None or draft.lon is not None:
+        if draft.address_id:
+            point = address_by_id(s, city, draft.address_id)
+            lat, lon = draft.lat, draft.lon
+            on_point = (
+                point is not None
+                and isinstance(lat, float)
+                and isinstance(lon, float)
+                and _metres_between(lat, lon, point.lat, point.lon) <= REVERSE_MAX_M
+            )
+            if on_point:
+                draft.address = point.address
+            else:
+                draft.address_id = None
+        return True
+    draft.address_id = None
+    query = state.get("q").strip()
+    if not query:
+        return True  # submit() says a place is needed, if the category needs one
+    try:
+        found = typed_place(s, city, query, _chosen_choice(state.values, query))
+    except InvalidInput as exc:
+        state.errors["q"] = str(exc)
+        return False
+    if found.chosen is None:
+        state.candidates = found.candidates
+        state.errors["place_choice"] = NOT_SURE
+        return False
+    chosen = found.chosen
+    draft.lat, draft.lon, draft.address = chosen.lat, chosen.lon, chosen.address
+    draft.address_id = chosen.address_id
+    # The page shown again after another error keeps the place that was found.
+    for key, value in (
+        ("lat", f"{chosen.lat:.6f}"),
+        ("lon", f"{chosen.lon:.6f}"),
+        ("address", chosen.address),
+        ("address_id", chosen.address_id or ""),
+    ):
+        state.values[key] = value  # replaces, where update() would add a second value
+    return True
 
 
 def session_reports() -> dict[str, str]:
@@ -548,13 +691,17 @@ def report_plain():
     s = db_session()
     args = request.args
     groups = _categories(s, city)
-    started = any(args.get(k) for k in ("service_code", "q", "address_id", "lat", "lon", "go"))
+    started = any(args.get(k) for k in ("service_code", "q", "lat", "lon", "go"))
     errors: dict[str, str] = {}
-    matches = None
-    suggestions = False
+    candidates: list[Candidate] | None = None
     if not started:
         return render_template(
-            "resident/plain_start.html", city=city, groups=groups, values=args, errors={}
+            "resident/plain_start.html",
+            city=city,
+            groups=groups,
+            values=args,
+            errors={},
+            match_words=MATCH_WORDS,
         )
 
     code = (args.get("service_code") or "").strip()
@@ -565,39 +712,25 @@ def report_plain():
         errors["service_code"] = f"There is no category {code!r}; choose one from the list"
 
     location: tuple[float, float] | None = None  # (lat, lon)
-    address = None
+    address = address_id = None
     query = (args.get("q") or "").strip()
-    address_id = (args.get("address_id") or "").strip()
     # A category that needs no place skips the place, one where it is optional may.
     place_mode = service.location_mode if service is not None else "required"
     if place_mode == "none":
         pass
-    elif address_id and query == (args.get("q_searched") or "").strip():
-        valid_id = address_id.isdigit() and len(address_id) <= 9
-        point = address_by_id(s, city, int(address_id)) if valid_id else None
-        if point is None:
-            errors["address_id"] = "Choose an address from the list"
-        else:
-            location, address = (point.lat, point.lon), point.address
     elif query:
-        found = search_addresses(s, city, query)
-        exact = [m for m in found.matches if m.address.lower() == query.lower()]
-        if exact and not found.suggestions:
-            location, address = (exact[0].lat, exact[0].lon), exact[0].address
-        elif found.matches:
-            matches, suggestions = found.matches, found.suggestions
-            errors["address_id"] = (
-                "No address matches exactly. Did you mean one of these?"
-                if suggestions
-                else "Choose the address from the list"
-            )
+        try:
+            found = typed_place(s, city, query, _chosen_choice(args, query))
+        except InvalidInput as exc:
+            errors["q"] = str(exc)
         else:
-            errors["q"] = (
-                f"No address in {city.name} matches {query!r}. Check the spelling, "
-                "or give the coordinates instead."
-                if len(query) >= 3
-                else "Type at least 3 characters of the address"
-            )
+            if found.chosen is not None:
+                chosen = found.chosen
+                location, address = (chosen.lat, chosen.lon), chosen.address
+                address_id = chosen.address_id
+            else:
+                candidates = found.candidates
+                errors["place_choice"] = NOT_SURE
     elif args.get("lat") or args.get("lon"):
         lat, lon = _float(args.get("lat")), _float(args.get("lon"))
         if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -606,8 +739,6 @@ def report_plain():
             )
         else:
             location = (lat, lon)
-            near = nearest_address(s, city, lon, lat)
-            address = near.address if near else None
     elif place_mode == "required":
         errors["q"] = "Search an address, or give the coordinates"
     if location is not None and not point_in_city(s, city, location[1], location[0]):
@@ -615,6 +746,9 @@ def report_plain():
             f"This spot is outside {city.name}. Choose a place inside the city boundary."
         )
         location = None
+    if location is not None and address is None:
+        near = reverse_geocode(s, city, location[1], location[0])
+        address, address_id = (near.address, near.address_id) if near else (None, None)
 
     if errors or (location is None and place_mode == "required") or service is None:
         return (
@@ -624,8 +758,8 @@ def report_plain():
                 groups=groups,
                 values=args,
                 errors=errors,
-                matches=matches,
-                suggestions=suggestions,
+                candidates=candidates,
+                match_words=MATCH_WORDS,
             ),
             422,
         )
@@ -635,6 +769,7 @@ def report_plain():
             "lat": f"{location[0]:.6f}" if location else "",
             "lon": f"{location[1]:.6f}" if location else "",
             "address": address or "",
+            "address_id": address_id or "",
             "form": "plain",
             "q": query,
         }
@@ -662,6 +797,7 @@ def _render_plain_details(city: Jurisdiction, state: FormState, status: int = 20
             state=state,
             links=error_links(state, "summary"),
             service=state.service,
+            asset_layer=asset_layers(db_session(), [state.service]).get(state.service.code),
             duplicates=_duplicates_for_state(city, state),
             radius_m=duplicate_radius_m(),
             days=DEFAULT_DAYS,
@@ -734,6 +870,7 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
         "reported": local_time(city, req.requested_at),
         "age": age_text(req.requested_at),
         "address": req.address,
+        "asset": asset_text(s, req),
         "description": moderation.shown_description(req),
         "text_removed": moderation.text_removed(req),
         "held": moderation.is_held(req),
@@ -762,6 +899,14 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
     }
 
 
+def asset_text(s, req: ServiceRequest) -> str | None:
+    """The thing the report is about, as people read it: "Street light 791-2"."""
+    if not req.asset_ref or req.asset_layer_id is None:
+        return None
+    layer = s.get(AssetLayer, req.asset_layer_id)
+    return f"{layer.title} {req.asset_ref}" if layer else req.asset_ref
+
+
 def _find_request(s, public_id: str) -> ServiceRequest | None:
     if not PUBLIC_ID_RE.match(public_id):
         return None
@@ -778,8 +923,7 @@ class LocateForm:
 
     state: FormState
     q: str = ""
-    matches: list | None = None
-    suggestions: bool = False
+    candidates: list[Candidate] | None = None
     focus: bool = False
 
 
@@ -823,6 +967,7 @@ def _render_track(
             bad_token=bool(token) and not owner,
             answers=_private_answers(req) if owner else [],
             locate=locate,
+            match_words=MATCH_WORDS,
             locate_asked=request.args.get("locate") == "1",
             boundary=city_boundary(s, city) if locate else None,
             leaflet_js=url_for("static", filename=LEAFLET_JS),
@@ -835,15 +980,20 @@ def _render_track(
 
 
 def _locate_search(s, city: Jurisdiction, form: LocateForm) -> None:
-    """The map-free address search of the locate form (``?q=``): matches to choose from."""
-    found = search_addresses(s, city, form.q)
-    if found.matches:
-        form.matches, form.suggestions = found.matches, found.suggestions
-    elif len(form.q) < 3:
-        form.state.errors["q"] = "Type at least 3 characters of the address"
+    """The map-free address search of the locate form (``?q=``): the places to choose
+    from, the best first (a confident match is ticked, never saved unasked)."""
+    try:
+        found = geocode(s, city, form.q, limit=CANDIDATE_LIMIT)
+    except GeocodeRefused as exc:
+        form.state.errors["q"] = str(exc)
+        return
+    if found.candidates:
+        form.candidates = found.candidates
+    elif len(form.q) < MIN_QUERY:
+        form.state.errors["q"] = f"Type at least {MIN_QUERY} characters of the address"
     else:
         form.state.errors["q"] = (
-            f"No address in {city.name} matches {form.q!r}. Check the spelling, "
+            f"No place in {city.name} matches {form.q!r}. Check the spelling, "
             "or give the coordinates instead."
         )
 
@@ -933,27 +1083,47 @@ def locate_submit(public_id: str):
     except LocateRefused as exc:
         return _locate_refused(s, req, token, exc)
 
-    address = None
+    address = address_id = None
     lat: object = form.get("lat", "").strip()
     lon: object = form.get("lon", "").strip()
-    address_id = (form.get("address_id") or "").strip()
-    if address_id:
-        point = (
-            address_by_id(s, city, int(address_id))
-            if address_id.isdigit() and len(address_id) <= 9
-            else None
-        )
-        if point is None:
-            locate.state.errors["address_id"] = "Choose an address from the list"
+    query = (form.get("q") or "").strip()[:200]
+    if query and not lat and not lon:
+        # A place chosen from the map-free search's list.
+        locate.q = query
+        try:
+            found = typed_place(s, city, query, (form.get("place_choice") or "").strip())
+        except InvalidInput as exc:
+            locate.state.errors["q"] = str(exc)
         else:
-            lat, lon, address = point.lat, point.lon, point.address
+            if found.chosen is None:
+                locate.candidates = found.candidates
+                locate.state.errors["place_choice"] = "Choose a place from the list"
+            else:
+                chosen = found.chosen
+                lat, lon, address = chosen.lat, chosen.lon, chosen.address
+                address_id = chosen.address_id
+    elif lat and lon and form.get("address_id"):
+        # The map's pin on an address point chosen from the search: kept while the pin
+        # is on it. Otherwise the pin's address comes from the reverse look-up.
+        wanted = (form.get("address_id") or "").strip()[:100]
+        point = address_by_id(s, city, wanted)
+        lat_f, lon_f = _float(str(lat)), _float(str(lon))
+        if (
+            point is not None
+            and lat_f is not None
+            and lon_f is not None
+            and _metres_between(lat_f, lon_f, point.lat, point.lon) <= REVERSE_MAX_M
+        ):
+            address, address_id = point.address, point.address_id
     elif not lat and not lon:
         locate.state.errors["location"] = (
             "Put the pin on the map, search an address, or give the coordinates"
         )
     if not locate.state.errors:
         try:
-            set_location_by_resident(s, req, token, lon=lon, lat=lat, address=address)
+            set_location_by_resident(
+                s, req, token, lon=lon, lat=lat, address=address, address_id=address_id
+            )
             s.commit()
         except LocateRefused as exc:  # another submission got there first
             s.rollback()
@@ -1064,17 +1234,26 @@ def follow_confirm(public_id: str, token: str):
 
 @bp.get("/api/addresses/search")
 def address_search():
-    """``?q=`` text -> up to 8 known addresses (``suggestions``: only loose matches)."""
+    """``?q=`` text -> the places it may mean, best first, with the geocoder's verdict.
+
+    ``{"query", "confident", "candidates": [{score, match_type, match_label, lat, lon,
+    address, address_id?}]}``; ``confident`` says the first candidate may be used without
+    asking. Text that cannot be looked up (too long, control characters) is a 400.
+    """
     try:
         city = _city()
+        query = request.args.get("q") or ""
+        if len(query.strip()) < MIN_QUERY:
+            check_text(query)
+            return jsonify({"query": query.strip(), "confident": False, "candidates": []})
+        found = geocode(db_session(), city, query, limit=CANDIDATE_LIMIT)
     except CivicpinError as exc:
         return _json_error(exc)
-    found = search_addresses(db_session(), city, request.args.get("q"))
     return jsonify(
         {
             "query": found.query,
-            "suggestions": found.suggestions,
-            "matches": [m.as_json() for m in found.matches],
+            "confident": found.confident is not None,
+            "candidates": [place_json(c) for c in found.candidates],
         }
     )
 
@@ -1088,7 +1267,8 @@ def _point_args() -> tuple[float, float]:
 
 @bp.get("/api/addresses/reverse")
 def address_reverse():
-    """``?lat=&lon=`` -> is it inside the city, and the nearest known address."""
+    """``?lat=&lon=`` -> is it inside the city, and its words: an address near the pin
+    ("12 ELM ST"), else "near MAIN ST and 5TH ST" (``match_type`` 'near'), else null."""
     try:
         city = _city()
         lat, lon = _point_args()
@@ -1096,8 +1276,14 @@ def address_reverse():
         return _json_error(exc)
     s = db_session()
     inside = point_in_city(s, city, lon, lat)
-    near = nearest_address(s, city, lon, lat) if inside else None
-    body: dict[str, Any] = {"inside": inside, "address": near.as_json() if near else None}
+    place = reverse_geocode(s, city, lon, lat) if inside else None
+    body: dict[str, Any] = {
+        "inside": inside,
+        "address": place.address if place else None,
+        "match_type": place.match_type if place else None,
+        "distance_m": round(place.distance_m, 1) if place else None,
+        "address_id": place.address_id if place else None,
+    }
     if not inside:
         body["message"] = (
             f"This spot is outside {city.name}. Move the pin inside the city boundary."

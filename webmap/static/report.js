@@ -2,9 +2,10 @@
  * the tracking page's "show us where" for a request that arrived without a location.
  *
  * The report form works as a plain HTML form; this script adds the pin (tap, drag, your
- * location, address search, a photo's GPS), the nearest address under the pin, the
- * category notice and help article with "continue anyway", and the list of possible
- * duplicates. Text from
+ * location, the place search with its candidates, a photo's GPS), the address under the
+ * pin (reverse geocoding: "12 ELM ST" or "near MAIN ST and 5TH ST"), the category notice
+ * and help article with "continue anyway", the category's numbered assets near the pin
+ * (tap one, or type its number), and the list of possible duplicates. Text from
  * the server is only ever set as textContent (never as HTML). No inline script: the page
  * passes its settings in data- attributes and a JSON <script type="application/json">.
  */
@@ -80,6 +81,7 @@
   function initWhere(form, mapEl, onPin) {
     var city = form.getAttribute("data-city");
     var latIn = $("lat"), lonIn = $("lon"), addrIn = $("address"), pinInfo = $("pin-info");
+    var addrIdIn = $("address-id");
     var marker = null, accuracyCircle = null;
     var reverseSignal = latest(), searchSignal = latest();
 
@@ -115,8 +117,10 @@
       });
     }
 
+    // The address under the pin: an address near it, or "near MAIN ST and 5TH ST". A place
+    // chosen from the search keeps its own words (source "address").
     function lookupAddress(lat, lon, source) {
-      say(pinInfo, "Looking up the nearest address…");
+      if (source !== "address") say(pinInfo, "Looking up the address of this spot…");
       getJSON(form.getAttribute("data-reverse-url"), { city: city, lat: lat, lon: lon },
         reverseSignal())
         .then(function (body) {
@@ -126,13 +130,16 @@
             say(pinInfo, body.message, true);
             return;
           }
-          if (body.address) {
-            if (source !== "address") addrIn.value = body.address.address;
-            say(pinInfo, "Nearest address: " + body.address.address + " (" +
-              Math.round(body.address.distance_m) + " m from the pin)");
+          if (source === "address") return;
+          addrIn.value = body.address || "";
+          if (addrIdIn) addrIdIn.value = body.address_id || "";
+          if (!body.address) {
+            say(pinInfo, "Pin placed. There is no street name known near this spot.");
+          } else if (body.match_type === "near") {
+            say(pinInfo, "Pin placed " + body.address + ".");
           } else {
-            if (source !== "address") addrIn.value = "";
-            say(pinInfo, "Pin placed. There is no known address within 150 m.");
+            say(pinInfo, "Address: " + body.address + " (" +
+              Math.round(body.distance_m) + " m from the pin)");
           }
         })
         .catch(function (err) {
@@ -144,6 +151,8 @@
       lat = Number(lat);
       lon = Number(lon);
       if (!isFinite(lat) || !isFinite(lon)) return;
+      // A moved pin is no longer on the address point chosen from the search.
+      if (source !== "address" && addrIdIn) addrIdIn.value = "";
       placeMarker(lat, lon);
       latIn.value = lat.toFixed(6);
       lonIn.value = lon.toFixed(6);
@@ -156,7 +165,7 @@
         accuracyCircle = null;
       }
       lookupAddress(lat, lon, source);
-      onPin();
+      onPin(lat, lon, source);
     }
 
     map.on("click", function (e) { setPin(e.latlng.lat, e.latlng.lng, "click"); });
@@ -195,25 +204,34 @@
       }, { enableHighAccuracy: true, timeout: 15000, maximumAge: 60000 });
     });
 
-    // Address search: a combobox with a listbox of suggestions (arrow keys, Enter, Escape).
+    // Place search: a combobox whose listbox holds the geocoder's candidates, best first,
+    // each with its match type in words (arrow keys, Enter, Escape). Choosing one centres
+    // the map and drops the pin there; an address point's city id goes with the form.
     var q = $("address-q"), list = $("address-list"), suggestNote = $("address-suggest-note");
+    var searchStatus = $("address-status");
     var matches = [], active = -1;
+    var MATCH_WORDS = {
+      address_point: "exact address",
+      range: "estimated along the street",
+      intersection: "intersection",
+      street: "street only"
+    };
 
     function closeList() {
       list.hidden = true;
       suggestNote.hidden = true;
       q.setAttribute("aria-expanded", "false");
       q.removeAttribute("aria-activedescendant");
-      active = -1;
     }
 
     function highlight(i) {
-      var options = list.querySelectorAll("[role=option]");
-      options.forEach(function (o, j) { o.setAttribute("aria-selected", j === i ? "true" : "false"); });
       active = i;
-      if (options[i]) {
-        q.setAttribute("aria-activedescendant", options[i].id);
-        options[i].scrollIntoView({ block: "nearest" });
+      Array.prototype.forEach.call(list.children, function (li, j) {
+        li.setAttribute("aria-selected", j === i ? "true" : "false");
+      });
+      if (i >= 0 && list.children[i]) {
+        q.setAttribute("aria-activedescendant", list.children[i].id);
+        list.children[i].scrollIntoView({ block: "nearest" });
       }
     }
 
@@ -223,33 +241,43 @@
       q.value = m.address;
       closeList();
       addrIn.value = m.address;
+      if (addrIdIn) addrIdIn.value = m.address_id || "";
       setPin(m.lat, m.lon, "address");
+      say(pinInfo, "Pin placed at " + m.address + " (" +
+        (m.match_label || MATCH_WORDS[m.match_type] || m.match_type) + ").");
     }
 
     function showMatches(body) {
       list.textContent = "";
-      matches = body.matches;
+      matches = body.candidates || [];
       active = -1;
-      suggestNote.hidden = !(body.suggestions && matches.length);
+      suggestNote.hidden = !(matches.length && !body.confident);
       if (!matches.length) {
         var none = el("li", "rp-listbox__empty",
-          "No address found. Check the spelling, or put the pin on the map.");
+          "No place found. Check the spelling, or put the pin on the map.");
         none.setAttribute("role", "option");
         none.setAttribute("aria-disabled", "true");
         none.id = "addr-none";
         list.appendChild(none);
       }
       matches.forEach(function (m, i) {
-        var option = el("li", "rp-listbox__item", m.address);
+        var option = el("li", "rp-listbox__item");
+        option.appendChild(el("span", "rp-listbox__text", m.address));
+        option.appendChild(el("span", "rp-listbox__kind",
+          m.match_label || MATCH_WORDS[m.match_type] || m.match_type));
         option.id = "addr-opt-" + i;
         option.setAttribute("role", "option");
         option.setAttribute("aria-selected", "false");
+        option.setAttribute("data-match-type", m.match_type);
         // mousedown, not click: it comes before the input's blur closes the list.
         option.addEventListener("mousedown", function (e) { e.preventDefault(); choose(i); });
         list.appendChild(option);
       });
       list.hidden = false;
       q.setAttribute("aria-expanded", "true");
+      searchStatus.textContent = !matches.length ? "No place found." :
+        (matches.length === 1 ? "1 place found" : matches.length + " places found") +
+        (body.confident ? ": the first is the best match." : ": choose the right one.");
     }
 
     var search = debounce(function () {
@@ -260,12 +288,17 @@
       }
       getJSON(form.getAttribute("data-search-url"), { city: city, q: text }, searchSignal())
         .then(showMatches)
-        .catch(function (err) { if (err.name !== "AbortError") closeList(); });
-    }, 200);
+        .catch(function (err) {
+          if (err.name === "AbortError") return;
+          closeList();
+          searchStatus.textContent = err.message;
+          say(pinInfo, err.message, true);
+        });
+    }, 250);
     q.addEventListener("input", search);
     q.addEventListener("keydown", function (e) {
       if (e.key === "Enter") {
-        e.preventDefault(); // Enter picks an address; it never sends the report
+        e.preventDefault(); // Enter picks a place; it never sends the report
         if (!list.hidden && matches.length) choose(active >= 0 ? active : 0);
         return;
       }
@@ -281,6 +314,17 @@
       }
     });
     q.addEventListener("blur", function () { setTimeout(closeList, 150); });
+
+    // The server's "which place do you mean?" list (after sending an unsure address):
+    // ticking one shows it on the map at once.
+    document.querySelectorAll("input[name=place_choice]").forEach(function (radio) {
+      radio.addEventListener("change", function () {
+        addrIn.value = radio.getAttribute("data-address") || "";
+        if (addrIdIn) addrIdIn.value = radio.getAttribute("data-address-id") || "";
+        setPin(radio.getAttribute("data-lat"), radio.getAttribute("data-lon"), "address");
+        say(pinInfo, "Pin placed at " + addrIn.value + ".");
+      });
+    });
 
     // Shown again after an error: the pin where it was.
     function restore() {
@@ -304,8 +348,143 @@
     var select = $("service_code"), rest = $("report-rest");
     var continued = {};
     var dupSignal = latest();
-    var where = initWhere(form, mapEl, function () { refreshDuplicates(); });
+    var where = initWhere(form, mapEl, function (lat, lon, source) {
+      refreshDuplicates();
+      pinMovedForAssets(lat, lon, source);
+    });
     var setPin = where.setPin;
+
+    // The category's numbered assets (street lights by pole number...): markers near the
+    // pin; tapping one (or typing its number) chooses it and the pin snaps to it.
+    var assetField = $("asset-field"), assetIn = $("asset_ref");
+    var assetStatus = $("asset-status"), assetTitle = $("asset-title");
+    var assetGroup = L.layerGroup().addTo(where.map);
+    var assetSignal = latest(), findSignal = latest();
+    var chosenAsset = null; // {ref, label, lat, lon}
+
+    function layerTitle() {
+      var option = select.options[select.selectedIndex];
+      return (option && option.getAttribute("data-asset-title")) || "";
+    }
+
+    function assetName(a) {
+      return layerTitle() + " " + a.ref + (a.label && a.label !== a.ref ? " (" + a.label + ")" : "");
+    }
+
+    function sameRef(a, b) {
+      return String(a).trim().toUpperCase() === String(b).trim().toUpperCase();
+    }
+
+    function drawAssets(assets) {
+      assetGroup.clearLayers();
+      assets.forEach(function (a) {
+        var chosen = chosenAsset && sameRef(chosenAsset.ref, a.ref);
+        var marker = L.marker([a.lat, a.lon], {
+          icon: L.divIcon({
+            className: "rp-asset" + (chosen ? " rp-asset--chosen" : ""),
+            iconSize: [20, 20]
+          }),
+          title: assetName(a) + (chosen ? ", chosen" : ", tap to choose"),
+          keyboard: true,
+          riseOnHover: true
+        });
+        marker.on("click", function () { chooseAsset(a); });
+        marker.addTo(assetGroup);
+        var node = marker.getElement();
+        if (node) {
+          node.setAttribute("role", "button");
+          node.setAttribute("aria-label", marker.options.title);
+          node.setAttribute("data-ref", a.ref);
+          if (chosen) node.setAttribute("aria-pressed", "true");
+        }
+      });
+      form.setAttribute("data-assets", String(assets.length));
+    }
+
+    function refreshAssets() {
+      var code = select.value;
+      var lat = parseFloat(latIn.value), lon = parseFloat(lonIn.value);
+      if (!code || !layerTitle() || !isFinite(lat) || !isFinite(lon)) {
+        assetGroup.clearLayers();
+        return;
+      }
+      getJSON(form.getAttribute("data-assets-near-url"),
+        { city: city, service: code, lat: lat, lon: lon }, assetSignal())
+        .then(function (body) {
+          drawAssets(body.assets);
+          if (!chosenAsset) {
+            assetStatus.textContent = body.assets.length
+              ? body.assets.length + " " + layerTitle().toLowerCase() +
+                (body.assets.length === 1 ? "" : "s") + " near the pin: tap the one with the problem, or type its number."
+              : "No " + layerTitle().toLowerCase() + " near the pin: type its number if you know it.";
+          }
+        })
+        .catch(function (err) {
+          if (err.name !== "AbortError") assetGroup.clearLayers();
+        });
+    }
+
+    function chooseAsset(a) {
+      chosenAsset = a;
+      assetIn.value = a.ref;
+      assetIn.removeAttribute("aria-invalid");
+      setPin(a.lat, a.lon, "asset");
+      assetStatus.textContent = assetName(a) + " chosen: the pin is on it.";
+    }
+
+    // A pin moved away from the chosen asset lets it go: the report is then about the spot.
+    function pinMovedForAssets(lat, lon, source) {
+      if (chosenAsset && source !== "asset" && isFinite(chosenAsset.lat) &&
+          metres(lat, lon, chosenAsset.lat, chosenAsset.lon) > 30) {
+        assetStatus.textContent = "The pin moved away from " + assetName(chosenAsset) +
+          ": tap it again if the report is about it.";
+        chosenAsset = null;
+        assetIn.value = "";
+      }
+      refreshAssets();
+    }
+
+    function findAsset() {
+      var ref = assetIn.value.trim();
+      if (!ref) {
+        chosenAsset = null;
+        refreshAssets();
+        return;
+      }
+      if (chosenAsset && sameRef(chosenAsset.ref, ref)) return;
+      assetStatus.textContent = "Looking up " + layerTitle().toLowerCase() + " " + ref + "…";
+      getJSON(form.getAttribute("data-assets-find-url"),
+        { city: city, service: select.value, ref: ref }, findSignal())
+        .then(function (body) { chooseAsset(body.asset); })
+        .catch(function (err) {
+          if (err.name === "AbortError") return;
+          chosenAsset = null;
+          assetIn.setAttribute("aria-invalid", "true");
+          assetStatus.textContent = err.message;
+        });
+    }
+    assetIn.addEventListener("change", findAsset);
+    assetIn.addEventListener("keydown", function (e) {
+      if (e.key === "Enter") {
+        e.preventDefault(); // Enter looks the number up; it never sends the report
+        findAsset();
+      }
+    });
+
+    function showAssetField() {
+      var title = layerTitle();
+      assetField.hidden = !title;
+      assetIn.disabled = !title;
+      if (title) {
+        assetTitle.textContent = title;
+      } else {
+        chosenAsset = null;
+        assetIn.value = "";
+        assetStatus.textContent = "";
+      }
+      refreshAssets();
+    }
+    if (assetIn.value) chosenAsset = { ref: assetIn.value, lat: NaN, lon: NaN };
 
     // Categories: a notice first (with "continue anyway"), then that category's questions.
     function showCategory(focusQuestions) {
@@ -323,6 +502,7 @@
       var placeMode = (option && option.getAttribute("data-location-mode")) || "required";
       $("step-where").hidden = placeMode === "none";
       $("where-optional-note").hidden = placeMode !== "optional";
+      showAssetField();
       if (!code) {
         rest.hidden = true;
         return;
