@@ -38,6 +38,7 @@ from spatial.models import (
     ServiceRequest,
 )
 from spatial.models_mail import MailAddress
+from spatial.models_places import AssetLayer
 
 # Open311 service and attribute codes travel in URLs (``services/CODE.json``), file names
 # (an import's definitions) and form fields: letters, digits and ``_ . -`` only.
@@ -68,6 +69,7 @@ CATEGORY_FIELDS = (
     "sla_hours",
     "sla_clock",
     "active",
+    "asset_layer",
 )
 QUESTION_FIELDS = (
     "code",
@@ -275,7 +277,39 @@ def category_values(
         out["sla_clock"] = _choice(
             given["sla_clock"] or "business", "sla_clock", SLA_CLOCKS, "SLA clock"
         )
+    if "asset_layer" in given:
+        out["asset_layer_id"] = asset_layer_id(session, city, given["asset_layer"])
     return out
+
+
+def asset_layers(session: Session, city: Jurisdiction) -> list[AssetLayer]:
+    """The city's asset layers, by name (the choices of a category's layer)."""
+    return list(
+        session.scalars(
+            sa.select(AssetLayer)
+            .where(AssetLayer.jurisdiction_id == city.id)
+            .order_by(AssetLayer.name)
+        )
+    )
+
+
+def asset_layer_id(session: Session, city: Jurisdiction, name: Any) -> int | None:
+    """The id of the city's asset layer ``name`` (empty: none); another city's layer, or
+    an unknown name, is refused (field ``asset_layer``)."""
+    name = str(name or "").strip()
+    if not name:
+        return None
+    found = session.scalar(
+        sa.select(AssetLayer.id).where(
+            AssetLayer.jurisdiction_id == city.id, AssetLayer.name == name
+        )
+    )
+    if found is None:
+        raise InvalidInput(
+            f"no asset layer {name[:64]!r} in this city: import its assets first",
+            field="asset_layer",
+        )
+    return found
 
 
 def category_record(session: Session, service: Service) -> dict[str, Any]:
@@ -301,7 +335,13 @@ def category_record(session: Session, service: Service) -> dict[str, Any]:
         "sla_hours": service.sla_hours,
         "sla_clock": service.sla_clock or "business",
         "active": service.active is not False,
+        "asset_layer": _layer_name(session, service.asset_layer_id),
     }
+
+
+def _layer_name(session: Session, layer_id: int | None) -> str | None:
+    layer = session.get(AssetLayer, layer_id) if layer_id else None
+    return layer.name if layer else None
 
 
 def _as_record(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +350,8 @@ def _as_record(session: Session, values: dict[str, Any]) -> dict[str, Any]:
         dept_id = out.pop("default_department_id")
         dept = session.get(Department, dept_id) if dept_id else None
         out["default_department"] = dept.code if dept else None
+    if "asset_layer_id" in out:
+        out["asset_layer"] = _layer_name(session, out.pop("asset_layer_id"))
     return out
 
 

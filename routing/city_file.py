@@ -32,7 +32,7 @@ from notify.templates import check_template
 from routing.categories import check_answer, parse_keywords
 from routing.city_schema import LIST_DATATYPES, SCHEMA
 from routing.engine import forget_rules, published
-from routing.rules import create_draft, ordered_rules, publish
+from routing.rules import create_draft, ordered_rules, parse_asset_condition, publish
 from routing.sla import validate_calendar
 from spatial.cities import city_by_open311_id, validate_host, validate_open311_id
 from spatial.errors import InvalidInput
@@ -52,6 +52,7 @@ from spatial.models import (
 )
 from spatial.models_mail import FaqArticle, MailAddress, MailConfig, MessageTemplate
 from spatial.models_ops import RetentionPolicy
+from spatial.models_places import AssetLayer
 from spatial.zones import validate_timezone
 
 FORMAT_VERSION = 1
@@ -187,6 +188,8 @@ def _category(c: dict[str, Any]) -> dict[str, Any]:
         "sla_clock": c.get("sla_clock", "business"),
         "default_department": c.get("default_department"),
         "questions": [_question(q) for q in c.get("questions") or []],
+        # Written only when set, as the export writes it.
+        **({"asset_layer": c["asset_layer"]} if c.get("asset_layer") else {}),
     }
 
 
@@ -203,6 +206,17 @@ def _rule(r: dict[str, Any]) -> dict[str, Any]:
         "priority": r.get("priority"),
         "sla_hours": _number(r.get("sla_hours")),
         "active": bool(r.get("active", True)),
+        # Written only when set, as the export writes it.
+        **(
+            {
+                "asset": {
+                    "attribute": r["asset"]["attribute"].strip(),
+                    "value": r["asset"]["value"].strip(),
+                }
+            }
+            if r.get("asset")
+            else {}
+        ),
     }
 
 
@@ -337,6 +351,11 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
         )
     )
     service_codes = {s.id: s.code for s in services}
+    asset_layers = dict(
+        session.execute(
+            sa.select(AssetLayer.id, AssetLayer.name).where(AssetLayer.jurisdiction_id == j)
+        ).all()
+    )
     rs = published(session, city)
     rules = ordered_rules(session, rs) if rs is not None else []
     mail_cfg = session.get(MailConfig, j)
@@ -388,6 +407,11 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
                     }
                     for a in sorted(s.attributes, key=lambda a: (a.order, a.id))
                 ],
+                **(
+                    {"asset_layer": asset_layers.get(s.asset_layer_id)}
+                    if s.asset_layer_id in asset_layers
+                    else {}
+                ),
             }
             for s in services
         ],
@@ -404,6 +428,11 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
                 "priority": r.priority,
                 "sla_hours": _number(r.sla_hours),
                 "active": r.active,
+                **(
+                    {"asset": {"attribute": r.asset_attribute, "value": r.asset_value}}
+                    if r.asset_attribute is not None
+                    else {}
+                ),
             }
             for r in rules
         ],
@@ -622,12 +651,21 @@ def validate(session: Session, city: Jurisdiction, data: Any) -> dict[str, Any]:
 
     _unique(doc["categories"], lambda c: c["code"], "categories", "category code")
     categories = {c["code"] for c in doc["categories"]}
+    asset_layers = set(
+        session.scalars(sa.select(AssetLayer.name).where(AssetLayer.jurisdiction_id == city.id))
+    )
     groups = {c["group"] for c in doc["categories"] if c["group"]}
     for i, cat in enumerate(doc["categories"]):
         path = f"categories[{i}]"
         dept = cat["default_department"]
         if dept is not None and dept not in departments:
             raise _bad(f"{path}.default_department", f"no department {dept!r} in the file")
+        if cat.get("asset_layer") and cat["asset_layer"] not in asset_layers:
+            raise _bad(
+                f"{path}.asset_layer",
+                f"{city.slug} has no asset layer {cat['asset_layer']!r}: import its assets first"
+                + (f" (its layers: {', '.join(sorted(asset_layers))})" if asset_layers else ""),
+            )
         _unique(cat["questions"], lambda q: q["code"], f"{path}.questions", "question code")
         for k, q in enumerate(cat["questions"]):
             _check_question(f"{path}.questions[{k}]", q)
@@ -650,6 +688,12 @@ def validate(session: Session, city: Jurisdiction, data: Any) -> dict[str, Any]:
             )
         if rule["crew_from_zone"] and rule["layer"] is None:
             raise _bad(f"{path}.crew_from_zone", "'crew from zone' needs a layer")
+        if rule.get("asset"):
+            try:
+                parse_asset_condition(rule["asset"]["attribute"], rule["asset"]["value"])
+            except InvalidInput as exc:
+                field = "attribute" if exc.field == "asset_attribute" else "value"
+                raise _bad(f"{path}.asset.{field}", str(exc)) from None
 
     _unique(doc["response_templates"], lambda t: t["name"], "response_templates", "name")
     for i, t in enumerate(doc["response_templates"]):
@@ -829,12 +873,20 @@ class _Apply:
         have = {c["code"]: c for c in self.old["categories"]}
         departments = {code: d.id for code, d in self.departments().items()}
         rows = self.services()
+        asset_layers = dict(
+            self.s.execute(
+                sa.select(AssetLayer.name, AssetLayer.id).where(
+                    AssetLayer.jurisdiction_id == self.city.id
+                )
+            ).all()
+        )
         for c in self.doc["categories"]:
             fields = {k: c[k] for k in CATEGORY_FIELDS}
             values = {
                 **{k: v for k, v in fields.items() if k != "default_department"},
                 "default_department_id": departments.get(c["default_department"]),
                 "sla_hours": None if c["sla_hours"] is None else float(c["sla_hours"]),
+                "asset_layer_id": asset_layers.get(c.get("asset_layer")),
             }
             old = have.get(c["code"])
             if old is None:
@@ -843,7 +895,12 @@ class _Apply:
                 self.lines.append(f"+ category {c['code']}")
             else:
                 service = rows[c["code"]]
-                changed = _diff("category", c["code"], {k: old[k] for k in CATEGORY_FIELDS}, fields)
+                changed = _diff(
+                    "category",
+                    c["code"],
+                    {k: old.get(k) for k in (*CATEGORY_FIELDS, "asset_layer")},
+                    {**fields, "asset_layer": c.get("asset_layer")},
+                )
                 if changed:
                     for key, value in values.items():
                         setattr(service, key, value)
@@ -951,6 +1008,8 @@ class _Apply:
                     priority=r["priority"],
                     sla_hours=None if r["sla_hours"] is None else float(r["sla_hours"]),
                     active=r["active"],
+                    asset_attribute=r["asset"]["attribute"] if r.get("asset") else None,
+                    asset_value=r["asset"]["value"] if r.get("asset") else None,
                 )
             )
         self.s.flush()

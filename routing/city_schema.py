@@ -97,6 +97,8 @@ CATEGORY = _object(
         "sla_hours": _optional(HOURS),
         "sla_clock": {"enum": list(SLA_CLOCKS)},
         "default_department": _optional(CODE),
+        # The name of one of the city's asset layers (a street-light category: "streetlights").
+        "asset_layer": _optional(CODE),
         "questions": _list(QUESTION),
     },
     ("code", "name"),
@@ -116,6 +118,13 @@ RULE = _object(
         "priority": _optional({"enum": list(PRIORITIES)}),
         "sla_hours": _optional(RULE_HOURS),
         "active": {"type": "boolean"},
+        # Only a request about an asset whose attribute has this value (no case).
+        "asset": _optional(
+            _object(
+                {"attribute": _text(100), "value": _text(200)},
+                ("attribute", "value"),
+            )
+        ),
     },
     ("name", "department"),
 )

@@ -5,7 +5,11 @@ rules are walked in ``position`` order; the first rule that matches wins:
 
 - category: ``service_id`` (one category), else ``service_group`` (a group), else any;
 - place: ``layer_name`` + ``zone_code`` (one zone), ``layer_name`` only (any zone of the
-  layer's current version), or no layer (anywhere, even without a location).
+  layer's current version), or no layer (anywhere, even without a location);
+- asset: ``asset_attribute`` + ``asset_value``: only a request about an asset
+  (``asset_layer_id`` + ``asset_ref``) whose attribute has that value, both compared
+  without case and surrounding spaces (a light whose "Owner" is "State" goes to the
+  state); a rule without them matches with or without an asset.
 
 The request's zone in a layer is the zone of that layer's current version containing the
 pin; where zones of one layer overlap, the smallest zone wins (then the lowest code, in
@@ -136,7 +140,11 @@ _META = """
 SELECT rs.id AS ruleset_id, rs.version, rs.published_at,
        s.group_name, s.default_department_id, s.sla_hours, s.default_priority, s.sla_clock,
        j.timezone, j.business_calendar,
-       (SELECT version FROM settings_stamp WHERE id = 1) AS stamp
+       (SELECT version FROM settings_stamp WHERE id = 1) AS stamp,
+       -- The request's asset's attributes (NULL without one): by the unique key.
+       (SELECT a.attributes FROM asset a
+        WHERE a.layer_id = CAST(:asset_layer_id AS integer)
+          AND a.ref = CAST(:asset_ref AS text)) AS asset_attrs
 FROM service s
 JOIN jurisdiction j ON j.id = :jid
 LEFT JOIN routing_ruleset rs ON rs.id = (
@@ -150,11 +158,20 @@ META_SQL = sa.text(_META)
 
 
 # All a new request's routing reads, and whether its pin is in the city, in one
-# statement: the meta row, with the zones at the pin (JSON) and the boundary check (the
-# CTE ``place``). ``ctes``: more CTEs after ``place``, and ``extra``: more columns, that
-# the caller needs at the same time (intake.submit adds the duplicate search and the
-# public id's reservation), with parameters of their own besides :jid, :service_id,
-# :lon, :lat.
+# statement: the meta row (with the asset's attributes), the zones at the pin (JSON) and
+# the boundary check (the CTE ``place``). ``ctes``: more CTEs after ``place``, and
+# ``extra``: more columns, that the caller needs at the same time (intake.submit adds the
+# duplicate search and the public id's reservation), with parameters of their own
+# besides :jid, :service_id, :lon, :lat and :asset_layer_id, :asset_ref
+# (:func:`asset_params`).
+def asset_params(layer_id: int | None, ref: str | None) -> dict[str, Any]:
+    """The parameters of :data:`META_SQL` and :func:`site_sql` naming a request's asset
+    (both None: no asset, and no asset rule matches)."""
+    if layer_id is None or not ref:
+        return {"asset_layer_id": None, "asset_ref": None}
+    return {"asset_layer_id": layer_id, "asset_ref": ref}
+
+
 def site_sql(extra: str = "", ctes: str = "") -> sa.TextClause:
     more = f",{extra}" if extra else ""
     more_ctes = f", {ctes}" if ctes else ""
@@ -219,6 +236,8 @@ class _Rule:
     crew_from_zone: bool
     priority: str | None  # None: the category's default
     sla_hours: float | None
+    asset_attribute: str | None
+    asset_value: str | None
 
 
 @dataclass(frozen=True)
@@ -251,6 +270,8 @@ def explanation(
     zone_code: str | None = None,
     zone_name: str | None = None,
     others: str | None = None,
+    asset_attribute: str | None = None,
+    asset_value: str | None = None,
 ) -> str:
     """The one-line reason for a rule match (route_bulk builds the same line in SQL)."""
     head = department + (f" / {crew}" if crew else "")
@@ -260,7 +281,8 @@ def explanation(
         where = f"pin inside zone '{zone_name}' ({zone_code}) of layer '{layer_name}'"
         if others:
             where += f" (also inside {others}; picked the smallest)"
-    return f"{head}: {where}; rule {rule_position} '{rule_name}'"
+    why = f": asset {asset_attribute} = {asset_value}" if asset_attribute is not None else ""
+    return f"{head}: {where}; rule {rule_position} '{rule_name}'{why}"
 
 
 # --------------------------------------------------------------------------- rule cache
@@ -285,7 +307,8 @@ def _load_catalog(session: Session, jid: int, ruleset_id: int, version: int) -> 
         for row in session.execute(
             sa.text(
                 "SELECT id, position, name, service_id, service_group, layer_name, zone_code, "
-                "department_id, crew_id, crew_from_zone, priority, sla_hours "
+                "department_id, crew_id, crew_from_zone, priority, sla_hours, "
+                "asset_attribute, asset_value "
                 "FROM routing_rule WHERE ruleset_id = :rs AND active ORDER BY position, id"
             ),
             {"rs": ruleset_id},
@@ -358,7 +381,28 @@ def _crew_for(catalog: _Catalog, rule: _Rule, zone: _ZonePick | None) -> int | N
     return rule.crew_id
 
 
-def _matches(rule: _Rule, service_id: int, group: str | None, zones: dict[str, _ZonePick]) -> bool:
+def asset_key(text: str | None) -> str:
+    """An attribute name or value as rules compare it: no case, no surrounding spaces."""
+    return (text or "").strip().lower()
+
+
+def normal_attributes(attributes: dict[str, Any] | None) -> dict[str, str]:
+    """An asset's attributes as rules compare them (:func:`asset_key` on both sides)."""
+    return {asset_key(k): asset_key(str(v)) for k, v in (attributes or {}).items() if v is not None}
+
+
+def _matches(
+    rule: _Rule,
+    service_id: int,
+    group: str | None,
+    zones: dict[str, _ZonePick],
+    asset: dict[str, str] | None = None,
+) -> bool:
+    if rule.asset_attribute is not None:
+        if asset is None or asset.get(asset_key(rule.asset_attribute)) != asset_key(
+            rule.asset_value
+        ):
+            return False
     if rule.service_id is not None and rule.service_id != service_id:
         return False
     if rule.service_group is not None and rule.service_group != group:
@@ -472,10 +516,23 @@ def site_from_row(row, service_id: int) -> Site:
     return Site(bool(row.in_city), row, zone_rows)
 
 
-def site_without_location(session: Session, jurisdiction_id: int, service_id: int) -> Site:
+def site_without_location(
+    session: Session,
+    jurisdiction_id: int,
+    service_id: int,
+    asset_layer_id: int | None = None,
+    asset_ref: str | None = None,
+) -> Site:
     """The :class:`Site` of a new request that has no location (its category's location
     mode allows that): the routing inputs only, so only rules for any location match."""
-    row = session.execute(META_SQL, {"jid": jurisdiction_id, "service_id": service_id}).first()
+    row = session.execute(
+        META_SQL,
+        {
+            "jid": jurisdiction_id,
+            "service_id": service_id,
+            **asset_params(asset_layer_id, asset_ref),
+        },
+    ).first()
     if row is None:
         raise ValueError(f"service {service_id} does not exist")
     return Site(True, row, [])
@@ -502,12 +559,21 @@ def _decide(
     else:
         lon, lat = _coords(request)
         meta = session.execute(
-            META_SQL, {"jid": request.jurisdiction_id, "service_id": request.service_id}
+            META_SQL,
+            {
+                "jid": request.jurisdiction_id,
+                "service_id": request.service_id,
+                **asset_params(request.asset_layer_id, request.asset_ref),
+            },
         ).one_or_none()
         if meta is None:
             raise ValueError(f"service {request.service_id} of request {request.id} does not exist")
         zones = _zones_at(session, request.jurisdiction_id, lon, lat)
     catalog = _catalog(session, request.jurisdiction_id, meta)
+    # A site row of a statement that does not read the asset (no asset_attrs column)
+    # leaves asset rules unmatched, as a request without an asset.
+    attrs = getattr(meta, "asset_attrs", None)
+    asset = normal_attributes(attrs) if attrs is not None and request.asset_ref else None
 
     rule = None
     if catalog is not None:
@@ -515,7 +581,7 @@ def _decide(
             (
                 ru
                 for ru in catalog.rules
-                if _matches(ru, request.service_id, meta.group_name, zones)
+                if _matches(ru, request.service_id, meta.group_name, zones, asset)
             ),
             None,
         )
@@ -546,6 +612,8 @@ def _decide(
             zone.code if zone else None,
             zone.name if zone else None,
             zone.others if zone else None,
+            rule.asset_attribute,
+            rule.asset_value,
         )
 
     requested = request.requested_at or now_utc()
@@ -669,7 +737,14 @@ req AS MATERIALIZED (
            r.department_id AS old_dept, r.crew_id AS old_crew, r.zone_id AS old_zone,
            r.routed_at AS old_routed, r.routing_explanation AS old_expl,
            s.default_department_id, s.sla_hours AS service_sla,
-           s.default_priority, s.sla_clock
+           s.default_priority, s.sla_clock, s.group_name,
+           -- The asset's attributes as rules compare them (names and values without
+           -- case or surrounding spaces); NULL for a request without an asset.
+           CASE WHEN r.asset_ref IS NOT NULL THEN (
+               SELECT jsonb_object_agg(lower(btrim(e.key)), lower(btrim(e.value)))
+               FROM asset a, jsonb_each_text(a.attributes) e
+               WHERE a.layer_id = r.asset_layer_id AND a.ref = r.asset_ref
+                 AND e.value IS NOT NULL) END AS asset_attrs
     FROM {table} r
     JOIN service s ON s.id = r.service_id
     WHERE {scope} AND r.id BETWEEN :lo AND :hi
@@ -685,13 +760,26 @@ req AS MATERIALIZED (
         JOIN _route_pick p ON p.request_id = q.id AND p.request_id BETWEEN :lo AND :hi
         JOIN _route_rule_zone rs ON rs.service_id = q.service_id AND rs.layer_id = p.layer_id
              AND (rs.zone_code IS NULL OR rs.zone_code = p.code)
+        UNION ALL
+        -- Rules on an asset's attribute: only requests about an asset reach them.
+        SELECT q.id, ru.rk
+        FROM req q
+        JOIN _route_rules ru ON ru.asset_key IS NOT NULL
+             AND q.asset_attrs ->> ru.asset_key = ru.asset_val
+             AND (ru.service_id IS NULL OR ru.service_id = q.service_id)
+             AND (ru.service_group IS NULL OR ru.service_group = q.group_name)
+        WHERE q.asset_attrs IS NOT NULL
+          AND (ru.layer_name IS NULL OR EXISTS (
+                SELECT 1 FROM _route_pick p
+                WHERE p.request_id = q.id AND p.layer_id = ru.layer_id
+                  AND (ru.zone_code IS NULL OR ru.zone_code = p.code)))
     ) m
     GROUP BY m.id
 ), dec AS (
     SELECT q.*, ru.id AS rule_id, ru.position, ru.name AS rule_name,
            ru.department_id AS rule_dept, ru.crew_id AS rule_crew, ru.crew_from_zone,
            ru.priority AS rule_priority, ru.sla_hours AS rule_sla, ru.layer_name,
-           rz.zone_id, rz.others, rz.code AS zone_code, rz.name AS zone_name,
+           ru.asset_attribute, ru.asset_value, rz.zone_id, rz.others, rz.code AS zone_code, rz.name AS zone_name,
            rz.crew_id AS zone_crew
     FROM req q
     LEFT JOIN first_rule f ON f.id = q.id
@@ -733,6 +821,8 @@ req AS MATERIALIZED (
                                               || '; picked the smallest)', '')
                         END
                      || '; rule ' || res.position || ' ''' || res.rule_name || ''''
+                     || coalesce(': asset ' || res.asset_attribute || ' = ' || res.asset_value,
+                                 '')
            END AS expl,
            res.old_dept, res.old_crew, res.old_zone, res.old_routed, res.old_expl
     FROM res
@@ -865,22 +955,25 @@ def _setup(session: Session, city: Jurisdiction, stats: Any) -> tuple[Any, str, 
         "ST_Area(z.geom::geography) AS area FROM zone z "
         "JOIN _route_layers l ON l.id = z.layer_id",
         "ALTER TABLE _route_zone ADD PRIMARY KEY (id)",
-        # rk: the rule's rank in the rule set's order.
+        # rk: the rule's rank in the rule set's order; asset_key/asset_val: an asset
+        # rule's attribute and value as the requests' asset_attrs hold them.
         "CREATE TEMP TABLE _route_rules ON COMMIT DROP AS "
         "SELECT ru.*, l.id AS layer_id, "
-        "row_number() OVER (ORDER BY ru.position, ru.id) AS rk FROM routing_rule ru "
+        "row_number() OVER (ORDER BY ru.position, ru.id) AS rk, "
+        "lower(btrim(ru.asset_attribute)) AS asset_key, "
+        "lower(btrim(ru.asset_value)) AS asset_val FROM routing_rule ru "
         "LEFT JOIN _route_layers l ON l.name = ru.layer_name "
         "WHERE ru.ruleset_id = :rs AND ru.active",
         # Per category: the first rule that applies anywhere ...
         "CREATE TEMP TABLE _route_anywhere ON COMMIT DROP AS "
         "SELECT s.id AS service_id, min(ru.rk) AS rk "
         + RULE_SERVICES
-        + "WHERE ru.layer_name IS NULL GROUP BY s.id",
+        + "WHERE ru.layer_name IS NULL AND ru.asset_key IS NULL GROUP BY s.id",
         # ... and the rules tied to a current layer (one zone, or any zone of it).
         "CREATE TEMP TABLE _route_rule_zone ON COMMIT DROP AS "
         "SELECT s.id AS service_id, ru.layer_id, ru.zone_code, min(ru.rk) AS rk "
         + RULE_SERVICES
-        + "WHERE ru.layer_id IS NOT NULL GROUP BY 1, 2, 3",
+        + "WHERE ru.layer_id IS NOT NULL AND ru.asset_key IS NULL GROUP BY 1, 2, 3",
         "CREATE TEMP TABLE _route_pick (request_id bigint, layer_id integer, zone_id integer, "
         "code text, name text, crew_id integer, others text, "
         "PRIMARY KEY (request_id, layer_id)) ON COMMIT DROP",

@@ -45,6 +45,8 @@ RULE_FIELDS = (
     "priority",
     "sla_hours",
     "active",
+    "asset_attribute",
+    "asset_value",
 )
 MAX_SLA_HOURS = 24 * 365
 
@@ -64,6 +66,8 @@ class RuleValues:
     priority: str | None
     sla_hours: float | None
     active: bool = True
+    asset_attribute: str | None = None
+    asset_value: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in RULE_FIELDS}
@@ -84,7 +88,9 @@ def parse_rule(session: Session, city: Jurisdiction, data: dict[str, Any]) -> Ru
     ``match`` is ``any``, ``service`` (with ``service_code``) or ``group`` (with
     ``service_group``); ``layer_name`` empty means anywhere, ``zone_code`` empty any zone
     of the layer; ``department`` is a department code; ``crew`` a crew code of that
-    department, or ``crew_from_zone`` on; ``sla_hours`` empty or a number >= 0.
+    department, or ``crew_from_zone`` on; ``sla_hours`` empty or a number >= 0;
+    ``asset_attribute`` and ``asset_value`` both empty, or both set (the rule then
+    matches only a request about an asset whose attribute has that value).
     """
     name = _text(data, "name")
     if not name or len(name) > 200:
@@ -175,6 +181,9 @@ def parse_rule(session: Session, city: Jurisdiction, data: dict[str, Any]) -> Ru
                 f"SLA hours must be between 0 and {MAX_SLA_HOURS}", field="sla_hours"
             )
     active = _truthy(data.get("active", "1"))
+    asset_attribute, asset_value = parse_asset_condition(
+        _text(data, "asset_attribute"), _text(data, "asset_value")
+    )
     return RuleValues(
         name,
         service_id,
@@ -187,7 +196,31 @@ def parse_rule(session: Session, city: Jurisdiction, data: dict[str, Any]) -> Ru
         priority,
         sla,
         active,
+        asset_attribute,
+        asset_value,
     )
+
+
+def parse_asset_condition(attribute: str, value: str) -> tuple[str | None, str | None]:
+    """A rule's asset condition from two texts: both empty (none) or both set."""
+    attribute, value = (attribute or "").strip(), (value or "").strip()
+    if not attribute and not value:
+        return None, None
+    if not attribute:
+        raise InvalidInput(
+            "an asset value needs the attribute it is compared with", field="asset_attribute"
+        )
+    if not value:
+        raise InvalidInput(
+            f"asset attribute {attribute!r} needs the value to match", field="asset_value"
+        )
+    if len(attribute) > 100 or any(ord(c) < 32 for c in attribute):
+        raise InvalidInput(
+            "the asset attribute is a field name of 1-100 characters", field="asset_attribute"
+        )
+    if len(value) > 200 or any(ord(c) < 32 for c in value):
+        raise InvalidInput("the asset value must be 1-200 characters", field="asset_value")
+    return attribute, value
 
 
 # --------------------------------------------------------------------------- versions
