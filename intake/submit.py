@@ -34,8 +34,15 @@ from intake.duplicates import (
 )
 from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
+from places import assets
 from records.moderation import holds
-from routing.engine import decide_new, site_from_row, site_sql, site_without_location
+from routing.engine import (
+    asset_params,
+    decide_new,
+    site_from_row,
+    site_sql,
+    site_without_location,
+)
 from spatial import pieces, public_ids
 from spatial.accounts import EMAIL_RE
 from spatial.db import (
@@ -350,11 +357,19 @@ def submit(
         coords = _valid_coordinates(draft.lat, draft.lon)
         if coords is None:
             errors["location"] = "The location must be a latitude and longitude in degrees"
-    elif draft.use_photo_location:
+    asset_ref = None
+    if _clean(draft.asset_ref) is not None:
+        asset_ref, asset_coords = _asset(session, city, service, draft, coords, errors)
+        if asset_coords is not None and mode != "none":
+            coords = asset_coords  # the pin snaps to the asset
+    if coords is None and "location" not in errors and mode != "none" and draft.use_photo_location:
         gps = next((p.gps for p in processed if p.gps), None)
         if gps is not None:
             coords = (gps[1], gps[0])
             photo_location_used = True
+    address_id = _clean(draft.address_id)
+    if address_id is not None and len(address_id) > 100:
+        errors["address_id"] = "An address id has at most 100 characters"
     now = now or now_utc()
     year = now.astimezone(ZoneInfo(city.timezone)).year
     site = None
@@ -375,6 +390,8 @@ def submit(
             public_only=False,
         )
         params["year"] = year
+        # The asset's attributes are read with the pin (rules on an asset's attributes).
+        params.update(asset_params(service.asset_layer_id, asset_ref))
         params["reserve"] = not errors and is_autocommit(session)
         row = driver_execute(session, _READS_DRIVER_SQL, params).fetchone()
         site = site_from_row(row, service.id)
@@ -388,6 +405,7 @@ def submit(
         coords is None
         and mode == "required"
         and "location" not in errors
+        and "asset" not in errors  # the asset would have placed it
         and not draft.allow_missing_location
     ):
         errors["location"] = "Show where the problem is: put a pin on the map or give an address"
@@ -410,6 +428,9 @@ def submit(
         priority=service.default_priority or "normal",
         location=_point(coords[1], coords[0]) if coords else None,
         address=address,
+        address_id=None if mode == "none" else address_id,
+        asset_layer_id=service.asset_layer_id if asset_ref else None,
+        asset_ref=asset_ref,
         description=description,
         channel=draft.channel,
         contact_name=name,
@@ -479,6 +500,46 @@ def submit(
         )
     session.flush()  # the photos
     return SubmitResult(request, public_id, token, service.notice, photo_location_used)
+
+
+def _asset(
+    session: Session,
+    city: Jurisdiction,
+    service: Service,
+    draft: Draft,
+    coords: tuple[float, float] | None,
+    errors: dict[str, str],
+) -> tuple[str | None, tuple[float, float] | None]:
+    """The asset ``draft.asset_ref`` names in the category's layer: (its ref as the city
+    writes it, its (lat, lon)); an error under "asset" when there is none, or when the
+    draft's own pin is too far from it to be the same place (never moved silently)."""
+    wanted = _clean(draft.asset_ref) or ""
+    layer = assets.layer_of_service(session, service)
+    if layer is None:
+        errors["asset"] = f"{service.name} reports are not about a numbered asset"
+        return None, None
+    if len(wanted) > assets.MAX_REF or "\n" in wanted:
+        errors["asset"] = f"An asset number has at most {assets.MAX_REF} characters"
+        return None, None
+    near = coords if coords is not None and "location" not in errors else None
+    found = assets.find_asset(
+        session,
+        layer,
+        wanted,
+        lon=near[1] if near else None,
+        lat=near[0] if near else None,
+    )
+    noun = assets.asset_noun(layer)
+    if found is None:
+        errors["asset"] = f"No {noun} {wanted} in {city.name}"
+        return None, None
+    if found.distance_m is not None and found.distance_m > assets.NEAR_RADIUS_M:
+        errors["asset"] = (
+            f"The {noun} {found.asset.ref} is {found.distance_m:,.0f} m from the pin: "
+            "check the number, or put the pin at it"
+        )
+        return None, None
+    return found.asset.ref, (found.lat, found.lon)
 
 
 def _point(lon: float, lat: float) -> WKBElement:
