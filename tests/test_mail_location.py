@@ -6,12 +6,7 @@ from __future__ import annotations
 import pytest
 
 from intake.email_intake import gateway_verdict, html_to_text, plain_safe, strip_quoted
-from intake.mail_location import (
-    address_candidates,
-    coordinates_in_text,
-    match_address,
-    normalise_address,
-)
+from intake.mail_location import coordinates_in_text, locate_address, place_phrases
 from tests.support.mail import make_mail_city
 
 
@@ -58,25 +53,42 @@ def test_things_that_are_not_locations():
     assert found == [] and "cannot be read without opening it" in notes[0]
 
 
-def test_address_candidates_and_normalising():
+def test_place_phrases_labelled_lines_first_then_each_house_number():
     text = "Hi,\nthe light in front of 100 North Main Street is out.\nAddress: 250 W 1st St."
-    assert address_candidates(text) == ["250 W 1st St", "100 North Main Street"]
-    assert normalise_address("100 North Main Street") == "100 N MAIN ST"
-    assert normalise_address("North Ave") == "NORTH AVE"
-    assert address_candidates("I saw 3 cats in the road") == []
-    assert address_candidates("3 cats near 100 Main St") == ["100 Main St"]
+    assert place_phrases(text) == [
+        ["250 W 1st St"],
+        ["100 North Main Street", "100 North Main", "100 North"],
+    ]
+    assert place_phrases("I saw 3 cats in the road") == [["3 cats"]]
+    assert place_phrases("3 cats near 100 Main St") == [["3 cats"], ["100 Main St", "100 Main"]]
+    assert place_phrases("at the corner of Cambridge St and Prospect St, by the bank") == [
+        ["Cambridge St and Prospect St"]
+    ]
+    # Times, prices and references start no address.
+    assert place_phrases("since 10:30 today, cost $250 000, ref TV-2026-12") == []
 
 
-def test_match_address_exact_then_similar(sessions):
+def test_locate_address_through_the_geocoder(sessions):
     with sessions.begin() as s:
         info = make_mail_city(s)
     city = info["city"]
     with sessions() as s:
-        assert match_address(s, city, "100 North Main Street").address == "100 N MAIN ST, 90012"
-        assert match_address(s, city, "100 South Main St").address == "100 S MAIN ST, 90012"
-        assert match_address(s, city, "250 W. 1st Street").address == "250 W 1ST ST, 90012"
-        assert match_address(s, city, "250 W 1st Stret").address == "250 W 1ST ST, 90012"
-        assert match_address(s, city, "9999 Nowhere Boulevard") is None
+        found = locate_address(s, city, "the light outside 100 North Main Street is out")
+        assert found.placed.address == "100 N MAIN ST, 90012"
+        assert found.placed.address_id == "A-100N"
+        assert "100 N MAIN ST, 90012" in found.note()
+        found = locate_address(s, city, "Hole at 250 W. 1st Street.")
+        assert found.placed.address == "250 W 1ST ST, 90012"
+        # "Main St" is north and south: the geocoder is not sure which one.
+        found = locate_address(s, city, "hole at 100 Main St")
+        assert found.placed is None
+        assert {c.address for c in found.candidates} >= {
+            "100 N MAIN ST, 90012",
+            "100 S MAIN ST, 90012",
+        }
+        assert "not sure" in found.note()
+        nothing = locate_address(s, city, "9999 Nowhere Boulevard")
+        assert nothing.placed is None
 
 
 def test_html_to_text_and_plain_safe():

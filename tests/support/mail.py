@@ -15,10 +15,10 @@ from email.parser import BytesParser
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from geoalchemy2.shape import from_shape
-from shapely.geometry import Point
 
-from spatial.models import AddressPoint, Department, Jurisdiction, Service
+from places import store
+from places.parse import normalise_street
+from spatial.models import Department, Jurisdiction, Service
 from spatial.models_mail import MailAddress, MailConfig
 from tests.support.city import make_small_city
 
@@ -143,24 +143,23 @@ def make_mail_city(session) -> dict:
                 reply_limit_per_hour=5,
                 accept_limit_per_hour=30,
             ),
-            AddressPoint(
-                jurisdiction_id=city.id,
-                address="100 N MAIN ST, 90012",
-                location=from_shape(Point(MAIN_ST[1], MAIN_ST[0]), srid=4326),
-            ),
-            AddressPoint(
-                jurisdiction_id=city.id,
-                address="250 W 1ST ST, 90012",
-                location=from_shape(Point(-118.2701, 34.0521), srid=4326),
-            ),
-            AddressPoint(
-                jurisdiction_id=city.id,
-                address="100 S MAIN ST, 90012",
-                location=from_shape(Point(-118.2466, 34.0500), srid=4326),
-            ),
         ]
     )
     session.flush()
+    # The city's address points, loaded as an address import loads them.
+    points = store.begin(
+        session, city, "addresses", source_name="test", mapping={}, imported_by="test"
+    )
+    rows = [
+        store.AddressRow(lon, lat, number, normalise_street(street), zip="90012", source_id=sid)
+        for sid, number, street, (lat, lon) in (
+            ("A-100N", 100, "N MAIN ST", MAIN_ST),
+            ("A-250W", 250, "W 1ST ST", (34.0521, -118.2701)),
+            ("A-100S", 100, "S MAIN ST", (34.0500, -118.2466)),
+        )
+    ]
+    store.add_addresses(session, points, rows)
+    store.finish(session, points, rows_read=len(rows), rows_bad=0)
     return {**info, "general": general, "it": it}
 
 
