@@ -410,7 +410,7 @@ LA_MAP = "id=address_id,number=house_number,street=street_name,zip=zip,lat=lat,l
 
 
 def _la_words(street: str) -> str:
-    return " ".join(LA_WORDS.get(w, w.title()) for w in street.split())
+    return " ".join(LA_WORDS.get(w, w.capitalize()) for w in street.split())
 
 
 def _without_direction(street: str) -> str | None:
