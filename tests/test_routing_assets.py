@@ -4,15 +4,20 @@ category's asset layer know it."""
 
 from __future__ import annotations
 
+import html as htmllib
+import re
+
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from routing import categories, city_file, rules
 from routing.engine import reroute, route_request
 from spatial.errors import InvalidInput
-from spatial.models import Jurisdiction, Service, ServiceRequest
+from spatial.models import Jurisdiction, RoutingRule, Service, ServiceRequest
+from spatial.models_ops import AdminEvent
 from spatial.models_places import Asset, AssetLayer
-from tests.support.dispatch_city import WEST, make_dispatch_city, report
+from tests.support.dispatch_city import WEST, csrf_from, login, make_dispatch_city, report
 
 PRIVATE_RULE = {
     "name": "Private lights",
@@ -207,3 +212,75 @@ def test_a_category_takes_only_its_own_citys_asset_layer(sessions, city):
         assert s.get(Service, city.pothole_id).asset_layer_id == city.layer_id
         categories.update_category(s, c, pothole, {"asset_layer": ""})
         assert s.get(Service, city.pothole_id).asset_layer_id is None
+
+
+# --------------------------------------------------------------------------- pages and CLI
+
+
+def _error(html: str, field: str) -> str:
+    match = re.search(rf'id="error-{re.escape(field)}" role="alert">([^<]*)<', html)
+    assert match, f"no message beside {field}"
+    return htmllib.unescape(match.group(1))
+
+
+def test_the_rules_page_edits_an_asset_condition(client, sessions, city):
+    login(client, "admin")
+    with sessions.begin() as s:
+        draft = rules.create_draft(s, s.get(Jurisdiction, city.city_id))
+        draft_id = draft.id
+    form = {
+        "name": "State lights",
+        "match": "any",
+        "department": "parks",
+        "asset_attribute": " Owner ",
+        "asset_value": "State",
+        "csrf_token": csrf_from(client, f"/admin/rules/{draft_id}"),
+    }
+    bad = client.post(f"/admin/rules/{draft_id}/rules", data={**form, "asset_value": ""})
+    assert bad.status_code == 400
+    assert "needs the value" in _error(bad.get_data(as_text=True), "asset_value")
+    with sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(RoutingRule.ruleset_id == draft_id)) == 2
+    res = client.post(f"/admin/rules/{draft_id}/rules", data=form)
+    assert res.status_code == 302
+    page = client.get(f"/admin/rules/{draft_id}").get_data(as_text=True)
+    assert "asset Owner = State" in page
+    with sessions() as s:
+        rule = s.scalar(sa.select(RoutingRule).where(RoutingRule.name == "State lights"))
+        assert (rule.asset_attribute, rule.asset_value) == ("Owner", "State")
+
+
+def test_the_category_page_ties_a_category_to_the_citys_asset_layer(client, sessions, city):
+    login(client, "admin")
+    path = f"/admin/categories/{city.pothole_id}"
+    page = client.get(path).get_data(as_text=True)
+    assert '<option value="streetlights"' in page and "Street light (streetlights)" in page
+    token = csrf_from(client, path)
+    base = {"csrf_token": token, "code": "pothole", "name": "Pothole"}
+    bad = client.post(path, data={**base, "asset_layer": "hydrants"})
+    assert bad.status_code == 400
+    assert "no asset layer 'hydrants'" in _error(bad.get_data(as_text=True), "asset_layer")
+    with sessions() as s:
+        assert s.get(Service, city.pothole_id).asset_layer_id is None
+    assert client.post(path, data={**base, "asset_layer": "streetlights"}).status_code == 302
+    with sessions() as s:
+        assert s.get(Service, city.pothole_id).asset_layer_id == city.layer_id
+        event = s.scalars(sa.select(AdminEvent).where(AdminEvent.action == "category.edit")).one()
+        assert event.details["asset_layer"] == [None, "streetlights"]
+    page = client.get(path).get_data(as_text=True)
+    assert '<option value="streetlights" selected' in page
+
+
+def test_the_cli_sets_a_categorys_asset_layer(cli, sessions, city):
+    res = cli("categories", "set", "--city", "testville", "pothole", "--asset-layer", "nope")
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines() == [
+        "civicpin: error: no asset layer 'nope' in this city: import its assets first"
+    ]
+    res = cli(
+        "categories", "set", "--city", "testville", "pothole", "--asset-layer", "streetlights"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "asset_layer None -> 'streetlights'" in res.stdout
+    res = cli("categories", "set", "--city", "testville", "pothole", "--asset-layer", "")
+    assert "asset_layer 'streetlights' -> None" in res.stdout

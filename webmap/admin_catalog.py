@@ -43,6 +43,7 @@ CATEGORY_TEXT = (
     "default_priority",
     "sla_hours",
     "sla_clock",
+    "asset_layer",
 )
 CATEGORY_FLAGS = ("private", "contact_required", "active")
 QUESTION_TEXT = (
@@ -86,6 +87,7 @@ def _list_ctx(city: Jurisdiction) -> dict[str, Any]:
     return {
         "rows": catalog.categories(session, city),
         "departments": catalog.departments(session, city),
+        "asset_layers": catalog.asset_layers(session, city),
         **_choices(),
     }
 
@@ -129,6 +131,7 @@ def _category_ctx(city: Jurisdiction, service: Service) -> dict[str, Any]:
         "record": catalog.category_record(session, service),
         "questions": sorted(service.attributes, key=lambda a: (a.order, a.id)),
         "departments": catalog.departments(session, city),
+        "asset_layers": catalog.asset_layers(session, city),
         **_choices(),
     }
 

@@ -81,6 +81,11 @@ def _category_options(f):
                 type=click.Choice(["business", "calendar"]),
                 help="business: count the city's business hours; calendar: elapsed hours.",
             ),
+            click.option(
+                "--asset-layer",
+                help="Name of the asset layer its reports are about, e.g. streetlights "
+                "('' clears).",
+            ),
         ]
     ):
         f = option(f)
