@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,7 +21,7 @@ from tests.support.places_city import CENTERLINES, make_cambridge_city
 
 INTAKE = "311@cambridge.example"
 DISPATCH = "dispatch@cambridge.example"
-AGENT = "agent"  # tests.support.dispatch_city.login(client, AGENT)
+AGENT = "calls@cambridge.example"  # the call-taker (role agent), password PASSWORD
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class CambridgeCalls:
 
 def make_cambridge_calls(session) -> CambridgeCalls:
     """Cambridge (streets, no lights) with a "streetlight" category that needs a place,
-    its department, an agent ``agent@city.example`` and the intake address :data:`INTAKE`."""
+    its department, the call-taker :data:`AGENT` and the intake address :data:`INTAKE`."""
     city = make_cambridge_city(session, lights=False)
     dept = Department(jurisdiction_id=city.id, code="lights", name="Street Lights")
     session.add(dept)
@@ -59,7 +60,7 @@ def make_cambridge_calls(session) -> CambridgeCalls:
     )
     create_user(
         session,
-        email=f"{AGENT}@city.example",
+        email=AGENT,
         role="agent",
         city_slug=city.slug,
         name="Carla Calltaker",
@@ -67,6 +68,14 @@ def make_cambridge_calls(session) -> CambridgeCalls:
     )
     session.flush()
     return CambridgeCalls(city.id, city.slug, service.id, service.code)
+
+
+def login_as(client, email: str) -> None:
+    """Sign ``email`` in through the real login form."""
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    res = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert res.status_code == 302, res.get_data(as_text=True)
 
 
 @cache
@@ -105,3 +114,21 @@ def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def intersection_truth(a: str, b: str) -> tuple[float, float]:
+    """(lat, lon) of the node that centrelines labelled ``a`` and ``b`` share."""
+
+    def ends(label: str) -> set[tuple[float, float]]:
+        out = set()
+        for f in _segments():
+            if (f["properties"].get("Street") or "").upper() == label.upper() and f["geometry"]:
+                line = shapely.line_merge(shape(f["geometry"]))
+                for x, y, *_ in (line.coords[0], line.coords[-1]):
+                    out.add((round(y, 7), round(x, 7)))
+        return out
+
+    shared = sorted(ends(a) & ends(b))
+    if not shared:
+        raise LookupError(f"{a} and {b} share no node")
+    return shared[0]
