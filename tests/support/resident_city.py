@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 
+from places import store
+from places.parse import parse_place
 from spatial.models import (
-    AddressPoint,
     Crew,
     RoutingRule,
     Service,
@@ -19,17 +20,27 @@ from spatial.models import (
 )
 from tests.support.city import BOUNDS, INSIDE, OUTSIDE, make_small_city
 
-__all__ = ["ADDRESSES", "BOUNDS", "INSIDE", "OUTSIDE", "add_request", "make_resident_city"]
+__all__ = [
+    "ADDRESSES",
+    "ADDRESS_IDS",
+    "BOUNDS",
+    "INSIDE",
+    "OUTSIDE",
+    "add_request",
+    "make_resident_city",
+]
 
 # address -> (lon, lat); all inside Testville's square (-118.30..-118.20, 34.00..34.10).
+# Written as the city's address file would be imported, so the text is the normalised one.
 ADDRESSES = {
     "100 N MAIN ST, 90012": (-118.2500, 34.0500),
     "102 N MAIN ST, 90012": (-118.2502, 34.0502),
     "250 S SPRING ST, 90012": (-118.2450, 34.0480),
-    "1500 W SEVENTH ST, 90017": (-118.2800, 34.0300),
+    "1500 W 7TH ST, 90017": (-118.2800, 34.0300),
     "777 E VANOWEN AVE, 90021": (-118.2200, 34.0800),
-    "MAIN ST AT FIRST ST, 90012": (-118.2490, 34.0510),
 }
+# The city's own id of each address point, as its address file gives it.
+ADDRESS_IDS = {address: f"TV-{i}" for i, address in enumerate(ADDRESSES, start=1)}
 
 
 def make_resident_city(session) -> dict:
@@ -63,15 +74,25 @@ def make_resident_city(session) -> dict:
         ],
     )
     session.add(graffiti)
+    session.flush()
+    points = store.begin(
+        session, city, "addresses", source_name="test", mapping={}, imported_by="test"
+    )
+    rows = []
     for address, (lon, lat) in ADDRESSES.items():
-        session.add(
-            AddressPoint(
-                jurisdiction_id=city.id,
-                address=address,
-                location=from_shape(Point(lon, lat), srid=4326),
+        parsed = parse_place(address)
+        rows.append(
+            store.AddressRow(
+                lon,
+                lat,
+                parsed.number,
+                parsed.street,
+                zip=parsed.zip,
+                source_id=ADDRESS_IDS[address],
             )
         )
-    session.flush()
+    store.add_addresses(session, points, rows)
+    store.finish(session, points, rows_read=len(rows), rows_bad=0)
     made.update(graffiti=graffiti, west=west, east=east)
     return made
 
