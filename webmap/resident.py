@@ -76,7 +76,6 @@ from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.media import MAX_BYTES, MAX_PHOTOS, PhotoUpload
 from spatial.models import (
     OPEN_STATUSES,
-    AssetLayer,
     Jurisdiction,
     Photo,
     RequestEvent,
@@ -84,6 +83,7 @@ from spatial.models import (
     ServiceRequest,
     now_utc,
 )
+from spatial.models_places import AssetLayer
 from webmap.app import db_session, path_city, settings_of
 from webmap.mapping import LEAFLET_CSS, LEAFLET_JS, city_boundary
 from webmap.public import (
