@@ -35,6 +35,7 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from notify import messages
+from places.geocoder import reverse_geocode
 from spatial import pieces
 from spatial.accounts import ROLE_IMPLIES
 from spatial.errors import CivicpinError, InvalidInput
@@ -480,7 +481,14 @@ def move_pin(
     lat: float,
     now: datetime | None = None,
 ) -> ServiceRequest:
-    """Put the pin somewhere else in the city (or for the first time) and route again."""
+    """Put the pin somewhere else in the city (or for the first time) and route again.
+
+    The request takes the new spot's address (:func:`places.geocoder.reverse_geocode`:
+    an address point, an interpolated address or "near X and Y"; none: no address, never
+    the old one) and the city's address id when it is an address point. A request about
+    an asset drops it when the pin leaves the asset (more than :data:`ASSET_KEEP_M`).
+    The "moved" event holds the old and the new address with their coordinates.
+    """
     require(user, "move_pin", request)
     _require_open(request, "moved")
     lon = parse_coordinate(lon, "lon", -180, 180)
@@ -488,18 +496,75 @@ def move_pin(
     if not pieces.point_in_city(session, request.jurisdiction_id, lon, lat):
         raise InvalidInput("That spot is outside the city boundary", field="location")
     now = now or now_utc()
-    before = None
+    before = request.address
     if request.location is not None:
         old = to_shape(request.location)
-        before = f"{old.y:.6f}, {old.x:.6f}"
+        before = _place_text(request.address, old.y, old.x)
+    place = reverse_geocode(session, session.get(Jurisdiction, request.jurisdiction_id), lon, lat)
+    request.address = place.address if place is not None else None
+    request.address_id = place.address_id if place is not None else None
+    note = _leave_asset(session, request, lon, lat)
     _event(
-        session, user, request, "moved", now, from_value=before, to_value=f"{lat:.6f}, {lon:.6f}"
+        session,
+        user,
+        request,
+        "moved",
+        now,
+        from_value=before,
+        to_value=_place_text(request.address, lat, lon),
+        note=note,
     )
     request.location = from_shape(Point(lon, lat), srid=4326)
     request.needs_location = False
     _reroute(session, request)
     _touch(request, now)
     return request
+
+
+# A moved pin keeps its asset within this distance (a pin nudged onto the pavement beside
+# the pole); further away the report is about another spot.
+ASSET_KEEP_M = 30.0
+
+ASSET_DISTANCE_SQL = sa.text(
+    """
+SELECT l.title, a.ref,
+       ST_DWithin(a.location::geography,
+                  ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :keep) AS near,
+       ST_Distance(a.location::geography,
+                   ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS metres
+FROM asset a JOIN asset_layer l ON l.id = a.layer_id
+WHERE a.layer_id = :layer_id AND a.ref = :ref
+"""
+)
+
+
+def _place_text(address: str | None, lat: float, lon: float) -> str:
+    """An address with its coordinates ("12 ELM ST (42.37312, -71.10943)"), or the
+    coordinates alone."""
+    if address:
+        return f"{address} ({lat:.5f}, {lon:.5f})"
+    return f"{lat:.6f}, {lon:.6f}"
+
+
+def _leave_asset(session: Session, request: ServiceRequest, lon: float, lat: float) -> str | None:
+    """Drop the request's asset when the new pin is away from it; the event's note."""
+    if request.asset_ref is None or request.asset_layer_id is None:
+        return None
+    row = session.execute(
+        ASSET_DISTANCE_SQL,
+        {
+            "layer_id": request.asset_layer_id,
+            "ref": request.asset_ref,
+            "lon": lon,
+            "lat": lat,
+            "keep": ASSET_KEEP_M,
+        },
+    ).first()
+    if row is None or row.near:
+        return None  # an asset no longer in the city's set stays as the reporter named it
+    request.asset_layer_id = None
+    request.asset_ref = None
+    return f"No longer about {row.title.lower()} {row.ref}: the pin is {row.metres:.0f} m from it"
 
 
 def _root(session: Session, request: ServiceRequest) -> ServiceRequest:
