@@ -32,44 +32,58 @@ def scalar(engine, sql: str, **params):
 def test_the_demo_city_holds_councils_districts_categories_and_records(demo_engine):
     e = demo_engine
     assert scalar(e, "SELECT count(*) FROM service_request") >= 9900
+    # Los Angeles' own set-up (the demo's second city, Cambridge, has its own)
+    la = scalar(e, "SELECT id FROM jurisdiction WHERE slug = 'los-angeles'")
     layers = dict(
         pd.read_sql(
             "SELECT l.name, count(*) AS n FROM zone z JOIN zone_layer l ON l.id = z.layer_id "
-            "WHERE l.is_current GROUP BY l.name",
+            f"WHERE l.is_current AND l.jurisdiction_id = {la} GROUP BY l.name",
             e,
         ).values
     )
+    assert set(layers) == {"neighborhood-councils", "crew-districts"}
     assert layers["neighborhood-councils"] == 99
     assert 4 <= layers["crew-districts"] <= 8
     services = pd.read_sql(
         "SELECT s.code, s.group_name, s.sla_hours, count(a.id) AS questions, "
         "count(a.id) FILTER (WHERE a.required) AS required "
-        "FROM service s LEFT JOIN service_attribute a ON a.service_id = s.id GROUP BY s.id",
+        "FROM service s LEFT JOIN service_attribute a ON a.service_id = s.id "
+        f"WHERE s.jurisdiction_id = {la} GROUP BY s.id",
         e,
     )
     assert len(services) == 11
     assert services.questions.between(1, 3).all() and services.required.sum() > 0
     assert services.sla_hours.notna().all()
     assert "bulky-items" in set(services.code)
-    notice = scalar(e, "SELECT notice FROM service WHERE code = 'bulky-items'")
+    notice = scalar(
+        e, f"SELECT notice FROM service WHERE code = 'bulky-items' AND jurisdiction_id = {la}"
+    )
     assert "book" in notice
-    datatypes = set(pd.read_sql("SELECT datatype FROM service_attribute", e).datatype)
+    datatypes = set(
+        pd.read_sql(
+            "SELECT a.datatype FROM service_attribute a JOIN service s ON s.id = a.service_id "
+            f"WHERE s.jurisdiction_id = {la}",
+            e,
+        ).datatype
+    )
     assert {"number", "singlevaluelist", "multivaluelist", "text", "datetime"} <= datatypes
     values = scalar(
         e, "SELECT \"values\" FROM service_attribute WHERE datatype = 'singlevaluelist' LIMIT 1"
     )
     assert all(set(v) == {"key", "name"} for v in values)
-    depts = set(pd.read_sql("SELECT code FROM department", e).code)
+    depts = set(pd.read_sql(f"SELECT code FROM department WHERE jurisdiction_id = {la}", e).code)
     assert {"BOS", "OCB", "BSL", "ITA", "LASAN", "LADWP", "BSS"} <= depts
     # one crew per department and district, coded <dept>-<district>
     crews = scalar(
         e,
         "SELECT count(*) FROM crew c JOIN department d ON d.id = c.department_id "
-        "WHERE c.code LIKE d.code || '-%'",
+        f"WHERE c.code LIKE d.code || '-%' AND d.jurisdiction_id = {la}",
     )
     assert crews == len(depts) * layers["crew-districts"]
-    assert scalar(e, "SELECT count(*) FROM address_point") > 7000
-    assert scalar(e, "SELECT status FROM routing_ruleset") == "published"
+    assert scalar(e, f"SELECT count(*) FROM address_point WHERE jurisdiction_id = {la}") > 7000
+    assert scalar(e, f"SELECT status FROM routing_ruleset WHERE jurisdiction_id = {la}") == (
+        "published"
+    )
 
 
 def test_records_keep_their_times_status_channel_and_ids(demo_engine):
@@ -236,11 +250,20 @@ def test_cli_demo_load_twice_then_route(cli, engine):
     first = cli("demo", "load")
     assert first.returncode == 0, first.stderr
     assert "demo city los-angeles: loaded" in first.stdout
-    assert "requests: 10000" in first.stdout and "civicpin serve" in first.stdout
+    assert "demo city cambridge: loaded" in first.stdout
+    assert "requests: 10000" in first.stdout
+    assert first.stdout.splitlines()[-1] == (
+        "next: civicpin serve (City of Los Angeles at /, City of Cambridge at /c/cambridge/)"
+    )
     second = cli("demo", "load")
     assert second.returncode == 0, second.stderr
-    assert "already loaded" in second.stdout
-    assert second.stdout.splitlines()[1:] == first.stdout.splitlines()[1:]
+    assert "demo city los-angeles: already loaded, nothing changed" in second.stdout
+    assert "demo city cambridge: already loaded, nothing changed" in second.stdout
+
+    def counts(out: str) -> list[str]:
+        return [line for line in out.splitlines() if not line.startswith("demo city ")]
+
+    assert counts(second.stdout) == counts(first.stdout)
 
     routed = cli("route", "--city", "los-angeles", "--include-closed")
     assert routed.returncode == 0, routed.stderr

@@ -1,14 +1,20 @@
-"""The demo city, built from plain files: a boundary, zone layers, a city file and records.
+"""The demo cities, built from plain files: a boundary, zone layers, a city file, the
+city's streets and assets, and records.
 
 A manifest (``demo.yaml``, beside the files it names) says which file is the boundary,
-which files are zone layers (with their code and name fields), which city file holds the
-set-up (applied with :func:`routing.city_file.apply_city`, as ``civicpin city apply``
-does), and how the records' columns and values map to civicpin's. The shipped demo is Los
-Angeles (``data/los_angeles``: sources and licence in the README there); nothing here
-knows it.
+which files are zone layers (with their code and name fields), which files hold the street
+centrelines and the asset layers (with the map from their fields to civicpin's), which city
+file holds the set-up (applied with :func:`routing.city_file.apply_city`, as ``civicpin
+city apply`` does), and how the records' columns and values map to civicpin's. The records
+also give the city its address points: each distinct address with its point, taken apart by
+:mod:`places.parse` and written through :mod:`places.store` like an imported address file.
 
-:func:`load_demo` builds everything in one transaction (all or nothing) and is
-idempotent: when the manifest's city exists it only returns its counts.
+The shipped demo is Los Angeles (``data/los_angeles``: 10,000 real records, the default
+city) and Cambridge, MA (``data/cambridge``: streets with address ranges and street
+lights, no records); sources and licences in the READMEs there. Nothing here knows either.
+
+:func:`load_demo` builds each city in one transaction (all or nothing) and is idempotent:
+a city that exists is only counted.
 """
 
 from __future__ import annotations
@@ -19,26 +25,38 @@ import secrets
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 import sqlalchemy as sa
 import yaml
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy.orm import Session, sessionmaker
 
+from places import store
+from places.parse import normalise_street, parse_place
 from routing.city_file import apply_city, parse
 from routing.engine import route_bulk
 from spatial.db import session_scope
 from spatial.errors import InvalidInput
 from spatial.models import Jurisdiction, Service
+from spatial.models_places import AssetLayer
 from spatial.public_ids import ensure_at_least, format_public_id
 from spatial.zones import create_city, import_layer
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "los_angeles"
+DATA_ROOT = Path(__file__).resolve().parent / "data"
+DATA_DIR = DATA_ROOT / "los_angeles"
 MANIFEST_FILE = DATA_DIR / "demo.yaml"
+# Every demo city, the default city first: it is created first, so it stays the install's
+# default (spatial.cities.default_city) and serves the addresses without /c/<slug>/.
+DEMO_MANIFESTS: tuple[Path, ...] = (MANIFEST_FILE, DATA_ROOT / "cambridge" / "demo.yaml")
 
 Progress = Callable[[str], None]
+IMPORTED_BY = "demo"  # the imported_by of the demo's place datasets
 # The record fields the manifest's ``records.columns`` maps to the file's column names.
 RECORD_FIELDS = (
     "external_id",
@@ -59,16 +77,20 @@ def manifest(path: Path = MANIFEST_FILE) -> dict[str, Any]:
     """The demo's manifest, its file names resolved next to it."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     base = path.parent
+    records, streets = data.get("records"), data.get("streets")
     return {
         **data,
         "boundary": base / data["boundary"],
         "city_file": base / data["city_file"],
-        "layers": [{**layer, "file": base / layer["file"]} for layer in data["layers"]],
-        "records": {**data["records"], "file": base / data["records"]["file"]},
+        "layers": [{**layer, "file": base / layer["file"]} for layer in data.get("layers") or []],
+        "records": {**records, "file": base / records["file"]} if records else None,
+        "streets": {**streets, "file": base / streets["file"]} if streets else None,
+        "assets": [{**a, "file": base / a["file"]} for a in data.get("assets") or []],
     }
 
 
-BOUNDARY_FILE: Path = manifest()["boundary"]
+BOUNDARY_FILE: Path = manifest()["boundary"]  # Los Angeles'
+
 RECORDS_FILE: Path = manifest()["records"]["file"]
 
 COUNTS_SQL = sa.text(
@@ -84,7 +106,9 @@ COUNTS_SQL = sa.text(
       (SELECT count(*) FROM service_request WHERE jurisdiction_id = :j) AS requests,
       (SELECT count(*) FROM service_request
         WHERE jurisdiction_id = :j AND department_id IS NOT NULL) AS routed,
-      (SELECT count(*) FROM address_point WHERE jurisdiction_id = :j) AS address_points
+      (SELECT count(*) FROM address_point WHERE jurisdiction_id = :j) AS address_points,
+      (SELECT count(*) FROM street_segment WHERE jurisdiction_id = :j) AS street_segments,
+      (SELECT count(*) FROM street_intersection WHERE jurisdiction_id = :j) AS intersections
     """
 )
 ZONES_SQL = sa.text(
@@ -93,21 +117,49 @@ ZONES_SQL = sa.text(
     WHERE l.jurisdiction_id = :j AND l.is_current GROUP BY l.name ORDER BY l.name
     """
 )
+ASSETS_SQL = sa.text(
+    """
+    SELECT l.name, count(a.id) FROM asset_layer l LEFT JOIN asset a ON a.layer_id = l.id
+    WHERE l.jurisdiction_id = :j GROUP BY l.name ORDER BY l.name
+    """
+)
 
 
 def demo_counts(session: Session, city: Jurisdiction) -> dict[str, Any]:
-    """What the demo city holds, for the CLI and for tests (``zones``: per layer)."""
+    """What a demo city holds, for the CLI and for tests (``zones`` and ``assets``: per
+    layer)."""
     row = session.execute(COUNTS_SQL, {"j": city.id}).one()
     zones = {name: int(n) for name, n in session.execute(ZONES_SQL, {"j": city.id})}
-    return {"city": city.slug, **{k: int(v) for k, v in row._mapping.items()}, "zones": zones}
+    assets = {name: int(n) for name, n in session.execute(ASSETS_SQL, {"j": city.id})}
+    return {
+        "city": city.slug,
+        "name": city.name,
+        **{k: int(v) for k, v in row._mapping.items()},
+        "zones": zones,
+        "assets": assets,
+    }
 
 
 def load_demo(
     sessions: sessionmaker[Session],
     progress: Progress | None = None,
+    manifests: tuple[Path, ...] = DEMO_MANIFESTS,
+) -> dict[str, Any]:
+    """Load every demo city that is not there, each in its own transaction.
+
+    Returns the first (default) city's counts, ``created`` saying whether it was built now,
+    and ``other_cities``: the same for each further city.
+    """
+    results = [load_demo_city(sessions, progress, path) for path in manifests]
+    return {**results[0], "other_cities": results[1:]}
+
+
+def load_demo_city(
+    sessions: sessionmaker[Session],
+    progress: Progress | None = None,
     manifest_file: Path = MANIFEST_FILE,
 ) -> dict[str, Any]:
-    """Load the demo city unless it is there; return its counts (``created`` says which)."""
+    """Load one demo city unless it is there; return its counts (``created`` says which)."""
     say = progress or (lambda _msg: None)
     m = manifest(manifest_file)
     with session_scope(sessions) as s:
@@ -212,13 +264,196 @@ COPY_COLUMNS = (
 )
 
 
+# --------------------------------------------------------------------------- places
+
+
+def _text(value: Any) -> str | None:
+    """A file value as text: None for missing, 11.0 as "11", dates as ISO text."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    text = str(value).strip()
+    return text or None
+
+
+def _number(value: Any) -> int | None:
+    """A range end; 0 and -1 mean "no addresses on this side" in centreline files."""
+    text = _text(value)
+    try:
+        number = int(float(text)) if text is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and number > 0 else None
+
+
+def _label(template: str, values: dict[str, Any]) -> str | None:
+    """``template`` ("Pole {PoleID}, {Intersection}") filled in; a ", "-separated part
+    whose field is empty is left out ("Pole 12" for a pole without a street)."""
+    parts = []
+    for part in template.split(", "):
+        names = [name for _, name, _, _ in Formatter().parse(part) if name]
+        texts = {name: _text(values.get(name)) for name in names}
+        if all(texts.values()):
+            parts.append(part.format(**texts))
+    return ", ".join(parts) or None
+
+
+def _read(path: Path, fields: list[str], what: str) -> gpd.GeoDataFrame:
+    frame = gpd.read_file(path)
+    missing = [f for f in fields if f not in frame.columns]
+    if missing:
+        raise InvalidInput(f"demo {what} {path.name} have no field {', '.join(missing)}")
+    return frame.to_crs(4326) if frame.crs is not None else frame.set_crs(4326)
+
+
+def _address_points(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
+    """Each distinct address of the records at its first record's point, as the city's
+    address points (no city ids: the records carry none). Texts that are not a number on
+    a street ("MAIN ST AT 5TH ST") are counted as bad rows."""
+    rows = s.execute(
+        sa.text(
+            """
+            SELECT DISTINCT ON (address) address, ST_X(location), ST_Y(location)
+            FROM service_request
+            WHERE jurisdiction_id = :j AND location IS NOT NULL AND address IS NOT NULL
+            ORDER BY address, requested_at, id
+            """
+        ),
+        {"j": city.id},
+    ).all()
+    good: list[store.AddressRow] = []
+    for address, lon, lat in rows:
+        place = parse_place(address)
+        if place is None or place.kind != "address" or place.number is None:
+            continue
+        good.append(
+            store.AddressRow(
+                lon=lon,
+                lat=lat,
+                number=place.number,
+                street=place.street,
+                number_suffix=place.number_suffix,
+                unit=place.unit,
+                zip=place.zip,
+            )
+        )
+    columns = spec["columns"]
+    dataset = store.begin(
+        s,
+        city,
+        "addresses",
+        source_name=spec["file"].name,
+        mapping={"address": columns["address"], "lat": columns["lat"], "lon": columns["lon"]},
+        imported_by=IMPORTED_BY,
+    )
+    store.add_addresses(s, dataset, good)
+    store.finish(s, dataset, rows_read=len(rows), rows_bad=len(rows) - len(good))
+
+
+def _lines(geom: BaseGeometry) -> tuple[list[BaseGeometry], bool]:
+    """A centreline's parts and whether its ranges may go with them: a MultiLineString
+    whose parts join into one line is that line; parts that do not join keep no ranges
+    (an interpolation along a gap would be wrong) but still make intersections."""
+    if geom.geom_type == "LineString":
+        return [geom], True
+    merged = shapely.line_merge(geom)
+    if merged.geom_type == "LineString":
+        return [merged], True
+    return list(getattr(merged, "geoms", [])), False
+
+
+def _streets(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
+    mapping = spec["mapping"]
+    frame = _read(spec["file"], list(mapping.values()), "streets")
+    rows: list[store.StreetRow] = []
+    bad = 0
+    for rec in frame.to_dict("records"):
+        street = normalise_street(_text(rec[mapping["name"]]) or "")
+        geom = rec["geometry"]
+        if street is None or geom is None or geom.is_empty:
+            bad += 1
+            continue
+        ranges = {
+            key: _number(rec[mapping[key]]) if key in mapping else None
+            for key in ("from_left", "to_left", "from_right", "to_right")
+        }
+        zips = {
+            key: _text(rec[mapping[key]]) if key in mapping else None
+            for key in ("zip_left", "zip_right")
+        }
+        source_id = _text(rec[mapping["id"]]) if "id" in mapping else None
+        parts, keep_ranges = _lines(geom)
+        for part in parts:
+            rows.append(
+                store.StreetRow(
+                    coords=[(x, y) for x, y, *_ in part.coords],
+                    street=street,
+                    source_id=source_id,
+                    **(ranges if keep_ranges else {}),
+                    **zips,
+                )
+            )
+    dataset = store.begin(
+        s,
+        city,
+        "streets",
+        source_name=spec["file"].name,
+        mapping=dict(mapping),
+        imported_by=IMPORTED_BY,
+    )
+    store.add_streets(s, dataset, rows)
+    store.finish(s, dataset, rows_read=len(frame), rows_bad=bad)
+
+
+def _assets(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
+    """An asset layer: ``id_field`` gives the city's id, ``label`` a template of fields
+    ("Pole {PoleID}, {Intersection}"); the other fields become the attributes, as text."""
+    id_field, label = spec["id_field"], spec.get("label")
+    fields = [id_field] + [n for _, n, _, _ in Formatter().parse(label or "") if n]
+    frame = _read(spec["file"], fields, "assets")
+    layer = AssetLayer(
+        jurisdiction_id=city.id,
+        name=spec["layer"],
+        title=spec.get("title") or spec["layer"],
+        id_field=id_field,
+        label_field=label,
+    )
+    s.add(layer)
+    s.flush()
+    rows: list[store.AssetRow] = []
+    seen: set[str] = set()
+    for rec in frame.to_dict("records"):
+        geom, ref = rec.pop("geometry"), _text(rec[id_field])
+        if ref is None or ref in seen or geom is None or geom.is_empty or geom.geom_type != "Point":
+            continue  # no id, a second asset with the id, or no point: a bad row
+        seen.add(ref)
+        attributes = {k: t for k, v in rec.items() if k != id_field and (t := _text(v))}
+        rows.append(
+            store.AssetRow(geom.x, geom.y, ref, _label(label, rec) if label else None, attributes)
+        )
+    dataset = store.begin(
+        s,
+        city,
+        "assets",
+        source_name=spec["file"].name,
+        mapping={"id": id_field, **({"label": label} if label else {})},
+        imported_by=IMPORTED_BY,
+        layer=layer,
+    )
+    store.add_assets(s, dataset, rows)
+    store.finish(s, dataset, rows_read=len(frame), rows_bad=len(frame) - len(rows))
+
+
 # --------------------------------------------------------------------------- building
 
 
 def _build(s: Session, say: Progress, m: dict[str, Any]) -> Jurisdiction:
     setup = parse(m["city_file"].read_text(encoding="utf-8"))
     c = setup["city"]
-    say(f"creating the city from {m['boundary'].name}")
+    say(f"creating the city {m['slug']} from {m['boundary'].name}")
     city = create_city(
         s, m["slug"], c["name"], c["timezone"], m["boundary"], prefix=c.get("public_id_prefix")
     )
@@ -232,11 +467,26 @@ def _build(s: Session, say: Progress, m: dict[str, Any]) -> Jurisdiction:
             code_field=layer.get("code_field"),
             name_field=layer.get("name_field"),
             title=layer.get("title"),
+            population_field=layer.get("population_field"),
+            join_parts=bool(layer.get("join_parts")),
         )
+    if m["streets"]:
+        say(f"importing the streets from {m['streets']['file'].name}")
+        _streets(s, city, m["streets"])
+    for spec in m["assets"]:
+        say(f"importing the asset layer {spec['layer']} from {spec['file'].name}")
+        _assets(s, city, spec)
 
+    # After the asset layers: a category of the city file may be tied to one.
     say(f"applying {m['city_file'].name} (departments, crews, categories, routing rules)")
     apply_city(s, city, setup)
 
+    if m["records"]:
+        _load_records(s, say, city, m["records"])
+    return city
+
+
+def _load_records(s: Session, say: Progress, city: Jurisdiction, spec: dict[str, Any]) -> None:
     say("loading the records")
     service_ids = {
         code: sid
@@ -244,7 +494,7 @@ def _build(s: Session, say: Progress, m: dict[str, Any]) -> Jurisdiction:
             sa.select(Service.code, Service.id).where(Service.jurisdiction_id == city.id)
         )
     }
-    data, last_numbers = _records(city, m["records"], service_ids)
+    data, last_numbers = _records(city, spec, service_ids)
     cursor = s.connection().connection.cursor()
     try:
         with cursor.copy(
@@ -255,20 +505,9 @@ def _build(s: Session, say: Progress, m: dict[str, Any]) -> Jurisdiction:
         cursor.close()
     for year, number in last_numbers.items():
         ensure_at_least(s, city.id, year, number)
-    s.execute(
-        sa.text(
-            """
-            INSERT INTO address_point (jurisdiction_id, address, location)
-            SELECT DISTINCT ON (address) jurisdiction_id, address, location
-            FROM service_request
-            WHERE jurisdiction_id = :j AND location IS NOT NULL AND address IS NOT NULL
-            ORDER BY address, requested_at, id
-            """
-        ),
-        {"j": city.id},
-    )
+    say("taking the address points from the records")
+    _address_points(s, city, spec)
 
     say("routing the records")
     route_bulk(s, city)
     s.execute(sa.text("ANALYZE service_request"))
-    return city
