@@ -28,7 +28,7 @@ STREET_MAP = (
     "name=Street,from_left=L_From,to_left=L_To,from_right=R_From,to_right=R_To,"
     "zip_left=ZIP_Left,zip_right=ZIP_Right,id=ID"
 )
-LA_EVERY = 3  # every third LA address (about 2,600 look-ups), in a rotating spelling
+LA_EVERY = 6  # every sixth LA address (about 1,200 look-ups), in a rotating spelling
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_the_truth_set_covers_the_city():
     """The independent truth is the whole file, not a toy: every range side and corner."""
     ranges, skipped = truth.cambridge_ranges()
     corners, pairs_skipped = truth.cambridge_intersections()
-    assert len(ranges) > 9_000 and skipped < len(ranges) / 100
+    assert len(ranges) > 9_000 and skipped < len(ranges) / 50
     assert len(corners) > 1_400 and pairs_skipped < 40
     # The texts people type, odd and even numbers on both sides.
     texts = {c.text for c in ranges}

@@ -421,8 +421,19 @@ class LaAddress:
 
 
 @cache
+def _la_area():
+    features = json.loads(LA_BOUNDARY.read_text())["features"]
+    area = shapely.union_all([shape(f["geometry"]) for f in features])
+    shapely.prepare(area)
+    return area
+
+
+@cache
 def la_addresses() -> list[LaAddress]:
-    """One address point per distinct "number street, zip" of the demo's records."""
+    """One address point per distinct "number street, zip" of the demo's records, inside
+    the city's boundary (the union of its neighbourhood councils; a few records lie
+    beyond it, and the import refuses points outside the city)."""
+    area = _la_area()
     out: dict[tuple[int, str, str], LaAddress] = {}
     with LA_RECORDS.open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -431,14 +442,15 @@ def la_addresses() -> list[LaAddress]:
                 continue
             number, street, zip_ = int(m.group(1)), " ".join(m.group(2).split()), m.group(3)
             key = (number, street, zip_)
-            if key not in out:
+            lon, lat = float(row["longitude"]), float(row["latitude"])
+            if key not in out and area.contains(shapely.Point(lon, lat)):
                 out[key] = LaAddress(
                     f"LA-{len(out) + 1:06d}",
                     number,
                     street,
                     zip_,
-                    float(row["longitude"]),
-                    float(row["latitude"]),
+                    lon,
+                    lat,
                 )
     return list(out.values())
 
@@ -631,7 +643,10 @@ def cambridge_truth(*, all_forms: bool = False, hard_every: int = 1) -> Truth:
         ranges,
         corners,
         cambridge_hard(hard_every),
-        {"range addresses left out": skipped_ranges, "street pairs meeting far apart": skipped_corners},
+        {
+            "range addresses left out": skipped_ranges,
+            "street pairs meeting far apart": skipped_corners,
+        },
     )
 
 
