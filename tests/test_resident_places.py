@@ -191,7 +191,7 @@ def test_reverse_json_names_the_address_under_the_pin(client, testville):
 
 def test_reverse_json_away_from_any_address_names_the_corner(client, sessions, testville):
     """Two streets without address ranges crossing where no address is near: the pin is
-    put into words as the corner."""
+    put into words with the street and its cross street."""
     from spatial.models import Jurisdiction
 
     with sessions.begin() as s:
@@ -199,21 +199,22 @@ def test_reverse_json_away_from_any_address_names_the_corner(client, sessions, t
         dataset = store.begin(
             s, city, "streets", source_name="test", mapping={}, imported_by="test"
         )
+        # A centreline file is noded: each street ends where it meets the other.
+        corner = (-118.2900, 34.0200)
+        ends = {
+            "Elm Street": [(-118.2900, 34.0150), (-118.2900, 34.0250)],
+            "Oak Avenue": [(-118.2950, 34.0200), (-118.2850, 34.0200)],
+        }
         store.add_streets(
             s,
             dataset,
             [
-                store.StreetRow(
-                    coords=[(-118.2900, 34.0150), (-118.2900, 34.0250)],
-                    street=normalise_street("Elm Street"),
-                ),
-                store.StreetRow(
-                    coords=[(-118.2950, 34.0200), (-118.2850, 34.0200)],
-                    street=normalise_street("Oak Avenue"),
-                ),
+                store.StreetRow(coords=[end, corner], street=normalise_street(name))
+                for name, pair in ends.items()
+                for end in pair
             ],
         )
-        store.finish(s, dataset, rows_read=2, rows_bad=0)
+        store.finish(s, dataset, rows_read=4, rows_bad=0)
     body = client.get("/api/addresses/reverse?lat=34.02005&lon=-118.28995").get_json()
     assert body["match_type"] == "near" and body["address_id"] is None
     assert body["address"].startswith("near ")
@@ -234,27 +235,30 @@ def test_a_confident_typed_address_without_a_pin_is_placed(client, sessions, tes
 
 def test_an_unsure_typed_address_is_never_placed_but_offered(client, sessions, testville):
     before = count_requests(sessions)
-    res = client.post("/report", data=map_report(client, q="Main St"))
+    # The city has 100 N MAIN ST but no S MAIN ST: close, but not sure.
+    res = client.post("/report", data=map_report(client, q="100 S Main St"))
     assert res.status_code == 422
     html = res.get_data(as_text=True)
     assert count_requests(sessions) == before
     assert "We are not sure which place you mean" in text(html)
     choices = radios(html)
-    assert len(choices) >= 2
-    assert any("(street only)" in label for _, label in choices)
-    value, label = next((v, lbl) for v, lbl in choices if lbl.startswith("102 N MAIN ST"))
-    assert "(exact address)" in label
+    value, label = choices[0]
+    assert label == f"{MAIN} (exact address)"
     # The text the person typed stays in the box, and the list says what it was for.
-    assert 'name="q_searched" value="Main St"' in html
+    assert 'name="q_searched" value="100 S Main St"' in html
+    assert 'value="100 S Main St"' in re.search(r'<input id="address-q"[^>]*>', html).group(0)
+    # A street alone is offered too, in words, and never taken unasked.
+    res = client.post("/report", data=map_report(client, q="Main St"))
+    assert res.status_code == 422 and count_requests(sessions) == before
+    assert radios(res.get_data(as_text=True)) == [("0", "N MAIN ST (street only)")]
     res = client.post(
         "/report",
-        data=map_report(client, q="Main St", q_searched="Main St", place_choice=value),
+        data=map_report(client, q="100 S Main St", q_searched="100 S Main St", place_choice=value),
     )
     assert res.status_code == 303
     req = newest(sessions)
-    assert req.address == "102 N MAIN ST, 90012"
-    assert req.address_id == ADDRESS_IDS["102 N MAIN ST, 90012"]
-    lon, lat = ADDRESSES["102 N MAIN ST, 90012"]
+    assert req.address == MAIN and req.address_id == ADDRESS_IDS[MAIN]
+    lon, lat = ADDRESSES[MAIN]
     assert metres(req.point.x, req.point.y, lon, lat) < 1
 
 
@@ -293,16 +297,17 @@ def test_a_pin_moved_off_the_chosen_address_point_keeps_no_address_id(client, se
 def test_map_free_form_lists_candidates_as_radio_buttons_and_takes_the_choice(
     client, sessions, testville
 ):
-    res = client.get("/report/plain?service_code=graffiti&q=main+st&go=1")
+    street = client.get("/report/plain?service_code=graffiti&q=main+st&go=1")
+    assert street.status_code == 422
+    assert radios(street.get_data(as_text=True)) == [("0", "N MAIN ST (street only)")]
+    res = client.get("/report/plain?service_code=graffiti&q=100+S+Main+St&go=1")
     assert res.status_code == 422
     html = res.get_data(as_text=True)
     assert "Which place do you mean?" in html
-    choices = radios(html)
-    words = {label.rsplit("(", 1)[1].rstrip(")") for _, label in choices}
-    assert {"exact address", "street only"} <= words
-    value = next(v for v, lbl in choices if lbl.startswith(MAIN))
+    assert radios(html) == [("0", f"{MAIN} (exact address)")]
     page = client.get(
-        f"/report/plain?service_code=graffiti&q=main+st&q_searched=main+st&place_choice={value}"
+        "/report/plain?service_code=graffiti&q=100+S+Main+St&q_searched=100+S+Main+St"
+        "&place_choice=0"
     )
     assert page.status_code == 200
     details = page.get_data(as_text=True)
@@ -421,7 +426,7 @@ def test_the_map_form_with_a_tapped_light_stores_it(client, sessions, cambridge)
 # ----------------------------------------------------------------- the locate page
 
 
-def waiting_request(sessions, city: str = "testville") -> tuple[str, str]:
+def waiting_request(sessions, settings, city: str = "testville") -> tuple[str, str]:
     """A graffiti report sent without a place (as an e-mail may be): (public id, token)."""
     from intake.submit import Draft, submit
 
@@ -437,33 +442,41 @@ def waiting_request(sessions, city: str = "testville") -> tuple[str, str]:
                 channel="email",
                 allow_missing_location=True,
             ),
+            media_dir=settings.media_dir,
+            public_base_url=settings.public_base_url,
         )
         return result.public_id, result.token
 
 
 def test_locate_page_search_lists_candidates_and_the_choice_places_the_pin(
-    client, sessions, testville
+    client, sessions, settings, testville
 ):
-    public_id, token = waiting_request(sessions)
+    public_id, token = waiting_request(sessions, settings)
     link = f"/requests/{public_id}?token={token}&locate=1"
     nothing = client.get(f"{link}&q=zzzz+qqqq+blvd").get_data(as_text=True)
     assert "No place in Testville matches 'zzzz qqqq blvd'" in text(nothing)
-    html = client.get(f"{link}&q=main+st").get_data(as_text=True)
-    choices = radios(html)
-    assert any("(street only)" in label for _, label in choices)
-    value = next(v for v, lbl in choices if lbl.startswith(MAIN))
+    street = client.get(f"{link}&q=main+st").get_data(as_text=True)
+    assert radios(street) == [("0", "N MAIN ST (street only)")]
+    html = client.get(f"{link}&q=100+S+Main+St").get_data(as_text=True)
+    assert radios(html) == [("0", f"{MAIN} (exact address)")]
+    value = "0"
     token_field = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     # Sent without ticking one: the list comes back, nothing is placed.
     res = client.post(
         f"/requests/{public_id}/locate",
-        data={"csrf_token": token_field, "token": token, "q": "main st"},
+        data={"csrf_token": token_field, "token": token, "q": "100 S Main St"},
     )
     assert res.status_code == 422
     assert "Choose a place from the list" in text(res.get_data(as_text=True))
     assert newest(sessions).location is None
     res = client.post(
         f"/requests/{public_id}/locate",
-        data={"csrf_token": token_field, "token": token, "q": "main st", "place_choice": value},
+        data={
+            "csrf_token": token_field,
+            "token": token,
+            "q": "100 S Main St",
+            "place_choice": value,
+        },
     )
     assert res.status_code == 303
     req = newest(sessions)
@@ -471,8 +484,8 @@ def test_locate_page_search_lists_candidates_and_the_choice_places_the_pin(
     assert not req.needs_location
 
 
-def test_locate_by_pin_takes_the_address_under_it(client, sessions, testville):
-    public_id, token = waiting_request(sessions)
+def test_locate_by_pin_takes_the_address_under_it(client, sessions, settings, testville):
+    public_id, token = waiting_request(sessions, settings)
     html = client.get(f"/requests/{public_id}?token={token}&locate=1").get_data(as_text=True)
     token_field = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     lon, lat = ADDRESSES["250 S SPRING ST, 90012"]
