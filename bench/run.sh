@@ -17,6 +17,9 @@ VAR_DIR="$BASE/gen/var" "$PY" bench/generate_bench.py --requests "$REQUESTS"
 echo "== routing (route_bulk vs raw join; route_request p95)"
 VAR_DIR="$BASE/route/var" "$PY" bench/route_bench.py --requests "$REQUESTS"
 
+echo "== geocoder (accuracy on Cambridge and Los Angeles; look-up p95 with 500,000 address points vs bare pg_trgm)"
+VAR_DIR="$BASE/geocode/var" "$PY" bench/geocode_bench.py --points "${POINTS:-500000}"
+
 echo "== public map (bbox data request, city-wide and street level)"
 export VAR_DIR="$BASE/map/var"
 "$CLI" db up && "$CLI" demo load
