@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from places import network
 from places.parse import ParsedPlace, Street
-from spatial.models import Jurisdiction
-from spatial.models_places import PLACE_KINDS, AssetLayer, PlaceDataset
+from spatial.errors import InvalidInput
+from spatial.models import Jurisdiction, Service
+from spatial.models_places import PLACE_KINDS, Asset, AssetLayer, PlaceDataset
 
 
 @dataclass(frozen=True)
@@ -303,3 +304,85 @@ def finish(session: Session, dataset: PlaceDataset, *, rows_read: int, rows_bad:
     if dataset.kind in ("addresses", "streets"):
         network.refresh_street_names(session, dataset.jurisdiction_id)
     return intersections
+
+
+def datasets(
+    session: Session, city: Jurisdiction, kind: str, layer: AssetLayer | None = None
+) -> list[PlaceDataset]:
+    """Every version of the city's addresses, streets or one layer's assets, newest first
+    (the first is the current set)."""
+    return list(
+        session.scalars(
+            sa.select(PlaceDataset)
+            .where(
+                PlaceDataset.jurisdiction_id == city.id,
+                PlaceDataset.kind == kind,
+                PlaceDataset.asset_layer_id.is_not_distinct_from(layer.id if layer else None),
+            )
+            .order_by(PlaceDataset.version.desc())
+        )
+    )
+
+
+def asset_layers(session: Session, city: Jurisdiction) -> list[AssetLayer]:
+    """The city's asset layers by name."""
+    return list(
+        session.scalars(
+            sa.select(AssetLayer)
+            .where(AssetLayer.jurisdiction_id == city.id)
+            .order_by(AssetLayer.name)
+        )
+    )
+
+
+def asset_layer(session: Session, city: Jurisdiction, name: str) -> AssetLayer:
+    """The city's layer ``name``, or InvalidInput (field "layer")."""
+    layer = session.scalar(
+        sa.select(AssetLayer).where(AssetLayer.jurisdiction_id == city.id, AssetLayer.name == name)
+    )
+    if layer is None:
+        raise InvalidInput(f"{city.slug} has no asset layer {name!r}", field="layer")
+    return layer
+
+
+def asset_count(session: Session, layer: AssetLayer) -> int:
+    """How many assets the layer holds now."""
+    return session.scalar(
+        sa.select(sa.func.count()).select_from(Asset).where(Asset.layer_id == layer.id)
+    )
+
+
+def set_layer_title(session: Session, layer: AssetLayer, title: str) -> str:
+    """Give ``layer`` a new title (what people read: "Street light"); the old one."""
+    title = (title or "").strip()
+    if not title:
+        raise InvalidInput("the title must not be empty", field="title")
+    if len(title) > 200:
+        raise InvalidInput("the title must be at most 200 characters", field="title")
+    old, layer.title = layer.title, title
+    session.flush()
+    return old
+
+
+def remove_layer(session: Session, layer: AssetLayer) -> int:
+    """Delete ``layer``, its assets and its versions; the number of assets removed.
+
+    Refused while a category is tied to it (the category's reports would lose their
+    asset list): the message names the categories.
+    """
+    users = session.scalars(
+        sa.select(Service.code).where(Service.asset_layer_id == layer.id).order_by(Service.code)
+    ).all()
+    if users:
+        raise InvalidInput(
+            f"asset layer {layer.name!r} is used by the "
+            f"categor{'ies' if len(users) > 1 else 'y'} {', '.join(users)}: "
+            "untie them from the layer first",
+            field="layer",
+        )
+    removed = asset_count(session, layer)
+    session.execute(sa.delete(Asset).where(Asset.layer_id == layer.id))
+    session.execute(sa.delete(PlaceDataset).where(PlaceDataset.asset_layer_id == layer.id))
+    session.delete(layer)
+    session.flush()
+    return removed
