@@ -229,6 +229,7 @@ for _std, _variants in _SUFFIXES.items():
         STREET_TYPES.setdefault(_v, _std)
 # Not in Publication 28 but common in city files ("Austin Pk", "Sq." handled above).
 STREET_TYPES.setdefault("PK", "PARK")
+STREET_TYPES.setdefault("TPK", "TPKE")
 
 DIRECTIONS: dict[str, str] = {
     "N": "N",
@@ -392,10 +393,15 @@ def _street_from_tokens(toks: list[str]) -> Street | None:
     if not toks:
         return None
     predir = postdir = stype = None
-    if len(toks) > 1 and toks[0] in DIRECTIONS:
+    # A direction is the name itself when only a type would be left ("South St").
+    if len(toks) > 1 and toks[0] in DIRECTIONS and not (len(toks) == 2 and toks[1] in STREET_TYPES):
         predir = DIRECTIONS[toks[0]]
         toks = toks[1:]
-    if len(toks) > 1 and toks[-1] in DIRECTIONS:
+    if (
+        len(toks) > 1
+        and toks[-1] in DIRECTIONS
+        and not (len(toks) == 2 and toks[0] in STREET_TYPES)
+    ):
         postdir = DIRECTIONS[toks[-1]]
         toks = toks[:-1]
     if len(toks) > 1 and toks[-1] in STREET_TYPES:
@@ -434,7 +440,7 @@ _CORNER_RE = re.compile(r"^\s*(?:(?:AT\s+)?THE\s+)?(?:CORNER|ESQUINA)\s+(?:OF|DE
 _INTERSECTION_SPLIT = re.compile(r"\s*(?:&|\bAND\b|\bAT\b|@|/|\bY\b|\bE\b(?=\s+\d))\s*", re.I)
 _UNIT_RE = re.compile(
     r"(?:,\s*|\s+)(?:(APT|APARTMENT|UNIT|STE|SUITE|RM|ROOM|FL|FLOOR|BLDG|BUILDING|LOT|SPC|SPACE|"
-    r"DEPT)\.?\s*#?\s*|#\s*)([A-Z0-9-]+)\b",
+    r"DEPT)\b\.?\s*#?\s*|#\s*)([A-Z0-9-]+)\b",
     re.I,
 )
 _NUMBER_RE = re.compile(
@@ -477,7 +483,13 @@ def _strip_tail(text: str) -> tuple[str, str | None, str | None, str | None]:
     else:
         # No comma: a trailing state word after a street type ("... St Cambridge MA").
         words = text.split()
-        if len(words) > 2 and words[-1].upper() in _STATE_WORDS:
+        # "Reed Street Ct" ends in a type, not in Connecticut, unless a ZIP follows.
+        last = words[-1].upper() if words else ""
+        if (
+            len(words) > 2
+            and last in _STATE_WORDS
+            and (zip_code is not None or last not in STREET_TYPES)
+        ):
             state = words[-1].upper()
             text = " ".join(words[:-1])
     return text, place, state, zip_code
@@ -529,7 +541,9 @@ def _street_part(text: str) -> tuple[Street | None, str | None]:
     # those are a place name ("Figueroa St Los Angeles"). A leading type stays.
     place = None
     for i in range(len(toks) - 1, 0, -1):
-        if toks[i] in STREET_TYPES and i < len(toks) - 1:
+        if toks[i] in STREET_TYPES and i == len(toks) - 1:
+            break
+        if toks[i] in STREET_TYPES:
             rest = toks[i + 1 :]
             if len(rest) == 1 and rest[0] in DIRECTIONS:
                 break
