@@ -320,13 +320,19 @@ def test_without_javascript_an_address_search_places_the_pin(
     public_id, link = mail_without_location(server, sessions, settings, sink)
     token = link.split("token=")[1].split("&")[0]
     nothing = client.get(f"{link}&q=zzzz+qqqq").get_data(as_text=True)
-    assert "No address in Testville matches 'zzzz qqqq'" in text(nothing)
-    html = client.get(f"{link}&q=s+main").get_data(as_text=True)
-    assert '<select id="address_id"' in html
-    address_id = re.search(r'<option value="(\d+)"[^>]*>' + re.escape(SOUTH_MAIN), html).group(1)
+    assert "No place in Testville matches 'zzzz qqqq'" in text(nothing)
+    html = client.get(f"{link}&q=100+s+main+street").get_data(as_text=True)
+    choice = re.search(
+        r'name="place_choice" value="(\d+)"[^>]*data-address="' + re.escape(SOUTH_MAIN), html
+    ).group(1)
     res = client.post(
         f"/requests/{public_id}/locate",
-        data={"csrf_token": csrf_of(html), "token": token, "address_id": address_id},
+        data={
+            "csrf_token": csrf_of(html),
+            "token": token,
+            "q": "100 s main street",
+            "place_choice": choice,
+        },
     )
     assert res.status_code == 303
     req = load(sessions, public_id)

@@ -398,10 +398,18 @@ def test_follow_without_email_asks_for_it(client, sessions, city):
 
 def test_address_search_and_reverse_json(client, city):
     body = client.get("/api/addresses/search?q=100%20main").get_json()
-    assert body["matches"][0]["address"] == MAIN and body["suggestions"] is False
-    assert set(body["matches"][0]) == {"id", "address", "lat", "lon"}
+    assert body["candidates"][0]["address"] == MAIN and body["confident"] is True
+    assert set(body["candidates"][0]) == {
+        "score",
+        "match_type",
+        "match_label",
+        "lat",
+        "lon",
+        "address",
+        "address_id",
+    }
     body = client.get(f"/api/addresses/reverse?lat={LAT}&lon={LON}").get_json()
-    assert body["inside"] is True and body["address"]["address"] == MAIN
+    assert body["inside"] is True and body["address"] == MAIN
     body = client.get(f"/api/addresses/reverse?lat={OUTSIDE[0]}&lon={OUTSIDE[1]}").get_json()
     assert body["inside"] is False and "outside Testville" in body["message"]
     res = client.get("/api/addresses/reverse?lat=abc&lon=1")
@@ -449,15 +457,15 @@ def test_map_free_form_from_address_search_to_confirmation(client, sessions, cit
     assert start.status_code == 200
     html = start.get_data(as_text=True)
     assert "<script" not in html  # it works without JavaScript
-    # an address search offers the matches in a plain <select>
-    res = client.get("/report/plain?q=main+st&service_code=graffiti&go=1")
+    # an unsure address search offers the places as plain radio buttons
+    res = client.get("/report/plain?q=100+s+main+st&service_code=graffiti&go=1")
     assert res.status_code == 422
     html = res.get_data(as_text=True)
-    assert '<select id="address_id"' in html and MAIN in html
-    address_id = re.search(r'<option value="(\d+)"[^>]*>' + re.escape(MAIN), html).group(1)
+    assert '<input type="radio" id="place-choice-0" name="place_choice" value="0"' in html
+    assert MAIN in html
     # choosing one goes to the details (graffiti has no notice)
     res = client.get(
-        f"/report/plain?q=main+st&q_searched=main+st&address_id={address_id}"
+        "/report/plain?q=100+s+main+st&q_searched=100+s+main+st&place_choice=0"
         "&service_code=graffiti&go=1"
     )
     assert res.status_code == 200
@@ -488,7 +496,7 @@ def test_map_free_form_shows_the_notice_first_then_the_questions(client, city):
 def test_map_free_form_errors_sit_next_to_their_fields(client, sessions, city):
     html = client.get("/report/plain?q=zzzz+qqqq&go=1").get_data(as_text=True)
     assert "Choose what the problem is" in field_error(html, "service_code")
-    assert "No address in Testville matches 'zzzz qqqq'" in field_error(html, "q")
+    assert "No place in Testville matches 'zzzz qqqq'" in field_error(html, "q")
     html = client.get(
         f"/report/plain?lat={OUTSIDE[0]}&lon={OUTSIDE[1]}&service_code=graffiti&go=1"
     ).get_data(as_text=True)

@@ -1,4 +1,4 @@
-"""Address search and reverse look-up, duplicate suggestions, following, and the map-cell
+"""Reverse geocoding for the pin, duplicate suggestions, following, and the map-cell
 counts kept by triggers: all against real PostGIS."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from intake.duplicates import (
     search_envelope,
     supporters,
 )
+from places.geocoder import address_by_id, reverse_geocode
 from spatial import map_cells
-from spatial.addresses import address_by_id, nearest_address, search_addresses
 from spatial.errors import InvalidInput
 from spatial.models import (
     Base,
@@ -32,7 +32,13 @@ from spatial.models import (
     ServiceRequest,
     now_utc,
 )
-from tests.support.resident_city import ADDRESSES, INSIDE, add_request, make_resident_city
+from tests.support.resident_city import (
+    ADDRESS_IDS,
+    ADDRESSES,
+    INSIDE,
+    add_request,
+    make_resident_city,
+)
 
 GEOD = Geod(ellps="WGS84")
 LAT, LON = INSIDE
@@ -52,85 +58,52 @@ def city(sessions):
 
 
 # ------------------------------------------------------------------------ addresses
+# The geocoder itself is tested in test_geocoder.py; here, what the resident pages lean on.
 
 
-def test_search_matches_what_people_type(sessions, city):
-    with sessions() as s:
-        from spatial.models import Jurisdiction
-
-        town = s.get(Jurisdiction, city["city"])
-        found = search_addresses(s, town, "100 main")
-        assert not found.suggestions
-        assert found.matches[0].address == "100 N MAIN ST, 90012"
-        assert (found.matches[0].lon, found.matches[0].lat) == pytest.approx(
-            ADDRESSES["100 N MAIN ST, 90012"]
-        )
-        # lower case, street name only: every MAIN ST address, the prefix matches first
-        names = [m.address for m in search_addresses(s, town, "main st").matches]
-        assert "MAIN ST AT FIRST ST, 90012" in names and "100 N MAIN ST, 90012" in names
-        assert names[0] == "MAIN ST AT FIRST ST, 90012"
-
-
-def test_search_with_a_typo_gives_suggestions_and_short_text_gives_nothing(sessions, city):
-    with sessions() as s:
-        from spatial.models import Jurisdiction
-
-        town = s.get(Jurisdiction, city["city"])
-        found = search_addresses(s, town, "vanowne avenue")
-        assert found.suggestions is True
-        assert [m.address for m in found.matches][:1] == ["777 E VANOWEN AVE, 90021"]
-        assert search_addresses(s, town, "ma").matches == []
-        assert search_addresses(s, town, "zzzz qqqq").matches == []
-        # LIKE wildcards in the text are literal characters, not patterns
-        assert search_addresses(s, town, "%%%").matches == []
-        # the threshold is back to the default afterwards, in the same transaction
-        assert s.scalar(sa.text("SHOW pg_trgm.word_similarity_threshold")) == "0.6"
-
-
-def test_nearest_address_is_the_closest_on_the_ground(sessions, city):
+def test_reverse_geocode_names_the_closest_address_on_the_ground(sessions, city):
     with sessions() as s:
         from spatial.models import Jurisdiction
 
         town = s.get(Jurisdiction, city["city"])
         lon, lat = ADDRESSES["100 N MAIN ST, 90012"]
         # 5 m east of 100 N MAIN: nearer than 102 N MAIN (about 28 m away)
-        near = nearest_address(s, town, *offset(lon, lat, 5))
+        near = reverse_geocode(s, town, *offset(lon, lat, 5))
         assert near.address == "100 N MAIN ST, 90012"
         assert near.distance_m == pytest.approx(5, abs=0.5)
-        # far from every address: none
-        assert nearest_address(s, town, -118.29, 34.09) is None
-        assert nearest_address(s, town, -118.29, 34.09, max_distance_m=10_000) is not None
-        assert address_by_id(s, town, near.id).address == near.address
-        assert address_by_id(s, town, 999_999) is None
+        assert near.address_id == ADDRESS_IDS["100 N MAIN ST, 90012"]
+        # far from every address and street: none
+        assert reverse_geocode(s, town, -118.29, 34.09) is None
+        assert reverse_geocode(s, town, -118.29, 34.09, max_distance_m=10_000) is not None
+        point = address_by_id(s, town, near.address_id)
+        assert point.address == near.address and point.match_type == "address_point"
+        assert address_by_id(s, town, "no-such-id") is None
 
 
-def test_nearest_ranks_by_metres_not_degrees(sessions, city):
+def test_reverse_geocode_ranks_by_metres_not_degrees(sessions, city):
     """At 34° a degree of longitude is 17 % shorter: the planar KNN order alone is wrong."""
-    from geoalchemy2.shape import from_shape
-    from shapely.geometry import Point
-
-    from spatial.models import AddressPoint, Jurisdiction
+    from places import store
+    from places.parse import normalise_street
+    from spatial.models import Jurisdiction
 
     with sessions.begin() as s:
         town = s.get(Jurisdiction, city["city"])
         base_lon, base_lat = -118.26, 34.07
         # A: 0.00100 degrees east (about 92 m); B: 0.00095 degrees north (about 105 m).
-        s.add_all(
-            [
-                AddressPoint(
-                    jurisdiction_id=town.id,
-                    address="A EAST",
-                    location=from_shape(Point(base_lon + 0.00100, base_lat), srid=4326),
-                ),
-                AddressPoint(
-                    jurisdiction_id=town.id,
-                    address="B NORTH",
-                    location=from_shape(Point(base_lon, base_lat + 0.00095), srid=4326),
-                ),
-            ]
+        points = store.begin(
+            s, town, "addresses", source_name="test", mapping={}, imported_by="test"
         )
-        s.flush()
-        assert nearest_address(s, town, base_lon, base_lat).address == "A EAST"
+        store.add_addresses(
+            s,
+            points,
+            [
+                store.AddressRow(base_lon + 0.00100, base_lat, 1, normalise_street("East St")),
+                store.AddressRow(base_lon, base_lat + 0.00095, 1, normalise_street("North St")),
+            ],
+        )
+        store.finish(s, points, rows_read=2, rows_bad=0)
+        near = reverse_geocode(s, town, base_lon, base_lat, max_distance_m=150)
+        assert near.address == "1 EAST ST"
 
 
 # ----------------------------------------------------------------------- duplicates
