@@ -34,7 +34,7 @@ from intake.duplicates import (
 )
 from notify import messages
 from notify.outbox import DEFERRED_COLUMNS
-from places import assets
+from places import assets, geocoder
 from records.moderation import holds
 from routing.engine import (
     asset_params,
@@ -412,6 +412,14 @@ def submit(
 
     if errors:
         raise ValidationFailed(errors)
+
+    if coords is not None and address is None:
+        # A pin without words gets the nearest address (or "near X and Y"), so that a
+        # crew reads where to go; one statement, only for such a pin.
+        place = geocoder.reverse_geocode(session, city, coords[1], coords[0])
+        if place is not None:
+            address = place.address
+            address_id = address_id or place.address_id
 
     if public_number is not None:
         public_id = public_ids.format_public_id(city.public_id_prefix, year, public_number)

@@ -13,13 +13,14 @@ import pytest
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from PIL import Image
-from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry import MultiPolygon, box
 from werkzeug.datastructures import MultiDict
 
 from intake.submit import Draft, submit
+from places import store as places_store
+from places.parse import normalise_street
 from spatial.apikeys import create_key
 from spatial.models import (
-    AddressPoint,
     Jurisdiction,
     OutboxMessage,
     Photo,
@@ -339,38 +340,54 @@ def test_post_round_trip_in_xml(api):
 def test_location_by_address_string_and_address_id(api):
     with api.sessions.begin() as s:
         city = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
-        point = AddressPoint(
-            jurisdiction_id=city.id,
-            address="1200 W Temple St",
-            location=from_shape(Point(-118.27, 34.06), srid=4326),
+        dataset = places_store.begin(
+            s,
+            city,
+            "addresses",
+            source_name="addresses.csv",
+            mapping={"number": "N", "street": "S", "id": "ID"},
+            imported_by="test",
         )
-        other = AddressPoint(
-            jurisdiction_id=city.id,
-            address="350 S Grand Ave",
-            location=from_shape(Point(-118.22, 34.03), srid=4326),
+        places_store.add_addresses(
+            s,
+            dataset,
+            [
+                places_store.AddressRow(
+                    lon=-118.27,
+                    lat=34.06,
+                    number=1200,
+                    street=normalise_street("W Temple St"),
+                    source_id="ADDR-1200",
+                ),
+                places_store.AddressRow(
+                    lon=-118.22,
+                    lat=34.03,
+                    number=350,
+                    street=normalise_street("S Grand Ave"),
+                    source_id="ADDR-350",
+                ),
+            ],
         )
-        s.add_all([point, other])
-        s.flush()
-        point_id, other_id = point.id, other.id
+        places_store.finish(s, dataset, rows_read=2, rows_bad=0)
 
     def located(resp):
         assert resp.status_code == 200, resp.get_data(as_text=True)
         (one,) = get_json(api, f"requests/{resp.get_json()[0]['service_request_id']}")
         return one["lat"], one["long"], one["address"]
 
-    # exact once case and punctuation are ignored
+    # case, punctuation and the street type's spelling are normalised
     lat, lon, address = located(post(api, lat=None, long=None, address_string="1200 w. temple st"))
-    assert (lat, lon) == pytest.approx((34.06, -118.27)) and address == "1200 W Temple St"
-    # similar enough by trigrams
+    assert (lat, lon) == pytest.approx((34.06, -118.27)) and address == "1200 W TEMPLE ST"
     lat, lon, _ = located(post(api, lat=None, long=None, address_string="350 S Grand Avenue"))
     assert (lat, lon) == pytest.approx((34.03, -118.22))
-    lat, lon, address = located(post(api, lat=None, long=None, address_id=str(other_id)))
-    assert (lat, lon) == pytest.approx((34.03, -118.22)) and address == "350 S Grand Ave"
+    # address_id is the city's own id of the address
+    lat, lon, address = located(post(api, lat=None, long=None, address_id="ADDR-350"))
+    assert (lat, lon) == pytest.approx((34.03, -118.22)) and address == "350 S GRAND AVE"
     for fmt in ("json", "xml"):
         resp = post(api, fmt, lat=None, long=None, address_string="99 Nowhere Boulevard")
         [(code, text)] = open311_errors(resp, fmt, 400)
         assert code == 400 and "address_string" in text and "lat and long" in text
-        resp = post(api, fmt, lat=None, long=None, address_id=str(point_id + other_id + 10))
+        resp = post(api, fmt, lat=None, long=None, address_id="ADDR-9999")
         [(code, text)] = open311_errors(resp, fmt, 400)
         assert "address_id" in text
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from spatial.models import Jurisdiction, Service, ServiceAttribute
+from webmap.open311.resources import ASSET_ATTRIBUTE
 
 STR = {"type": "string"}
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -172,6 +173,10 @@ def _schemas() -> dict[str, Any]:
                 "updated_datetime": DATE_TIME,
                 "expected_datetime": DATE_TIME,
                 "address": STR,
+                "address_id": {
+                    **STR,
+                    "description": "The city's own id of the address point the request is at.",
+                },
                 "lat": {"type": "number"},
                 "long": {"type": "number"},
                 "media_url": {"type": "string", "format": "uri"},
@@ -374,6 +379,27 @@ def openapi_document(session: Session) -> dict[str, Any]:
         if name in attribute_params and attribute_params[name] != schema:
             schema = STR  # the same code means different things in different services
         attribute_params[name] = {**schema, "description": attr.description}
+    # A category tied to an asset layer takes the asset's number (resources.asset_attribute).
+    asset_param = f"attribute[{ASSET_ATTRIBUTE}]"
+    if session.scalar(sa.select(Service.id).where(*public, Service.asset_layer_id.is_not(None))):
+        schema = {"type": "string", "maxLength": 100}
+        if (
+            asset_param in attribute_params
+            and {k: v for k, v in attribute_params[asset_param].items() if k != "description"}
+            != schema
+        ):
+            attribute_params[asset_param] = {
+                **STR,
+                "description": "An answer, or an asset's number",
+            }
+        elif asset_param not in attribute_params:
+            attribute_params[asset_param] = {
+                **schema,
+                "description": (
+                    "For a category about numbered assets (street lights, trees...): the "
+                    "asset's number; the request is placed at it. An unknown number is 400."
+                ),
+            }
     extent = session.execute(
         sa.select(
             sa.func.min(sa.func.ST_XMin(Jurisdiction.boundary)),
@@ -499,9 +525,12 @@ def openapi_document(session: Session) -> dict[str, Any]:
             "post": {
                 "summary": "POST Service Request",
                 "description": "Create a request. Needs api_key. Location by lat/long, "
-                "address_id or address_string; answers attribute[CODE]=value and "
-                "attribute[CODE][]=value. Over the key's rate limit: 403 with error code "
-                "429 and Retry-After.",
+                "address_id (the city's own id of an address point) or address_string "
+                "(placed only when the city's geocoder is certain; otherwise 400 naming "
+                "the best candidates); answers attribute[CODE]=value and "
+                "attribute[CODE][]=value. A category about numbered assets takes the "
+                f"asset's number in attribute[{ASSET_ATTRIBUTE}] and is placed at it. Over "
+                "the key's rate limit: 403 with error code 429 and Retry-After.",
                 "operationId": "createRequest",
                 "parameters": [FMT, juris],
                 "requestBody": {"required": True, "content": form_content},

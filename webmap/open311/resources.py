@@ -9,7 +9,6 @@ excludes private categories and held requests and shows the description as moder
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -19,10 +18,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased, joinedload
 
+from places.assets import asset_noun
 from records import moderation
 from spatial.models import (
     OPEN_STATUSES,
-    AddressPoint,
     Crew,
     Department,
     Jurisdiction,
@@ -36,6 +35,7 @@ from spatial.models import (
     Zone,
     ZoneLayer,
 )
+from spatial.models_places import AssetLayer
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 OPEN_VALUES = tuple(sorted(s.value for s in OPEN_STATUSES))
@@ -144,8 +144,10 @@ def _keywords(value: Any) -> str | None:
 
 def services(session: Session, city: Jurisdiction) -> list[dict[str, Any]]:
     """GET Service List: the public, active categories."""
-    has_attrs = (
-        sa.select(ServiceAttribute.id).where(ServiceAttribute.service_id == Service.id).exists()
+    # A category tied to an asset layer has the asset's attribute (asset_attribute).
+    has_attrs = sa.or_(
+        sa.select(ServiceAttribute.id).where(ServiceAttribute.service_id == Service.id).exists(),
+        Service.asset_layer_id.is_not(None),
     )
     rows = session.execute(
         _public_services(city).add_columns(has_attrs).order_by(Service.name, Service.code)
@@ -177,10 +179,42 @@ def find_public_service(session: Session, city: Jurisdiction, code: str) -> Serv
     )
 
 
-def service_definition(service: Service) -> dict[str, Any]:
+# The attribute of a category tied to an asset layer in which a client names the asset
+# (pole "4711"): the request stores it and snaps to it (places.assets).
+ASSET_ATTRIBUTE = "asset_id"
+
+
+def asset_attribute(
+    service: Service, layer: AssetLayer | None, order: int
+) -> dict[str, Any] | None:
+    """The extra attribute naming an asset of ``service``'s layer, unless the city asks a
+    question of that code itself (then the answer is the city's)."""
+    if layer is None or any(a.code == ASSET_ATTRIBUTE for a in service.attributes):
+        return None
+    noun = asset_noun(layer)
+    return {
+        "variable": True,
+        "code": ASSET_ATTRIBUTE,
+        "datatype": "string",
+        "required": False,
+        "datatype_description": f"The city's number of the {noun}; the request is placed at it.",
+        "order": order,
+        "description": f"{noun[:1].upper()}{noun[1:]}: the number on it",
+        "values": None,
+    }
+
+
+def service_definition(service: Service, session: Session | None = None) -> dict[str, Any]:
     """GET Service Definition. ``order`` is renumbered 1..n in the stored order, because
-    the spec wants distinct positive integers and stored positions may start at 0."""
+    the spec wants distinct positive integers and stored positions may start at 0. A
+    category tied to an asset layer gets the asset's attribute last (with a session)."""
     attrs = sorted(service.attributes, key=lambda a: (a.order, a.id))
+    layer = (
+        session.get(AssetLayer, service.asset_layer_id)
+        if session is not None and service.asset_layer_id is not None
+        else None
+    )
+    extra = asset_attribute(service, layer, len(attrs) + 1)
     return {
         "service_code": service.code,
         "attributes": [
@@ -199,7 +233,8 @@ def service_definition(service: Service) -> dict[str, Any]:
                 ),
             }
             for position, a in enumerate(attrs, start=1)
-        ],
+        ]
+        + ([extra] if extra else []),
     }
 
 
@@ -259,6 +294,7 @@ def requests(
         ServiceRequest.updated_at,
         ServiceRequest.due_at,
         ServiceRequest.address,
+        ServiceRequest.address_id,
         sa.func.ST_Y(ServiceRequest.location).label("lat"),
         sa.func.ST_X(ServiceRequest.location).label("lon"),
         ServiceRequest.media_url,
@@ -329,6 +365,7 @@ def requests(
             "updated_datetime": w3c(r.updated_at, tz),
             "expected_datetime": w3c(r.due_at, tz),
             "address": r.address or None,
+            "address_id": r.address_id or None,
             "lat": r.lat,
             "long": r.lon,
             "media_url": r.media_url or (first_report["media_url"] if first_report else None),
@@ -458,50 +495,3 @@ def updates(
         }
         for r in rows
     ]
-
-
-# --- addresses ---------------------------------------------------------------------
-
-SIMILARITY_MIN = 0.5
-
-
-def normalise_address(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
-
-
-def match_address(session: Session, city: Jurisdiction, text: str) -> AddressPoint | None:
-    """The address point that ``text`` names: an exact match once case, punctuation and
-    spacing are ignored, else the most similar by trigrams if similar enough."""
-    wanted = normalise_address(text)
-    if not wanted:
-        return None
-    similarity = sa.func.similarity(AddressPoint.address, text)
-    candidates = session.execute(
-        sa.select(AddressPoint, similarity.label("sim"))
-        .where(AddressPoint.jurisdiction_id == city.id, AddressPoint.address.op("%")(text))
-        .order_by(similarity.desc(), AddressPoint.id)
-        .limit(10)
-    ).all()
-    for point, _sim in candidates:
-        if normalise_address(point.address) == wanted:
-            return point
-    if candidates and candidates[0].sim >= SIMILARITY_MIN:
-        return candidates[0][0]
-    return None
-
-
-def address_by_id(session: Session, city: Jurisdiction, address_id: int) -> AddressPoint | None:
-    return session.scalar(
-        sa.select(AddressPoint).where(
-            AddressPoint.jurisdiction_id == city.id, AddressPoint.id == address_id
-        )
-    )
-
-
-def point_lat_lon(session: Session, point: AddressPoint) -> tuple[float, float]:
-    lat, lon = session.execute(
-        sa.select(sa.func.ST_Y(AddressPoint.location), sa.func.ST_X(AddressPoint.location)).where(
-            AddressPoint.id == point.id
-        )
-    ).one()
-    return float(lat), float(lon)

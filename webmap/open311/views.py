@@ -28,6 +28,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
 from intake.submit import Draft, ValidationFailed, submit
+from places import geocoder
+from places.geocoder import GeocodeRefused
 from records import moderation
 from spatial.apikeys import (
     ApiKeyRejected,
@@ -69,6 +71,7 @@ _PARAM_OF_FIELD = {
     "contact_phone": "phone",
     "contact_name": "first_name/last_name",
     "photos": "media",
+    "asset": f"attribute[{resources.ASSET_ATTRIBUTE}]",
 }
 
 bp = Blueprint("open311", __name__, template_folder="templates")
@@ -235,7 +238,7 @@ def service_definition(code: str, fmt: str):
     service = resources.find_public_service(session, city, code) if len(code) <= 64 else None
     if service is None:
         raise not_found(f"service_code {params.shown(code)} was not found")
-    return render(fmt, "service_definition", resources.service_definition(service))
+    return render(fmt, "service_definition", resources.service_definition(service, session))
 
 
 def _request_query(city: Jurisdiction) -> resources.RequestQuery:
@@ -342,36 +345,64 @@ def _limited(name: str, limit: int) -> str | None:
     return value
 
 
-def _location(session, city: Jurisdiction) -> tuple[float | None, float | None, str | None]:
-    """(lat, long, address) from lat/long, address_id or address_string, in that order."""
+def _location(
+    session, city: Jurisdiction
+) -> tuple[float | None, float | None, str | None, str | None]:
+    """(lat, long, address, address_id) from lat/long, address_id or address_string, in
+    that order. ``address_id`` is the city's own id of an address point; an
+    ``address_string`` places the request only when the geocoder is confident, else the
+    answer is 400 naming the best candidates (a report is never moved silently)."""
     lat_s, lon_s = params.opt("lat"), params.opt("long")
     address = _limited("address_string", 500)
-    address_id = params.opt("address_id")
+    address_id = _limited("address_id", 100)
     if lat_s is not None or lon_s is not None:
         if lat_s is None or lon_s is None:
             raise bad_request("lat and long must be sent together")
         lat, lon = params.number("lat", lat_s), params.number("long", lon_s)
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise bad_request("lat must be within -90..90 and long within -180..180 degrees")
-        return lat, lon, address
+        return lat, lon, address, None
     if address_id is not None:
-        point = None
-        if re.fullmatch(r"[0-9]{1,12}", address_id):
-            point = resources.address_by_id(session, city, int(address_id))
-        if point is None:
-            raise bad_request(f"address_id {params.shown(address_id)} is not a known address")
-        lat, lon = resources.point_lat_lon(session, point)
-        return lat, lon, address or point.address
-    if address is not None:
-        point = resources.match_address(session, city, address)
+        point = geocoder.address_by_id(session, city, address_id)
         if point is None:
             raise bad_request(
-                f"address_string {params.shown(address)} matches no known address of "
-                f"{city.name}: send lat and long instead"
+                f"address_id {params.shown(address_id)} is not an address id of {city.name}"
             )
-        lat, lon = resources.point_lat_lon(session, point)
-        return lat, lon, point.address
-    return None, None, None
+        return point.lat, point.lon, address or point.address, point.address_id or address_id
+    if address is not None:
+        try:
+            found = geocoder.geocode(session, city, address, limit=3)
+        except GeocodeRefused as exc:
+            raise bad_request(f"address_string: {exc}") from None
+        best = found.confident
+        if best is not None:
+            return best.lat, best.lon, best.address, best.address_id
+        if not found.candidates:
+            raise bad_request(
+                f"address_string {params.shown(address)} matches no address of "
+                f"{city.name}: send lat and long, or address_id"
+            )
+        named = "; ".join(f"{c.address} ({c.score:.2f})" for c in found.candidates)
+        raise bad_request(
+            f"address_string {params.shown(address)} is not certain: did you mean {named}? "
+            "send lat and long, or address_id"
+        )
+    return None, None, None, None
+
+
+def _asset_ref(service: Service, attributes: dict) -> str | None:
+    """The asset a POST names in ``attribute[asset_id]`` for a category tied to an asset
+    layer (unless the city asks a question of that code): taken out of the answers."""
+    if service.asset_layer_id is None or resources.ASSET_ATTRIBUTE not in attributes:
+        return None
+    if any(a.code == resources.ASSET_ATTRIBUTE for a in service.attributes):
+        return None
+    value = attributes.pop(resources.ASSET_ATTRIBUTE)
+    if isinstance(value, list):
+        raise bad_request(f"attribute[{resources.ASSET_ATTRIBUTE}] takes one asset number")
+    if len(value) > 100:
+        raise bad_request(f"attribute[{resources.ASSET_ATTRIBUTE}] is longer than 100 characters")
+    return value.strip() or None
 
 
 @bp.post(f"{PREFIX}/requests.{FMT}")
@@ -428,12 +459,17 @@ def create_request(fmt: str):
     if service is None:
         raise not_found(f"service_code {params.shown(code)} was not found")
     attributes = _attributes()
+    asset_ref = _asset_ref(service, attributes)
     # A category that asks for no place ignores the one an app sends (intake.submit
     # drops it): an address it cannot match must not refuse the request either.
     if service.location_mode == "none":
-        lat = lon = address = None
+        lat = lon = address = address_id = None
+    elif asset_ref is not None and params.opt("lat") is None and params.opt("long") is None:
+        # The asset places the request (intake.submit snaps to it).
+        lat = lon = address_id = None
+        address = _limited("address_string", 500)
     else:
-        lat, lon, address = _location(session, city)
+        lat, lon, address, address_id = _location(session, city)
     first, last = _limited("first_name", 100), _limited("last_name", 100)
     draft = Draft(
         city=city.slug,
@@ -441,6 +477,8 @@ def create_request(fmt: str):
         lat=lat,
         lon=lon,
         address=address,
+        address_id=address_id,
+        asset_ref=asset_ref,
         description=request.values.get("description"),
         attributes=attributes,
         photos=[
