@@ -61,9 +61,15 @@ def test_agent_creates_a_phone_request_through_submit(agent, sessions, city):
         assert ack.to_addr == "carl@example.org"
 
 
-def test_address_only_call_waits_for_a_pin(agent, sessions, city):
+def test_address_only_call_waits_for_a_pin_when_the_agent_says_so(agent, sessions, city):
     token = csrf_from(agent, "/agent")
+    # testville has no address of this: without the explicit choice the form comes back.
     res = agent.post("/agent/requests", data=_form(token, lat="", lon="", channel="mail"))
+    assert res.status_code == 400
+    assert "Place it later" in res.get_data(as_text=True)
+    res = agent.post(
+        "/agent/requests", data=_form(token, lat="", lon="", channel="mail", place_later="1")
+    )
     assert res.status_code == 201
     assert "needs a location" in res.get_data(as_text=True)
     with sessions() as s:
