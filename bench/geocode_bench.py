@@ -398,6 +398,8 @@ def speed(sessions, rows: list[dict], count: int, seed: int) -> None:
             )
         s.rollback()
     p95 = pct(geo_ms, 95)
+    # Absolute times move with what else runs on the machine; the ratio less so.
+    print(f"load average during the look-ups: {os.getloadavg()[0]:.1f}")
     print(
         f"geocode() x{len(geo_ms):,} on {len(rows):,} points: p50 {statistics.median(geo_ms):.2f} ms, "
         f"p95 {p95:.2f} ms, p99 {pct(geo_ms, 99):.2f} ms "
