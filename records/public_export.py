@@ -49,6 +49,7 @@ from spatial.models import (
     ServiceRequest,
     now_utc,
 )
+from spatial.models_places import Asset, AssetLayer
 
 REMOVED = "[personal data removed]"
 # Dates outside these years are typing mistakes (and the last day of year 9999 has no
@@ -69,6 +70,11 @@ REQUEST_COLUMNS = [
     "address",
     "lat",
     "lon",
+    # The city's asset the request is about (a street light's pole number): city data,
+    # not personal data.
+    "asset_layer",
+    "asset_ref",
+    "asset_label",
     "description",
     "description_moderated",
     "channel",
@@ -270,6 +276,9 @@ def _write_requests(session: Session, zf: zipfile.ZipFile, exported, tz: ZoneInf
             ServiceRequest.address,
             sa.func.ST_Y(ServiceRequest.location).label("lat"),
             sa.func.ST_X(ServiceRequest.location).label("lon"),
+            AssetLayer.name.label("asset_layer"),
+            ServiceRequest.asset_ref,
+            Asset.label.label("asset_label"),
             shown_description_sql().label("description"),
             ServiceRequest.description_moderation,
             ServiceRequest.channel,
@@ -284,6 +293,14 @@ def _write_requests(session: Session, zf: zipfile.ZipFile, exported, tz: ZoneInf
         .join(Service, Service.id == ServiceRequest.service_id)
         .outerjoin(Department, Department.id == ServiceRequest.department_id)
         .outerjoin(parent, parent.id == ServiceRequest.duplicate_of_id)
+        .outerjoin(AssetLayer, AssetLayer.id == ServiceRequest.asset_layer_id)
+        .outerjoin(
+            Asset,
+            sa.and_(
+                Asset.layer_id == ServiceRequest.asset_layer_id,
+                Asset.ref == ServiceRequest.asset_ref,
+            ),
+        )
         .where(exported)
         .order_by(ServiceRequest.requested_at, ServiceRequest.id)
         .execution_options(yield_per=2000)
@@ -341,6 +358,9 @@ def _request_row(r, tz: ZoneInfo, stats: dict) -> dict[str, Any]:
         "address": texts["address"] or "",
         "lat": "" if r.lat is None else round(r.lat, 7),
         "lon": "" if r.lon is None else round(r.lon, 7),
+        "asset_layer": (r.asset_layer or "") if r.asset_ref else "",
+        "asset_ref": r.asset_ref or "",
+        "asset_label": r.asset_label or "",
         "description": texts["description"] or "",
         "description_moderated": r.description_moderation or "",
         "channel": r.channel,

@@ -37,6 +37,7 @@ from spatial.models import (
     ZoneLayer,
     now_utc,
 )
+from spatial.models_places import Asset, AssetLayer
 
 STATUS_CHOICES = ("untriaged", "open", "closed", "all", *[s.value for s in Status])
 SORTS = ("newest", "oldest", "due", "priority")
@@ -198,6 +199,11 @@ def _select(now: datetime):
             Crew.name.label("crew"),
             Zone.name.label("zone"),
             Zone.code.label("zone_code"),
+            # The asset the request is about (by the layer's unique key), for staff.
+            AssetLayer.name.label("asset_layer"),
+            AssetLayer.title.label("asset_title"),
+            r.asset_ref,
+            Asset.label.label("asset_label"),
             sa.func.ST_X(r.location).label("lon"),
             sa.func.ST_Y(r.location).label("lat"),
             _triaged().label("triaged"),
@@ -217,7 +223,24 @@ def _select(now: datetime):
         .outerjoin(Department, Department.id == r.department_id)
         .outerjoin(Crew, Crew.id == r.crew_id)
         .outerjoin(Zone, Zone.id == r.zone_id)
+        .outerjoin(AssetLayer, AssetLayer.id == r.asset_layer_id)
+        .outerjoin(Asset, sa.and_(Asset.layer_id == r.asset_layer_id, Asset.ref == r.asset_ref))
     )
+
+
+def request_asset(session: Session, request: ServiceRequest) -> dict[str, Any] | None:
+    """The asset ``request`` is about, for staff pages: layer name and title, ref, label
+    (None when it names none; label None when the asset left the city's set)."""
+    if request.asset_layer_id is None or not request.asset_ref:
+        return None
+    row = session.execute(
+        sa.select(AssetLayer.name, AssetLayer.title, Asset.label)
+        .outerjoin(Asset, sa.and_(Asset.layer_id == AssetLayer.id, Asset.ref == request.asset_ref))
+        .where(AssetLayer.id == request.asset_layer_id)
+    ).first()
+    if row is None:
+        return None
+    return {"layer": row.name, "title": row.title, "ref": request.asset_ref, "label": row.label}
 
 
 def _item(row: Any) -> dict[str, Any]:
@@ -250,6 +273,10 @@ def _item(row: Any) -> dict[str, Any]:
         "crew_id": row.crew_id,
         "zone": row.zone,
         "zone_code": row.zone_code,
+        "asset_layer": row.asset_layer if row.asset_ref else None,
+        "asset_title": row.asset_title if row.asset_ref else None,
+        "asset_ref": row.asset_ref,
+        "asset_label": row.asset_label,
         "routing_explanation": row.routing_explanation,
         "duplicate_of_id": row.duplicate_of_id,
         "lat": float(row.lat) if row.lat is not None else None,

@@ -172,8 +172,10 @@ def test_move_pin_reroutes_to_the_other_zone(sessions, city, media):
         assert req.crew_id == city.crew_e_id
         assert req.zone.code == "E"
         (moved,) = _events(s, rid, "moved")
-        assert moved.from_value == f"{WEST[0]:.6f}, {WEST[1]:.6f}"
+        # The old address with its spot; the new spot has no address near (no streets).
+        assert moved.from_value == f"100 Main St ({WEST[0]:.5f}, {WEST[1]:.5f})"
         assert moved.to_value == f"{EAST[0]:.6f}, {EAST[1]:.6f}"
+        assert req.address is None
         (routed,) = _events(s, rid, "routed")
         assert "East" in routed.to_value and routed.public
 

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from routing import categories, city_file, rules
+from routing import categories, city_file, rules, whatif
 from routing.engine import reroute, route_request
 from spatial.errors import InvalidInput
 from spatial.models import Jurisdiction, RoutingRule, Service, ServiceRequest
@@ -266,7 +266,7 @@ def test_the_category_page_ties_a_category_to_the_citys_asset_layer(client, sess
     with sessions() as s:
         assert s.get(Service, city.pothole_id).asset_layer_id == city.layer_id
         event = s.scalars(sa.select(AdminEvent).where(AdminEvent.action == "category.edit")).one()
-        assert event.details["asset_layer"] == [None, "streetlights"]
+        assert event.what["asset_layer"] == [None, "streetlights"]
     page = client.get(path).get_data(as_text=True)
     assert '<option value="streetlights" selected' in page
 
@@ -284,3 +284,26 @@ def test_the_cli_sets_a_categorys_asset_layer(cli, sessions, city):
     assert "asset_layer None -> 'streetlights'" in res.stdout
     res = cli("categories", "set", "--city", "testville", "pothole", "--asset-layer", "")
     assert "asset_layer 'streetlights' -> None" in res.stdout
+
+
+def test_what_if_counts_the_requests_an_asset_rule_would_move(sessions, city, tmp_path):
+    with sessions.begin() as s:
+        c = s.get(Jurisdiction, city.city_id)
+        for ref in ("791-2", "791-3", None):
+            r = report(s, tmp_path)
+            _about(s, r, city.layer_id if ref else None, ref)
+            route_request(s, r)
+        draft = rules.create_draft(s, c)
+        first = rules.ordered_rules(s, draft)[0]
+        values = rules.parse_rule(s, c, {**PRIVATE_RULE, "asset_value": "City"})
+        rules.update_rule(s, draft, first.id, values)
+        draft_id = draft.id
+    with sessions.begin() as s:
+        result = whatif.what_if(s, s.get(Jurisdiction, city.city_id), 30, ruleset_id=draft_id)
+    # 791-2 (private) goes back to the district's crew, 791-3 (the city's) to Parks.
+    assert (result.changed, result.department) == (2, 2)
+    with sessions() as s:
+        assert {r.department_id for r in s.scalars(sa.select(ServiceRequest))} == {
+            city.parks_id,
+            city.streets_id,
+        }

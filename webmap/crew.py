@@ -63,6 +63,11 @@ EXPORT_COLUMNS = (
     "crew",
     "zone_code",
     "zone",
+    # The asset the request is about: its layer's name and title, the city's id, label.
+    "asset_layer",
+    "asset_title",
+    "asset_ref",
+    "asset_label",
     "lat",
     "lon",
 )

@@ -249,6 +249,7 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
         "department": session.get(Department, req.department_id) if req.department_id else None,
         "crew": req.crew,
         "zone": req.zone,
+        "asset": queue.request_asset(session, req),
         "lon": lonlat[0],
         "lat": lonlat[1],
         "parent": parent,
@@ -328,7 +329,8 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
         return f"{req.public_id} re-categorised and routed again"
     if action == "move":
         actions.move_pin(session, user, req, lon=data.get("lon"), lat=data.get("lat"))
-        return f"{req.public_id} moved and routed again"
+        where = req.address or "a spot with no address nearby"
+        return f"{req.public_id} moved to {where} and routed again"
     if action == "merge":
         target = str(data.get("parent") or "").strip().upper()
         if not target:
@@ -439,6 +441,7 @@ def act(public_id: str, action: str):
                 "department_id": req.department_id,
                 "crew_id": req.crew_id,
                 "held": req.held_at is not None,
+                "address": req.address,
             }
         )
     flash(message)

@@ -1,7 +1,9 @@
 """``civicpin requests export``: requests with their routing and every layer's zone.
 
 Each row carries what joins it back to the city's own records: ``external_id`` (the id
-a history import kept), the ``address`` and the category's code and name.
+a history import kept), the ``address`` with the city's ``address_id``, the asset
+(``asset_layer`` name, the city's ``asset_ref``, ``asset_label``) and the category's code
+and name.
 
 Rows stream from a server-side cursor in batches, so the memory used does not grow with
 the number of requests. Contact details (name, e-mail, phone, device and account ids)
@@ -53,6 +55,10 @@ BASE_COLUMNS = (
     "routing_explanation",
     "channel",
     "address",
+    "address_id",
+    "asset_layer",
+    "asset_ref",
+    "asset_label",
     "lon",
     "lat",
 )
@@ -65,10 +71,13 @@ SELECT r.public_id, r.external_id, s.code AS service_code, s.name AS service_nam
        r.requested_at, r.closed_at, r.due_at,
        (r.status = ANY(:open) AND r.due_at IS NOT NULL AND r.due_at < now()) AS overdue,
        d.code AS department, c.code AS crew, z.code AS zone, ru.name AS rule,
-       r.ruleset_version, r.routing_explanation, r.channel, r.address,
+       r.ruleset_version, r.routing_explanation, r.channel, r.address, r.address_id,
+       al.name AS asset_layer, r.asset_ref, a.label AS asset_label,
        ST_X(r.location) AS lon, ST_Y(r.location) AS lat{layer_cols}
 FROM service_request r
 JOIN service s ON s.id = r.service_id
+LEFT JOIN asset_layer al ON al.id = r.asset_layer_id
+LEFT JOIN asset a ON a.layer_id = r.asset_layer_id AND a.ref = r.asset_ref
 LEFT JOIN department d ON d.id = r.department_id
 LEFT JOIN crew c ON c.id = r.crew_id
 LEFT JOIN zone z ON z.id = r.zone_id

@@ -77,6 +77,9 @@
       a.appendChild(el("span", "badge priority", item.priority));
       if (item.overdue) a.appendChild(el("span", "badge overdue", "overdue"));
       a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
+      if (item.asset_ref) {
+        a.appendChild(el("span", "queue-item__asset", item.asset_title + " " + item.asset_ref));
+      }
       // "due" is on the city's clock, labelled, as the server wrote it.
       if (item.due) a.appendChild(el("span", "queue-item__due", "due " + item.due));
       if (item.meters !== undefined && item.meters !== null) {

@@ -150,6 +150,9 @@
     if (item.possible_duplicate) a.appendChild(badge("possible-duplicate", "possible duplicate"));
     if (item.held) a.appendChild(badge("held", "held: not public yet"));
     a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
+    if (item.asset_ref) {
+      a.appendChild(el("span", "queue-item__asset", item.asset_title + " " + item.asset_ref));
+    }
     a.appendChild(el("span", "queue-item__to",
       (item.department || "central dispatch") + (item.crew ? " / " + item.crew : "")));
     a.appendChild(el("span", "queue-item__channel", item.channel));
