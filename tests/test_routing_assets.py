@@ -307,3 +307,23 @@ def test_what_if_counts_the_requests_an_asset_rule_would_move(sessions, city, tm
             city.parks_id,
             city.streets_id,
         }
+
+
+def test_a_new_report_about_a_private_light_is_routed_by_its_owner_at_once(
+    sessions, city, tmp_path
+):
+    with sessions.begin() as s:
+        s.get(Service, city.pothole_id).asset_layer_id = city.layer_id
+    with sessions.begin() as s:
+        private = report(s, tmp_path, asset_ref=" 791-2 ")
+        public = report(s, tmp_path, asset_ref="791-3")
+        seen = (
+            (private.asset_ref, private.department_id, private.routing_explanation),
+            (public.asset_ref, public.department_id),
+        )
+    assert seen[0] == (
+        "791-2",
+        city.parks_id,
+        "Parks: any location; rule 1 'Private lights': asset Owner = Private",
+    )
+    assert seen[1] == ("791-3", city.streets_id)
