@@ -159,6 +159,17 @@ def test_an_unknown_address_needs_the_explicit_place_it_later(agent, sessions):
     assert req.address == "12 Zyzzyva Qwerty Lane"
 
 
+def test_a_long_description_of_the_place_is_kept_for_dispatch(agent, sessions):
+    token = csrf_from(agent, "/agent")
+    where = "Behind the old mill, " + "past the footbridge and the third bench, " * 6
+    res = agent.post("/agent/requests", data=_form(token, address=where))
+    assert res.status_code == 400 and "long" in res.get_data(as_text=True)
+    res = agent.post("/agent/requests", data=_form(token, address=where, place_later="1"))
+    assert res.status_code == 201, res.get_data(as_text=True)
+    req = _only_request(sessions)
+    assert req.needs_location and req.address == where.strip()
+
+
 def test_a_pin_is_put_into_words(agent):
     lat, lon = TRUTH_1334
     res = agent.get("/agent/api/reverse", query_string={"lat": lat, "lon": lon})

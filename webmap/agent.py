@@ -227,11 +227,12 @@ def _place(session, city: Jurisdiction, service: Service | None, form: dict[str,
         return _Place(lat, lon, address, address_id)
     if address is None or (service is not None and service.location_mode == "none"):
         return _Place(None, None, address)
-    found = geocode(session, city, address)
     chosen = (form.get("candidate") or "").strip()
-    pick = None
-    if chosen:
-        pick = next((c for c in found.candidates if c.address == chosen), None)
+    if later and not chosen:
+        # The call-taker's word: the text stays as the caller said it, for dispatch.
+        return _Place(None, None, address, later=True)
+    found = geocode(session, city, address)
+    pick = next((c for c in found.candidates if c.address == chosen), None) if chosen else None
     if pick is None and not later:
         pick = found.confident
     if pick is not None:
