@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -298,12 +299,16 @@ def _street_penalty(typed: Street, name: str | None, sim: float, names: int) -> 
     """How much a candidate street differs from the typed one: spelling, type and
     direction. A missing type or direction costs more where the city has several
     streets of that name ("Elm St" and "Elm Ave")."""
+    cand = normalise_street(name or "") if name else None
+    if cand is None:
+        return 0.05 + (1.0 - sim) * 0.6
+    if cand.core != typed.core:
+        # Trigrams find the candidates; an edit ratio judges a slip of the finger
+        # ("FLAAGG") more fairly than trigrams, which one doubled letter halves.
+        sim = max(sim, SequenceMatcher(None, typed.core, cand.core).ratio())
     penalty = 0.0
     if sim < 1.0:
         penalty += 0.05 + (1.0 - sim) * 0.6
-    cand = normalise_street(name or "") if name else None
-    if cand is None:
-        return penalty
     several = names > 1
     if typed.type and cand.type and typed.type != cand.type:
         penalty += 0.2
