@@ -19,6 +19,8 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from conftest import TEMPLATE, make_settings
+from geoalchemy2.shape import from_shape
+from shapely.geometry import Point
 
 from intake.mail_addresses import add_address as add_mail_address
 from intake.submit import Draft, submit
@@ -39,6 +41,7 @@ from spatial.models import (
 )
 from spatial.models_mail import FaqArticle
 from spatial.models_ops import RerouteJob
+from spatial.models_places import Asset, AssetLayer
 from tests.support.city import INSIDE, make_small_city
 from tests.support.images import jpeg_bytes
 
@@ -80,8 +83,18 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         body="Where to park.",
         published=False,
     )
-    s.add_all([crew, template, article])
+    lights = AssetLayer(jurisdiction_id=city.id, name="lights", title="Street lights")
+    s.add_all([crew, template, article, lights])
     s.flush()
+    pole = Asset(
+        jurisdiction_id=city.id,
+        layer_id=lights.id,
+        ref=f"{prefix}-791",
+        label=f"{slug} pole label",
+        attributes={"Owner": f"{slug} owner"},
+        location=from_shape(Point(INSIDE[1], INSIDE[0]), srid=4326),
+    )
+    s.add(pole)
     users = {}
     for role in CITY_ROLES:
         user, _ = create_user(
@@ -133,6 +146,8 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "attribute_id": base["pothole"].attributes[0].id,
         "address_id": mail_address.id,
         "rest": photo.public_key.removeprefix("public/"),
+        "layer_name": lights.name,
+        "ref": pole.ref,
     }
     markers = (
         req.public_id,
@@ -143,6 +158,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         f"{slug} parking rules",
         f"{slug} scheduled",
         f"{slug} crew one",
+        f"{slug} pole label",
     )
     return City(slug=slug, id=city.id, public_id=req.public_id, ids=ids, markers=markers)
 
@@ -232,6 +248,7 @@ def _arg_values(rule, endpoint: str, city: City) -> list[dict[str, str]]:
         "view": "heat",
         "kind": next(iter(mail_templates.DEFAULTS)),
         "name": "message.eml",
+        "dataset_kind": "addresses",
     }
     out = [{}]
     for arg in sorted(rule.arguments):
@@ -392,6 +409,7 @@ def test_an_install_admin_reads_every_city(world):
         "/c/{slug}/admin/users": f"dispatcher@{other.slug}.example",
         "/crew?crew={crew_id}": other.public_id,
         "/planner/export/heat.csv?city={slug}": "",
+        "/staff/assets/{layer_name}/{ref}?city={slug}": f"{other.slug} pole label",
     }
     for template, marker in seen.items():
         path = template.format(slug=other.slug, **other.ids)
