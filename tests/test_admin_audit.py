@@ -237,6 +237,17 @@ class Ctx:
     tmp_path: Path
 
 
+def _asset_layer(sessions, city: DispatchCity) -> str:
+    """An asset layer of the city (for its title and removal): its name."""
+    from spatial.models_places import AssetLayer
+
+    with sessions.begin() as s:
+        s.add(AssetLayer(jurisdiction_id=city.city_id, name="lights", title="Lights"))
+    return "lights"
+
+
+PLACES_CSV = b"ID,NUM,STREET,LAT,LON\nA-1,12,Main St,34.05,-118.25\n"
+
 # endpoint -> (ctx -> (path, form, the action logged))
 Recipe = Callable[[Ctx], tuple[str, dict, str]]
 RECIPES: dict[str, Recipe] = {
@@ -465,6 +476,29 @@ RECIPES: dict[str, Recipe] = {
         f"/admin/users/{c.city.users['dispatcher']}/membership",
         {"op": "add", "department_id": str(c.city.parks_id)},
         "membership.add",
+    ),
+    "admin_places.import_places": lambda c: (
+        "/admin/places/addresses",
+        {
+            "file": (io.BytesIO(PLACES_CSV), "addresses.csv"),
+            "action": "import",
+            "map_number": "NUM",
+            "map_street": "STREET",
+            "map_id": "ID",
+            "map_lat": "LAT",
+            "map_lon": "LON",
+        },
+        "addresses.import",
+    ),
+    "admin_places.layer_title": lambda c: (
+        "/admin/places/assets/title",
+        {"layer": _asset_layer(c.sessions, c.city), "title": "Street lights"},
+        "asset_layer.update",
+    ),
+    "admin_places.remove_layer": lambda c: (
+        "/admin/places/assets/remove",
+        {"layer": _asset_layer(c.sessions, c.city)},
+        "asset_layer.remove",
     ),
 }
 
