@@ -437,7 +437,10 @@ def normalise_street(text: str) -> Street | None:
 
 _ZIP_RE = re.compile(r"\b(\d{5})(?:-\d{4})?\s*$")
 _CORNER_RE = re.compile(r"^\s*(?:(?:AT\s+)?THE\s+)?(?:CORNER|ESQUINA)\s+(?:OF|DE)\s+", re.I)
-_INTERSECTION_SPLIT = re.compile(r"\s*(?:&|\bAND\b|\bAT\b|@|/|\bY\b|\bE\b(?=\s+\d))\s*", re.I)
+# "E" joins two streets only when no house number stands before it: "742 E 82ND ST" is East.
+_INTERSECTION_SPLIT = re.compile(
+    r"\s*(?:&|\bAND\b|\bAT\b|@|/|\bY\b|(?<!\d\s)\bE\b(?=\s+\d))\s*", re.I
+)
 _UNIT_RE = re.compile(
     r"(?:,\s*|\s+)(?:(APT|APARTMENT|UNIT|STE|SUITE|RM|ROOM|FL|FLOOR|BLDG|BUILDING|LOT|SPC|SPACE|"
     r"DEPT)\b\.?\s*#?\s*|#\s*)([A-Z0-9-]+)\b",
