@@ -63,6 +63,9 @@ class Geocoded:
 
     query: str
     candidates: list[Candidate] = field(default_factory=list)
+    # Set when the best candidate is unsure judged over every candidate, those left
+    # out by ``limit`` too.
+    ambiguous: bool = False
 
     @property
     def confident(self) -> Candidate | None:
@@ -72,7 +75,7 @@ class Geocoded:
         similar score (within :data:`AMBIGUOUS_GAP`) lies more than
         :data:`AMBIGUOUS_M` metres away: "12 Elm" with 12 ELM ST and 12 ELM AVE asks.
         """
-        if not self.candidates:
+        if not self.candidates or self.ambiguous:
             return None
         best = self.candidates[0]
         if best.score < CONFIDENT:
@@ -424,9 +427,9 @@ def geocode(session: Session, city: Jurisdiction, text: str | None, *, limit: in
         ):
             continue
         kept.append(cand)
-        if len(kept) >= max(1, limit):
-            break
-    return Geocoded(query=query, candidates=kept)
+    limit = max(1, limit)
+    ambiguous = Geocoded(query=query, candidates=kept).confident is None
+    return Geocoded(query=query, candidates=kept[:limit], ambiguous=ambiguous and bool(kept))
 
 
 ADDRESS_BY_ID_SQL = sa.text(
@@ -471,7 +474,7 @@ REVERSE_SQL = sa.text(
                ST_Distance(CAST(a.location AS geography), pt.gg) AS d
         FROM (SELECT * FROM address_point, pt
               WHERE jurisdiction_id = :j
-              ORDER BY location <-> pt.g LIMIT 8) AS a, pt
+              ORDER BY location <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 8) AS a, pt
         ORDER BY d, a.id
         LIMIT 1
     ),
@@ -480,7 +483,7 @@ REVERSE_SQL = sa.text(
                ST_LineLocatePoint(s.geom, pt.g) AS frac
         FROM (SELECT * FROM street_segment, pt
               WHERE jurisdiction_id = :j
-              ORDER BY geom <-> pt.g LIMIT 8) AS s, pt
+              ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 8) AS s, pt
         ORDER BY d, s.id
         LIMIT 1
     ),
@@ -495,7 +498,7 @@ REVERSE_SQL = sa.text(
         FROM side, pt, LATERAL (
             SELECT * FROM street_intersection i
             WHERE i.jurisdiction_id = :j AND (i.name_a = side.name OR i.name_b = side.name)
-            ORDER BY i.location <-> pt.g
+            ORDER BY i.location <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
             LIMIT 1
         ) AS i
     )
