@@ -138,7 +138,7 @@
           } else if (body.match_type === "near") {
             say(pinInfo, "Pin placed " + body.address + ".");
           } else {
-            say(pinInfo, "Address: " + body.address + " (" +
+            say(pinInfo, "Nearest address: " + body.address + " (" +
               Math.round(body.distance_m) + " m from the pin)");
           }
         })
@@ -263,6 +263,7 @@
       matches.forEach(function (m, i) {
         var option = el("li", "rp-listbox__item");
         option.appendChild(el("span", "rp-listbox__text", m.address));
+        option.appendChild(el("span", "rp-visually-hidden", ", "));
         option.appendChild(el("span", "rp-listbox__kind",
           m.match_label || MATCH_WORDS[m.match_type] || m.match_type));
         option.id = "addr-opt-" + i;
