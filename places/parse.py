@@ -604,11 +604,18 @@ def parse_place(text: str) -> ParsedPlace | None:
                 state=state,
             )
 
+    if not body[:1].isdigit():
+        # Words before the address ("the light outside 12 Elm St"): start at the first
+        # house number, unless the word before it makes it a name ("Highway 101").
+        lead = re.search(r"(?:^|\s)(\d{1,7}[A-Z]?\s+[A-Z].*)$", body, re.I)
+        before = _tokens(body[: lead.start(1)]) if lead else []
+        if lead and before and before[-1] not in STREET_TYPES and before[-1] not in DIRECTIONS:
+            body = lead.group(1)
     m = _NUMBER_RE.match(body)
     if m and m.group(4).strip():
         rest = m.group(4)
         # A number that is a street name ("5th St", "5 St") is not a house number.
-        if re.match(r"^(ST|ND|RD|TH)\b", rest, re.I) or (
+        if (
             rest.strip().split()[0].upper() not in DIRECTIONS
             and len(rest.split()) == 1
             and rest.split()[0].upper() in STREET_TYPES
