@@ -557,7 +557,7 @@ def cambridge_hard(every: int = 1) -> list[Case]:
     types_of: dict[str, set[str]] = defaultdict(set)
     for side in sides:
         types_of[side.name.upper()].add(side.street)
-    for ra in addresses[:: 3 * every]:
+    for ra in addresses[:: 6 * every]:
         if len(types_of[ra.side.name.upper()]) > 1:
             cases.append(Case(f"{ra.number} {ra.side.street}", ra.lonlat, "two types"))
     # Wrong ZIP (another Cambridge ZIP): the street and number still name one place.
