@@ -256,6 +256,56 @@ def upgrade() -> None:
         "routing_rule", sa.Column("asset_attribute", sa.String(length=100), nullable=True)
     )
     op.add_column("routing_rule", sa.Column("asset_value", sa.String(length=200), nullable=True))
+    _fill_address_parts()
+
+
+def _fill_address_parts(batch: int = 5000) -> None:
+    """The parts of the address points already there (the demo's, from its history),
+    parsed from their text, and every city's street names, so the geocoder finds them."""
+    from places.network import REFRESH_SQL
+    from places.parse import parse_place
+
+    bind = op.get_bind()
+    last = 0
+    while True:
+        rows = bind.execute(
+            sa.text(
+                "SELECT id, address FROM address_point WHERE id > :last AND street IS NULL "
+                "ORDER BY id LIMIT :n"
+            ),
+            {"last": last, "n": batch},
+        ).all()
+        if not rows:
+            break
+        last = rows[-1].id
+        parts = []
+        for row in rows:
+            p = parse_place(row.address)
+            if p is None or p.kind != "address":
+                continue
+            parts.append(
+                {
+                    "id": row.id,
+                    "number": p.number,
+                    "suffix": p.number_suffix,
+                    "street": p.street.name[:200],
+                    "core": p.street.core[:200],
+                    "unit": p.unit[:50] if p.unit else None,
+                    "zip": p.zip,
+                }
+            )
+        if parts:
+            bind.execute(
+                sa.text(
+                    "UPDATE address_point SET number = :number, number_suffix = :suffix, "
+                    "street = :street, street_core = :core, unit = :unit, zip = :zip "
+                    "WHERE id = :id"
+                ),
+                parts,
+            )
+    for (city_id,) in bind.execute(sa.text("SELECT DISTINCT jurisdiction_id FROM address_point")):
+        for statement in REFRESH_SQL:
+            bind.execute(statement, {"j": city_id})
 
 
 def downgrade() -> None:
