@@ -55,20 +55,38 @@ def rows(engine, sql: str, **params) -> list:
 def test_los_angeles_address_points_have_their_parts(demo_engine):
     points = pd.read_sql(
         "SELECT a.address, a.number, a.street, a.street_core, a.zip, a.source_id, "
-        "a.dataset_id FROM address_point a JOIN jurisdiction j ON j.id = a.jurisdiction_id "
+        "a.dataset_id, ST_X(a.location) AS lon, ST_Y(a.location) AS lat "
+        "FROM address_point a JOIN jurisdiction j ON j.id = a.jurisdiction_id "
         "WHERE j.slug = 'los-angeles'",
         demo_engine,
     )
-    records = pd.read_csv(RECORDS_FILE, dtype=str, keep_default_na=False)
-    located = records[(records.latitude != "") & (records.address != "")]
-    # Every distinct "<number> <street>, <zip>" of the records is a point (street corners
-    # such as "VANOWEN ST AT HAZELTINE AVE" are not addresses).
-    numbered = set(located.address[located.address.str.match(r"^\d+ [^,]+, \d{5}$")])
-    assert len(numbered) > 7000
-    assert numbered <= set(points.address)
-    assert len(points) == points.address.nunique() == len(numbered)
+    assert points.address.is_unique
     assert points.number.notna().all() and points.street_core.str.len().gt(0).all()
     assert points.zip.str.fullmatch(r"\d{5}").all() and points.source_id.isna().all()
+
+    # Truth: the records' "<number> <street>, <zip>" texts, each at its first record's point
+    # (street corners such as "VANOWEN ST AT HAZELTINE AVE" are not addresses).
+    records = pd.read_csv(RECORDS_FILE, dtype=str, keep_default_na=False)
+    parts = records.address.str.extract(r"^(\d+) [^,]+, (\d{5})$")
+    records = records.assign(number=parts[0], zip=parts[1])
+    records = records[records.number.notna() & (records.latitude != "")]
+    first = records.sort_values(["created_at", "request_id"]).drop_duplicates("address")
+    assert len(first) > 7400
+    at = defaultdict(list)
+    for number, zip_code, lon, lat in zip(
+        points.number, points.zip, points.lon, points.lat, strict=True
+    ):
+        at[(str(number), zip_code)].append((lon, lat))
+
+    def placed(number: str, zip_code: str, lon: float, lat: float) -> bool:
+        return any(metres(lon, lat, x, y) < 1.0 for x, y in at.get((number, zip_code), []))
+
+    found = sum(
+        placed(r.number, r.zip, float(r.longitude), float(r.latitude)) for r in first.itertuples()
+    )
+    # Only two spellings of one address ("ROAD", "RD") share a point.
+    assert found / len(first) >= 0.99, found
+    assert len(first) - len(points) < 0.01 * len(first)
     vanowen = points[points.address == "16815 W VANOWEN ST, 91406"].iloc[0]
     assert (vanowen.number, vanowen.street, vanowen.street_core, vanowen.zip) == (
         16815,
@@ -126,17 +144,21 @@ def test_cambridge_has_its_streets_and_intersections(demo_engine):
     by_id = {sid: (name, fl, tl) for sid, name, fl, tl in segments}
     assert by_id["Cambrid_St_29"] == ("CAMBRIDGE ST", 1334, 1378)
 
-    # Truth: two differently named streets whose segments share a node meet there.
-    ends: dict[float, tuple[set[str], Point]] = defaultdict(lambda: (set(), Point()))
-    for street, start, end, geom in zip(
-        named.Street, named.FromNode, named.ToNode, named.geometry, strict=True
-    ):
-        parts = list(getattr(geom, "geoms", [geom]))
-        for node, xy in ((start, parts[0].coords[0]), (end, parts[-1].coords[-1])):
-            names, _ = ends[node]
-            names.add(normalise_street(street).name)
-            ends[node] = (names, Point(xy[:2]))
-    truth = {(a, b): point for names, point in ends.values() for a in names for b in names if a < b}
+    # Truth: two differently named streets whose segments share an end meet there (a
+    # street meeting its own continuation, "1ST ST" and "N 1ST ST", is no corner).
+    ends: dict[tuple[float, float], set] = defaultdict(set)
+    for street, geom in zip(named.Street, named.geometry, strict=True):
+        street = normalise_street(street)
+        for part in getattr(geom, "geoms", [geom]):
+            for x, y, *_ in (part.coords[0], part.coords[-1]):
+                ends[(round(x, 6), round(y, 6))].add((street.name, street.core))
+    truth = {
+        (a, b): Point(xy)
+        for xy, names in ends.items()
+        for a, core_a in names
+        for b, core_b in names
+        if a < b and core_a != core_b
+    }
     assert len(truth) > 1000
     found = defaultdict(list)
     for a, b, lon, lat in rows(

@@ -25,26 +25,21 @@ import secrets
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from string import Formatter
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 import sqlalchemy as sa
 import yaml
-from shapely.geometry.base import BaseGeometry
 from sqlalchemy.orm import Session, sessionmaker
 
-from places import store
-from places.parse import normalise_street, parse_place
+from places import importers, store
+from places.parse import parse_place
 from routing.city_file import apply_city, parse
 from routing.engine import route_bulk
 from spatial.db import session_scope
 from spatial.errors import InvalidInput
 from spatial.models import Jurisdiction, Service
-from spatial.models_places import AssetLayer
 from spatial.public_ids import ensure_at_least, format_public_id
 from spatial.zones import create_city, import_layer
 
@@ -267,68 +262,34 @@ COPY_COLUMNS = (
 # --------------------------------------------------------------------------- places
 
 
-def _text(value: Any) -> str | None:
-    """A file value as text: None for missing, 11.0 as "11", dates as ISO text."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    text = str(value).strip()
-    return text or None
-
-
-def _number(value: Any) -> int | None:
-    """A range end; 0 and -1 mean "no addresses on this side" in centreline files."""
-    text = _text(value)
-    try:
-        number = int(float(text)) if text is not None else None
-    except ValueError:
-        return None
-    return number if number is not None and number > 0 else None
-
-
-def _label(template: str, values: dict[str, Any]) -> str | None:
-    """``template`` ("Pole {PoleID}, {Intersection}") filled in; a ", "-separated part
-    whose field is empty is left out ("Pole 12" for a pole without a street)."""
-    parts = []
-    for part in template.split(", "):
-        names = [name for _, name, _, _ in Formatter().parse(part) if name]
-        texts = {name: _text(values.get(name)) for name in names}
-        if all(texts.values()):
-            parts.append(part.format(**texts))
-    return ", ".join(parts) or None
-
-
-def _read(path: Path, fields: list[str], what: str) -> gpd.GeoDataFrame:
-    frame = gpd.read_file(path)
-    missing = [f for f in fields if f not in frame.columns]
-    if missing:
-        raise InvalidInput(f"demo {what} {path.name} have no field {', '.join(missing)}")
-    return frame.to_crs(4326) if frame.crs is not None else frame.set_crs(4326)
-
-
 def _address_points(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
     """Each distinct address of the records at its first record's point, as the city's
-    address points (no city ids: the records carry none). Texts that are not a number on
-    a street ("MAIN ST AT 5TH ST") are counted as bad rows."""
+    address points (no city ids: the records carry none). Two spellings of one address
+    ("W PALMYRA ROAD", "W PALMYRA RD") make one point; texts that are not a number on a
+    street ("MAIN ST AT 5TH ST") are counted as bad rows."""
     rows = s.execute(
         sa.text(
             """
-            SELECT DISTINCT ON (address) address, ST_X(location), ST_Y(location)
-            FROM service_request
-            WHERE jurisdiction_id = :j AND location IS NOT NULL AND address IS NOT NULL
-            ORDER BY address, requested_at, id
+            SELECT address, lon, lat FROM (
+              SELECT DISTINCT ON (address) address, ST_X(location) AS lon,
+                     ST_Y(location) AS lat, requested_at, id
+              FROM service_request
+              WHERE jurisdiction_id = :j AND location IS NOT NULL AND address IS NOT NULL
+              ORDER BY address, requested_at, id
+            ) first ORDER BY requested_at, id
             """
         ),
         {"j": city.id},
     ).all()
     good: list[store.AddressRow] = []
+    seen: set[str] = set()
     for address, lon, lat in rows:
         place = parse_place(address)
         if place is None or place.kind != "address" or place.number is None:
             continue
+        if (text := place.normalised()) in seen:
+            continue
+        seen.add(text)
         good.append(
             store.AddressRow(
                 lon=lon,
@@ -353,98 +314,28 @@ def _address_points(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> Non
     store.finish(s, dataset, rows_read=len(rows), rows_bad=len(rows) - len(good))
 
 
-def _lines(geom: BaseGeometry) -> tuple[list[BaseGeometry], bool]:
-    """A centreline's parts and whether its ranges may go with them: a MultiLineString
-    whose parts join into one line is that line; parts that do not join keep no ranges
-    (an interpolation along a gap would be wrong) but still make intersections."""
-    if geom.geom_type == "LineString":
-        return [geom], True
-    merged = shapely.line_merge(geom)
-    if merged.geom_type == "LineString":
-        return [merged], True
-    return list(getattr(merged, "geoms", [])), False
-
-
 def _streets(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
-    mapping = spec["mapping"]
-    frame = _read(spec["file"], list(mapping.values()), "streets")
-    rows: list[store.StreetRow] = []
-    bad = 0
-    for rec in frame.to_dict("records"):
-        street = normalise_street(_text(rec[mapping["name"]]) or "")
-        geom = rec["geometry"]
-        if street is None or geom is None or geom.is_empty:
-            bad += 1
-            continue
-        ranges = {
-            key: _number(rec[mapping[key]]) if key in mapping else None
-            for key in ("from_left", "to_left", "from_right", "to_right")
-        }
-        zips = {
-            key: _text(rec[mapping[key]]) if key in mapping else None
-            for key in ("zip_left", "zip_right")
-        }
-        source_id = _text(rec[mapping["id"]]) if "id" in mapping else None
-        parts, keep_ranges = _lines(geom)
-        for part in parts:
-            rows.append(
-                store.StreetRow(
-                    coords=[(x, y) for x, y, *_ in part.coords],
-                    street=street,
-                    source_id=source_id,
-                    **(ranges if keep_ranges else {}),
-                    **zips,
-                )
-            )
-    dataset = store.begin(
-        s,
-        city,
-        "streets",
-        source_name=spec["file"].name,
-        mapping=dict(mapping),
-        imported_by=IMPORTED_BY,
+    """The street centrelines, imported as ``civicpin streets import`` does; a segment
+    without a street name is left out (it cannot be looked up)."""
+    importers.import_streets(
+        s, city, spec["file"], dict(spec["mapping"]), imported_by=IMPORTED_BY, skip_bad=True
     )
-    store.add_streets(s, dataset, rows)
-    store.finish(s, dataset, rows_read=len(frame), rows_bad=bad)
 
 
 def _assets(s: Session, city: Jurisdiction, spec: dict[str, Any]) -> None:
-    """An asset layer: ``id_field`` gives the city's id, ``label`` a template of fields
-    ("Pole {PoleID}, {Intersection}"); the other fields become the attributes, as text."""
-    id_field, label = spec["id_field"], spec.get("label")
-    fields = [id_field] + [n for _, n, _, _ in Formatter().parse(label or "") if n]
-    frame = _read(spec["file"], fields, "assets")
-    layer = AssetLayer(
-        jurisdiction_id=city.id,
-        name=spec["layer"],
-        title=spec.get("title") or spec["layer"],
-        id_field=id_field,
-        label_field=label,
-    )
-    s.add(layer)
-    s.flush()
-    rows: list[store.AssetRow] = []
-    seen: set[str] = set()
-    for rec in frame.to_dict("records"):
-        geom, ref = rec.pop("geometry"), _text(rec[id_field])
-        if ref is None or ref in seen or geom is None or geom.is_empty or geom.geom_type != "Point":
-            continue  # no id, a second asset with the id, or no point: a bad row
-        seen.add(ref)
-        attributes = {k: t for k, v in rec.items() if k != id_field and (t := _text(v))}
-        rows.append(
-            store.AssetRow(geom.x, geom.y, ref, _label(label, rec) if label else None, attributes)
-        )
-    dataset = store.begin(
+    """An asset layer, imported as ``civicpin assets import`` does: ``id_field`` gives the
+    city's id, ``label`` a field or a text with fields in braces ("Pole {PoleID},
+    {Intersection}"); the other fields become the attributes."""
+    importers.import_assets(
         s,
         city,
-        "assets",
-        source_name=spec["file"].name,
-        mapping={"id": id_field, **({"label": label} if label else {})},
+        spec["file"],
+        layer=spec["layer"],
+        id_field=spec["id_field"],
+        label_field=spec.get("label"),
+        title=spec.get("title"),
         imported_by=IMPORTED_BY,
-        layer=layer,
     )
-    store.add_assets(s, dataset, rows)
-    store.finish(s, dataset, rows_read=len(frame), rows_bad=len(frame) - len(rows))
 
 
 # --------------------------------------------------------------------------- building
