@@ -504,3 +504,11 @@ def test_locate_by_pin_takes_the_address_under_it(client, sessions, settings, te
     req = newest(sessions)
     assert req.address == "250 S SPRING ST, 90012"
     assert req.address_id == ADDRESS_IDS["250 S SPRING ST, 90012"]
+
+
+def test_locate_page_refuses_text_it_cannot_look_up(client, sessions, settings, testville):
+    public_id, token = waiting_request(sessions, settings)
+    query = {"token": token, "locate": "1", "q": "12 Main St " + "x" * 10_000}
+    html = client.get(f"/requests/{public_id}", query_string=query).get_data(as_text=True)
+    assert "200" in text(re.search(r'id="err-q".*?</p>', html, re.S).group(0))
+    assert radios(html) == []

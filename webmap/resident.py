@@ -1026,7 +1026,7 @@ def track(public_id: str):
     if owner and needs_resident_location(req):
         locate = LocateForm(
             FormState(MultiDict(), {}),
-            q=(request.args.get("q") or "").strip()[:200],
+            q=(request.args.get("q") or "").strip(),
             focus=request.args.get("locate") == "1",
         )
         if locate.q:
@@ -1086,7 +1086,7 @@ def locate_submit(public_id: str):
     address = address_id = None
     lat: object = form.get("lat", "").strip()
     lon: object = form.get("lon", "").strip()
-    query = (form.get("q") or "").strip()[:200]
+    query = (form.get("q") or "").strip()
     if query and not lat and not lon:
         # A place chosen from the map-free search's list.
         locate.q = query
