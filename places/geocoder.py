@@ -132,7 +132,8 @@ _NAMES = 6  # candidate street cores per typed name
 # address points by (city, core, number); segments by (city, core) whose range on a
 # side holds the number with the same parity, interpolated from -> to; intersections
 # of the two cores in either order; the street alone (the point or range nearest the
-# number, or a point on the street's middle).
+# number, or a point on the street's middle). ``zip_known``: whether a ZIP in the text
+# is one the matched streets have at all (else it names somewhere else).
 GEOCODE_SQL = sa.text(
     """
     WITH n1 AS (
@@ -252,12 +253,14 @@ GEOCODE_SQL = sa.text(
             LIMIT 4
         ) AS q
         WHERE CAST(:num AS integer) IS NULL
-          AND NOT EXISTS (SELECT 1 FROM st_seg WHERE st_seg.sim = top.sim)
+          AND NOT EXISTS (SELECT 1 FROM street_segment s
+                          WHERE s.jurisdiction_id = :j AND s.name_core = top.core)
     ),
     zk AS (
         SELECT CAST(:zip AS text) IS NULL
-            OR EXISTS (SELECT 1 FROM street_segment s
-                       WHERE s.jurisdiction_id = :j AND (s.zip_left = :zip OR s.zip_right = :zip))
+            OR EXISTS (SELECT 1 FROM n1 JOIN street_segment s
+                         ON s.jurisdiction_id = :j AND s.name_core = n1.core
+                       WHERE s.zip_left = :zip OR s.zip_right = :zip)
             OR EXISTS (SELECT 1 FROM n1 JOIN address_point a
                          ON a.jurisdiction_id = :j AND a.street_core = n1.core
                        WHERE a.zip = :zip) AS zip_known
