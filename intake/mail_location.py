@@ -197,6 +197,8 @@ def place_phrases(text: str) -> list[list[str]]:
     seen: set[str] = set()
     unique = []
     for group in groups:
+        if group[0].upper() in seen:
+            continue  # the same words as a labelled line, or a repeat
         keep = [p for p in group if p.upper() not in seen and len(p) <= MAX_TEXT]
         seen.update(p.upper() for p in keep)
         if keep:
