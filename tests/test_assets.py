@@ -339,3 +339,28 @@ def test_another_citys_asset_is_not_found_and_residents_sign_in(client, sessions
     html = client.get("/staff/assets/lights/791-2").get_data(as_text=True)
     assert theirs.public_id not in html  # the other city's pole of the same number
     assert client.get("/staff/assets/lights/791-2?city=otherton").status_code == 403
+
+
+def test_a_dispatcher_goes_from_the_asset_page_to_a_request_in_chromium(
+    app, sessions, world, tmp_path
+):
+    from tests.support.browser import chromium, serve, watch_problems
+
+    reqs = [_submit(sessions, tmp_path, _light(asset_ref="791-2")) for _ in range(2)]
+    with serve(app) as base, chromium() as browser:
+        page = browser.new_page()
+        problems = watch_problems(page)
+        page.goto(f"{base}/staff/assets/lights/791-2")
+        assert "/login" in page.url  # staff sign in first
+        page.fill("input[name=email]", "dispatcher@testville.example")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/staff/assets/lights/791-2")
+        assert page.inner_text("h1") == "Street light 791-2"
+        rows = page.locator("#asset-requests tbody tr")
+        assert rows.count() == 2
+        assert reqs[1].public_id in rows.nth(0).inner_text()
+        page.click(f"text={reqs[0].public_id}")
+        page.wait_for_url(f"**/dispatch/requests/{reqs[0].public_id}")
+        assert "Street light out" in page.inner_text("main")
+        assert not problems, problems
