@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from geoalchemy2.shape import to_shape
 
 from intake.submit import Draft, submit
 from spatial.models import RequestEvent, ServiceRequest
@@ -85,10 +86,24 @@ def test_type_an_address_pick_it_see_the_duplicate_and_follow(app, sessions, set
         nearby.locator("button", has_text=f"Caller follows {pid}").click()
         page.wait_for_url(f"**/agent?q={pid}")
         assert f"The caller now follows {pid}" in page.inner_text("body")
+
+        # Another caller: a confident address is placed as it is typed, and sent normalised.
+        page.select_option("#service-select", "streetlight")
+        page.locator("#agent-address").press_sequentially("1334 cambridge street", delay=20)
+        page.wait_for_function(
+            "() => document.getElementById('pin-place').textContent.startsWith('Best candidate')"
+        )
+        page.fill('textarea[name="description"]', "Second caller: light out")
+        page.click("#agent-form button[type=submit]")
+        page.wait_for_url("**/agent/requests")
+        assert "CAM-" in page.inner_text("body")
         assert problems == []
 
     with sessions() as s:
-        assert s.scalar(sa.select(sa.func.count()).select_from(ServiceRequest)) == 1
+        second = s.scalar(sa.select(ServiceRequest).where(ServiceRequest.id != first_id))
+        assert second.address.startswith("1334 CAMBRIDGE ST")
+        pt = to_shape(second.location)
+        assert metres((pt.y, pt.x), truth) < 25
         kinds = s.scalars(
             sa.select(RequestEvent.kind).where(RequestEvent.request_id == first_id)
         ).all()

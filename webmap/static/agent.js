@@ -133,8 +133,18 @@
       setPoint(best.lat, best.lon);
       pin(best.lat, best.lon, true);
       pinPlace.textContent = "Best candidate: " + best.address + " (" + best.match_words + ")";
+      autoPicked = { query: addressInput.value.trim(), lat: latInput.value, lon: lonInput.value, address: best.address };
     }
   }
+
+  // Sent as it stands, a confidently placed text goes with its normalised address.
+  var autoPicked = null;
+  form.addEventListener("submit", function () {
+    if (autoPicked && addressInput.value.trim() === autoPicked.query &&
+        latInput.value === autoPicked.lat && lonInput.value === autoPicked.lon) {
+      addressInput.value = autoPicked.address;
+    }
+  });
 
   function lookUp() {
     var q = addressInput.value.trim();
