@@ -195,8 +195,12 @@ GEOCODE_SQL = sa.text(
     ),
     ix AS (
         SELECT 'intersection' AS mt, n1.sim, n1.names, n2.sim, n2.names,
-               CASE WHEN i.core_a = n1.core THEN i.name_a ELSE i.name_b END,
-               CASE WHEN i.core_a = n1.core THEN i.name_b ELSE i.name_a END,
+               CASE WHEN i.core_a = n1.core AND (i.core_a <> i.core_b OR i.name_a = :name
+                                                  OR i.name_b <> :name)
+                    THEN i.name_a ELSE i.name_b END,
+               CASE WHEN i.core_a = n1.core AND (i.core_a <> i.core_b OR i.name_a = :name
+                                                  OR i.name_b <> :name)
+                    THEN i.name_b ELSE i.name_a END,
                NULL::text, NULL::text, NULL::text, NULL::integer, NULL::text,
                ST_X(i.location), ST_Y(i.location)
         FROM n1 CROSS JOIN n2
@@ -392,6 +396,7 @@ def geocode(session: Session, city: Jurisdiction, text: str | None, *, limit: in
         {
             "j": city.id,
             "core": parsed.street.core,
+            "name": parsed.street.name,
             "prefix": _prefix(parsed.street.core),
             "ccore": cross.core if cross else None,
             "cprefix": _prefix(cross.core) if cross else None,

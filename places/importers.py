@@ -212,6 +212,10 @@ class _Record:
     values: dict[str, Any]
     geom: BaseGeometry | None
     geom_error: str | None = None
+    # A point's (lon, lat), read straight from the columns or the geometry, and whether it
+    # lies far outside the city (decided for a whole batch at once: _Checker.mark).
+    xy: tuple[float, float] | None = None
+    far: bool = False
 
 
 class _Source:
@@ -227,6 +231,8 @@ class _Source:
 
 def _text(value: Any) -> str | None:
     """A file value as text (None when empty); integral floats without ".0"."""
+    if type(value) is str:  # the common case first: every CSV value
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, float):
@@ -242,15 +248,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _point_from(lon: Any, lat: Any) -> tuple[BaseGeometry | None, str | None]:
+def _point_from(lon: Any, lat: Any) -> tuple[tuple[float, float] | None, str | None]:
     lon_t, lat_t = _text(lon), _text(lat)
     if lon_t is None or lat_t is None:
         return None, "no coordinates"
     try:
-        x, y = float(lon_t), float(lat_t)
+        return (float(lon_t), float(lat_t)), None
     except ValueError:
         return None, f"unreadable coordinates ({lat_t!r}, {lon_t!r})"
-    return shapely.Point(x, y), None
 
 
 class _CsvSource(_Source):
@@ -286,17 +291,19 @@ class _CsvSource(_Source):
         n = len(self.columns)
         try:
             for row in self._reader:
-                if not any(cell.strip() for cell in row):
+                if not any(row):  # a blank line
                     continue
                 values = dict(zip(self.columns, row + [""] * (n - len(row)), strict=False))
                 where = f"line {self._reader.line_num}"
+                xy = None
                 if lonlat is not None:
-                    geom, err = _point_from(values[lonlat[0]], values[lonlat[1]])
+                    geom = None
+                    xy, err = _point_from(values[lonlat[0]], values[lonlat[1]])
                 elif wkt is not None:
                     geom, err = _from_wkt(values[wkt])
                 else:
                     geom, err = None, "no coordinates (map lat and lon, or wkt)"
-                batch.append(_Record(where, values, geom, err))
+                batch.append(_Record(where, values, geom, err, xy))
                 if len(batch) >= BATCH:
                     yield batch
                     batch = []
@@ -377,11 +384,13 @@ class _OgrSource(_Source):
             }
             n = batch.num_rows
             errors: list[str | None] = [None] * n
+            xys: list[tuple[float, float] | None] = [None] * n
             if lonlat is not None:
                 pairs = [
                     _point_from(a, b) for a, b in zip(cols[lonlat[0]], cols[lonlat[1]], strict=True)
                 ]
-                geoms = [g for g, _ in pairs]
+                geoms = [None] * n
+                xys = [xy for xy, _ in pairs]
                 errors = [e for _, e in pairs]
             elif wkt is not None:
                 pairs = [_from_wkt(t) for t in cols[wkt]]
@@ -405,7 +414,9 @@ class _OgrSource(_Source):
             records = []
             for i in range(n):
                 values = {c: v[i] for c, v in cols.items()}
-                records.append(_Record(f"feature {start + i + 1}", values, geoms[i], errors[i]))
+                records.append(
+                    _Record(f"feature {start + i + 1}", values, geoms[i], errors[i], xys[i])
+                )
             start += n
             yield records
 
@@ -556,6 +567,8 @@ def normalise_zip(value: Any) -> str | None:
 
 
 def _joined(values: dict[str, Any], cols: list[str]) -> str | None:
+    if len(cols) == 1:
+        return _text(values[cols[0]])
     parts = [t for t in (_text(values[c]) for c in cols) if t]
     return " ".join(parts) or None
 
@@ -577,7 +590,29 @@ class _Checker:
             shapely.prepare(self.area)
         self.city = city.name
 
+    def mark(self, batch: list[_Record]) -> None:
+        """Find the batch's points far outside the city in one call (a call per point
+        would cost more than the rest of the row's checks)."""
+        for rec in batch:
+            if rec.xy is None and rec.geom is not None and rec.geom.geom_type == "Point":
+                rec.xy = (rec.geom.x, rec.geom.y)
+        if self.area is None:
+            return
+        points = [rec for rec in batch if rec.xy is not None]
+        if not points:
+            return
+        xs = np.fromiter((r.xy[0] for r in points), float, len(points))
+        ys = np.fromiter((r.xy[1] for r in points), float, len(points))
+        for rec, inside in zip(points, shapely.contains_xy(self.area, xs, ys), strict=True):
+            rec.far = not inside
+
     def point(self, rec: _Record) -> tuple[float, float]:
+        if rec.xy is not None:
+            x, y = rec.xy
+            self._lonlat(x, y)
+            if rec.far:
+                raise _BadGeometry(f"the point ({y:.6f}, {x:.6f}) is far outside {self.city}")
+            return x, y
         geom = self._geometry(rec)
         if geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
             geom = geom.geoms[0]
@@ -668,6 +703,7 @@ def _run(
     source: _Source,
     report: ImportReport,
     *,
+    checker: _Checker,
     convert: Callable[[_Record], Any],
     row_id: Callable[[Any], str | None],
     write: Callable[[Session, PlaceDataset, list], int],
@@ -683,6 +719,7 @@ def _run(
     seen: dict[str, str] = {}
     geometry_errors = 0
     for batch in source.batches(lonlat=lonlat, wkt=wkt):
+        checker.mark(batch)
         good = []
         for rec in batch:
             report.rows_read += 1
@@ -796,6 +833,7 @@ def import_addresses(
             city,
             source,
             report,
+            checker=checker,
             convert=convert,
             row_id=lambda r: r.source_id,
             write=store.add_addresses,
@@ -883,6 +921,7 @@ def import_streets(
             city,
             source,
             report,
+            checker=checker,
             convert=convert,
             row_id=lambda r: r.source_id,
             write=store.add_streets,
@@ -1032,6 +1071,7 @@ def import_assets(
             city,
             source,
             report,
+            checker=checker,
             convert=convert,
             row_id=lambda r: r.ref,
             write=store.add_assets,

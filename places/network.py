@@ -4,8 +4,7 @@ city's list of street names the geocoder matches against.
 Two differently named streets meet where a segment of one ends where a segment of the
 other ends (the file's shared nodes). Each pair is stored once per meeting point, with
 ``name_a`` < ``name_b``: a pair meeting at several points (a loop, both carriageways of
-a divided road) keeps each point. A street does not meet itself, nor its own other half
-("N MAIN ST" where it becomes "S MAIN ST").
+a divided road) keeps each point. A street does not meet itself.
 """
 
 from __future__ import annotations
@@ -15,19 +14,16 @@ from sqlalchemy.orm import Session
 
 # Ends are gathered into a temporary table with a GiST index, and two ends meet when
 # they lie within SNAP_DEGREES (about a metre): most files store a shared node with the
-# same coordinates, some a few decimetres apart. A street whose two names differ only by
-# direction ("N MAIN ST" / "S MAIN ST") continues itself; "ELM ST" meeting "ELM AVE" is
-# a real corner. Points of one pair closer than about 10 m are one meeting point.
+# same coordinates, some a few decimetres apart. Differently named streets meet even when
+# the names share a core ("FIRST ST" and "N FIRST ST", "ELM ST" and "ELM AVE"): people
+# name such corners. Points of one pair closer than about 10 m are one meeting point.
 SNAP_DEGREES = 0.00001
 ENDS_SQL = (
     sa.text("DROP TABLE IF EXISTS pg_temp.segment_end"),
     sa.text(
         """
         CREATE TEMPORARY TABLE segment_end ON COMMIT DROP AS
-        SELECT name, name_core,
-               regexp_replace(name, '^(N|S|E|W|NE|NW|SE|SW) | (N|S|E|W|NE|NW|SE|SW)$', '', 'g')
-                   AS undirected,
-               p
+        SELECT name, name_core, p
         FROM street_segment,
              LATERAL (VALUES (ST_StartPoint(geom)), (ST_EndPoint(geom))) AS e(p)
         WHERE dataset_id = :d
@@ -45,7 +41,7 @@ BUILD_SQL = sa.text(
            :j, CAST(:d AS integer), a.name, a.name_core, b.name, b.name_core, a.p
     FROM segment_end a
     JOIN segment_end b
-      ON ST_DWithin(a.p, b.p, :snap) AND a.name < b.name AND a.undirected <> b.undirected
+      ON ST_DWithin(a.p, b.p, :snap) AND a.name < b.name
     ORDER BY a.name, b.name, ST_SnapToGrid(a.p, 0.0001), ST_Distance(a.p, b.p)
     """
 )

@@ -580,7 +580,7 @@ def parse_place(text: str) -> ParsedPlace | None:
         m = _NUMBER_RE.match(first)
         a, place_a = _street_part(first if not (m and m.group(4)) else m.group(4))
         b, place_b = _street_part(second)
-        if a and b and a.core != b.core:
+        if a and b and a.name != b.name:
             if m and m.group(4) and a:
                 # "12 Main St at 5th St": an address, the cross street a hint.
                 return ParsedPlace(
@@ -651,7 +651,10 @@ def _street_for_address(text: str) -> tuple[Street | None, str | None]:
     tags = _tag(text)
     parts = [tags[label] for label in _STREET_LABELS if label in tags]
     place = tags.get("PlaceName")
-    if parts and "StreetName" in tags:
+    # usaddress is trusted when its reading is whole: the number where we saw it, and no
+    # state left in what is already without one ("26 St Sauveur Ct" is not in CT).
+    sane = "AddressNumber" in tags and "StateName" not in tags
+    if sane and parts and "StreetName" in tags:
         street = _street_from_tokens(_tokens(" ".join(parts)))
         if street is not None:
             if place and _tokens(place) and _tokens(place)[0] in STREET_TYPES:

@@ -109,7 +109,7 @@ def intersection_truth() -> dict[tuple[str, str], list[tuple[float, float]]]:
         names = sorted({n for n, a, b in segs if min(metres(*a, *xy), metres(*b, *xy)) <= 2.0})
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                if normalise_street(a).core != normalise_street(b).core:
+                if normalise_street(a).name != normalise_street(b).name:
                     pairs[(a, b)].append(xy)
     return pairs
 
