@@ -114,6 +114,10 @@ def test_the_truth_set_covers_the_city():
     ranges, skipped = truth.cambridge_ranges()
     corners, pairs_skipped = truth.cambridge_intersections()
     assert len(ranges) > 9_000 and skipped < len(ranges) / 50
+    sides, _ = truth.cambridge_ranges(one_per_side=True)
+    assert len(sides) > 3_500
+    # Odd and even, first, middle and last numbers all asked.
+    assert {int(c.text.split()[0]) % 2 for c in sides} == {0, 1}
     assert len(corners) > 1_400 and pairs_skipped < 40
     # The texts people type, odd and even numbers on both sides.
     texts = {c.text for c in ranges}
@@ -125,7 +129,9 @@ def test_the_truth_set_covers_the_city():
 
 
 def test_cambridge_range_addresses_within_25_m(places_db):
-    cases, _ = truth.cambridge_ranges()
+    # Every side of every segment, once (the benchmark asks all three numbers of each
+    # side in every spelling).
+    cases, _ = truth.cambridge_ranges(one_per_side=True)
     outcomes = look_up(places_db, "cambridge", cases)
     assert_share_within(outcomes, RANGE_M, 0.99, "Cambridge range addresses")
 

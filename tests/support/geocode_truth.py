@@ -317,10 +317,18 @@ def _range_addresses() -> tuple[list[RangeAddress], int]:
     return out, skipped
 
 
-def cambridge_ranges(*, all_forms: bool = False) -> tuple[list[Case], int]:
+def cambridge_ranges(
+    *, all_forms: bool = False, one_per_side: bool = False
+) -> tuple[list[Case], int]:
     """Range-address cases (one spelling each, rotating; every spelling with
-    ``all_forms``) and the number of ambiguous numbers left out."""
+    ``all_forms``) and the number of numbers left out. ``one_per_side`` keeps one number
+    of every segment side, taking its first, middle and last number in turn."""
     addresses, skipped = _range_addresses()
+    if one_per_side:
+        per_side: dict[int, list[RangeAddress]] = defaultdict(list)
+        for ra in addresses:
+            per_side[id(ra.side)].append(ra)
+        addresses = [picks[i % len(picks)] for i, picks in enumerate(per_side.values())]
     cases = []
     for i, ra in enumerate(addresses):
         forms = range(RANGE_FORMS) if all_forms else (i % RANGE_FORMS,)
