@@ -130,7 +130,8 @@ _NAMES = 6  # candidate street cores per typed name
 # One look-up, one statement. ``n1``/``n2``: the few street cores nearest the typed
 # names (trigram ``%`` on the GIN index, or a typed prefix); then exact btree look-ups:
 # address points by (city, core, number); segments by (city, core) whose range on a
-# side holds the number with the same parity, interpolated from -> to; intersections
+# side holds the number with the same parity, interpolated from -> to in the city's
+# metric projection (a fraction of the length in degrees is not one in metres); intersections
 # of the two cores in either order; the street alone (the point or range nearest the
 # number, or a point on the street's middle). ``zip_known``: whether a ZIP in the text
 # is one the matched streets have at all (else it names somewhere else).
@@ -183,10 +184,10 @@ GEOCODE_SQL = sa.text(
             (coalesce(s.from_right, s.to_right), coalesce(s.to_right, s.from_right), s.zip_right)
         ) AS side(f, t, z)
         CROSS JOIN LATERAL (
-            SELECT ST_LineInterpolatePoint(s.geom, CASE
+            SELECT ST_Transform(ST_LineInterpolatePoint(ST_Transform(s.geom, :srid), CASE
                 WHEN side.f = side.t THEN 0.5
                 ELSE least(1.0, greatest(0.0,
-                    (CAST(:num AS float8) - side.f) / (side.t - side.f))) END) AS pt
+                    (CAST(:num AS float8) - side.f) / (side.t - side.f))) END), 4326) AS pt
         ) AS p
         WHERE CAST(:num AS integer) IS NOT NULL AND side.f IS NOT NULL
           AND :num BETWEEN least(side.f, side.t) AND greatest(side.f, side.t)
@@ -397,6 +398,7 @@ def geocode(session: Session, city: Jurisdiction, text: str | None, *, limit: in
             "j": city.id,
             "core": parsed.street.core,
             "name": parsed.street.name,
+            "srid": city.metric_srid,
             "prefix": _prefix(parsed.street.core),
             "ccore": cross.core if cross else None,
             "cprefix": _prefix(cross.core) if cross else None,
@@ -488,18 +490,20 @@ REVERSE_SQL = sa.text(
     ),
     seg AS (
         SELECT s.*, ST_Distance(CAST(s.geom AS geography), pt.gg) AS d,
-               ST_LineLocatePoint(s.geom, pt.g) AS frac
+               ST_Transform(s.geom, :srid) AS gm,
+               ST_Transform(pt.g, :srid) AS pm
         FROM (SELECT * FROM street_segment, pt
               WHERE jurisdiction_id = :j
               ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 8) AS s, pt
         ORDER BY d, s.id
         LIMIT 1
     ),
+    located AS (SELECT seg.*, ST_LineLocatePoint(seg.gm, seg.pm) AS frac FROM seg),
     side AS (
-        SELECT seg.*,
-               ST_LineInterpolatePoint(seg.geom, greatest(0.0, seg.frac - 0.01)) AS p0,
-               ST_LineInterpolatePoint(seg.geom, least(1.0, seg.frac + 0.01)) AS p1
-        FROM seg
+        SELECT located.*,
+               ST_LineInterpolatePoint(located.gm, greatest(0.0, located.frac - 0.01)) AS p0,
+               ST_LineInterpolatePoint(located.gm, least(1.0, located.frac + 0.01)) AS p1
+        FROM located
     ),
     cross_street AS (
         SELECT CASE WHEN i.name_a = side.name THEN i.name_b ELSE i.name_a END AS name
@@ -516,8 +520,9 @@ REVERSE_SQL = sa.text(
            side.name AS seg_name, side.d AS seg_d, side.frac,
            side.from_left, side.to_left, side.from_right, side.to_right,
            side.zip_left, side.zip_right,
-           (ST_X(side.p1) - ST_X(side.p0)) * (:lat - ST_Y(side.p0))
-             - (ST_Y(side.p1) - ST_Y(side.p0)) * (:lon - ST_X(side.p0)) AS cross_product,
+           (ST_X(side.p1) - ST_X(side.p0)) * (ST_Y(side.pm) - ST_Y(side.p0))
+             - (ST_Y(side.p1) - ST_Y(side.p0)) * (ST_X(side.pm) - ST_X(side.p0))
+               AS cross_product,
            (SELECT name FROM cross_street) AS cross_name
     FROM (SELECT 1) AS one LEFT JOIN side ON true
     """
@@ -553,7 +558,9 @@ def reverse_geocode(
         raise InvalidInput("The point's coordinates must be numbers.", field="location") from None
     if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
         raise InvalidInput("The point is not on the Earth.", field="location")
-    row = session.execute(REVERSE_SQL, {"j": city.id, "lon": lon, "lat": lat}).one()
+    row = session.execute(
+        REVERSE_SQL, {"j": city.id, "lon": lon, "lat": lat, "srid": city.metric_srid}
+    ).one()
     if row.ap_address is not None and row.ap_d <= max_distance_m:
         return ReversePlace(
             address=row.ap_address,

@@ -81,8 +81,12 @@ def range_truth(seed: int = 7, n: int = 300) -> list[tuple[str, float, float]]:
         if holders[(name, num)] != 1:
             continue
         frac = 0.5 if f == t else (num - f) / (t - f)
-        pt = seg["line"].interpolate(frac, normalized=True)
-        out.append((f"{num} {seg['p']['Street']}", pt.x, pt.y))
+        # Along the segment in metres: a degree of longitude here is 0.74 of one of
+        # latitude, so the line is scaled to equal units before it is measured.
+        k = math.cos(math.radians(seg["line"].centroid.y))
+        flat = LineString([(x * k, y) for x, y in seg["line"].coords])
+        pt = flat.interpolate(frac, normalized=True)
+        out.append((f"{num} {seg['p']['Street']}", pt.x / k, pt.y))
         if len(out) >= n:
             break
     return out
