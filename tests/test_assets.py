@@ -364,3 +364,15 @@ def test_a_dispatcher_goes_from_the_asset_page_to_a_request_in_chromium(
         page.wait_for_url(f"**/dispatch/requests/{reqs[0].public_id}")
         assert "Street light out" in page.inner_text("main")
         assert not problems, problems
+
+
+def test_an_asset_gone_from_a_new_import_keeps_its_history(client, sessions, world, tmp_path):
+    req = _submit(sessions, tmp_path, _light(asset_ref="791-3"))
+    with sessions.begin() as s:
+        s.execute(sa.text("DELETE FROM asset WHERE ref = '791-3'"))
+    _login(client, "dispatcher@testville.example")
+    res = client.get("/staff/assets/lights/791-3")
+    assert res.status_code == 200
+    html = res.get_data(as_text=True)
+    assert "no longer in the current Street lights set" in html
+    assert req.public_id in html
