@@ -478,7 +478,15 @@ LA_MAP = "id=address_id,number=house_number,street=street_name,zip=zip,lat=lat,l
 
 
 def _la_words(street: str) -> str:
-    return " ".join(LA_WORDS.get(w, w.capitalize()) for w in street.split())
+    """ "N ST ANDREWS PL" -> "North St Andrews Place": the leading direction and the
+    trailing type spelled out, the words between as they are (ST there is Saint)."""
+    words = [w.capitalize() for w in street.split()]
+    raw = street.split()
+    if len(raw) > 1 and raw[0] in {"N", "S", "E", "W"}:
+        words[0] = LA_WORDS[raw[0]]
+    if len(raw) > 1 and raw[-1] in LA_WORDS:
+        words[-1] = LA_WORDS[raw[-1]]
+    return " ".join(words)
 
 
 def _without_direction(street: str) -> str | None:
