@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from math import cos, radians, sqrt
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -204,10 +205,14 @@ GEOCODE_SQL = sa.text(
                     THEN i.name_b ELSE i.name_a END,
                NULL::text, NULL::text, NULL::text, NULL::integer, NULL::text,
                ST_X(i.location), ST_Y(i.location)
-        FROM n1 CROSS JOIN n2
-        JOIN street_intersection i ON i.jurisdiction_id = :j
-         AND ((i.core_a = n1.core AND i.core_b = n2.core)
-           OR (i.core_b = n1.core AND i.core_a = n2.core))
+        FROM n1 CROSS JOIN n2 CROSS JOIN LATERAL (
+            SELECT * FROM street_intersection x
+            WHERE x.jurisdiction_id = :j AND x.core_a = n1.core AND x.core_b = n2.core
+            UNION ALL
+            SELECT * FROM street_intersection x
+            WHERE x.jurisdiction_id = :j AND x.core_a = n2.core AND x.core_b = n1.core
+              AND n1.core <> n2.core
+        ) AS i
         LIMIT 30
     ),
     top AS (SELECT * FROM n1 ORDER BY sim DESC, core LIMIT 3),
@@ -338,8 +343,7 @@ def _street_penalty(typed: Street, name: str | None, sim: float, names: int) -> 
 
 
 def _metres(a: Candidate, b: Candidate) -> float:
-    from math import cos, radians, sqrt
-
+    """Distance between two candidates (equirectangular: they are close or far)."""
     dy = (a.lat - b.lat) * 111_320.0
     dx = (a.lon - b.lon) * 111_320.0 * cos(radians((a.lat + b.lat) / 2))
     return sqrt(dx * dx + dy * dy)
