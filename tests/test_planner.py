@@ -31,7 +31,7 @@ def planner_app(demo_engine, tmp_path_factory):
     with make_sessionmaker(demo_engine).begin() as s:
         for email, role in (("plan@city.example", "planner"), ("disp@city.example", "dispatcher"),
                             ("boss@city.example", "admin")):  # fmt: skip
-            create_user(s, email=email, role=role, password="correct horse 7")
+            create_user(s, email=email, role=role, password="correct horse 7", city_slug=CITY)
     return app
 
 

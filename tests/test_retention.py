@@ -154,7 +154,7 @@ def la(demo_engine, demo_db_url, tmp_path_factory):
     outcome = intake.process(
         mime(
             "Couch on the sidewalk",
-            "A couch left on the sidewalk in front of 500 S Main St.\nRosa",
+            "A couch left on the sidewalk in front of 303 S Main St.\nRosa",
             sender="Rosa Mail <rosa.mail@example.org>",
             to=INTAKE_ADDRESS,
             message_id="<couch-1@example.org>",
