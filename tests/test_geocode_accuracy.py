@@ -2,7 +2,8 @@
 
 Cambridge's centrelines and a Los Angeles address-point file (one point per address of the
 demo's records) are loaded through ``civicpin streets import`` and ``civicpin addresses
-import``; every range address of Cambridge (one spelling each), every corner, and the hard
+import``; one number of every Cambridge segment side (its first, middle and last in
+turn), every corner, each in one spelling, every sixth Los Angeles address and the hard
 sets of both cities are then looked up with :func:`places.geocoder.geocode`.
 
 Targets: >= 99 % of range addresses and address points within 25 m; every intersection
