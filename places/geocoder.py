@@ -196,7 +196,7 @@ GEOCODE_SQL = sa.text(
         LIMIT 30
     ),
     ix AS (
-        SELECT 'intersection' AS mt, n1.sim, n1.names, n2.sim, n2.names,
+        SELECT 'intersection' AS mt, n1.sim, n1.names, n2.sim AS sim2, n2.names AS names2,
                CASE WHEN i.core_a = n1.core AND (i.core_a <> i.core_b OR i.name_a = :name
                                                   OR i.name_b <> :name)
                     THEN i.name_a ELSE i.name_b END,
@@ -215,7 +215,15 @@ GEOCODE_SQL = sa.text(
         ) AS i
         LIMIT 30
     ),
-    top AS (SELECT * FROM n1 ORDER BY sim DESC, core LIMIT 3),
+    -- The street alone only when nothing with the very names typed was found.
+    exact AS (
+        SELECT EXISTS (SELECT 1 FROM ap WHERE ap.sim = 1.0)
+            OR EXISTS (SELECT 1 FROM rng WHERE rng.sim = 1.0)
+            OR EXISTS (SELECT 1 FROM ix WHERE ix.sim = 1.0 AND ix.sim2 = 1.0) AS hit
+    ),
+    top AS (
+        SELECT * FROM n1 WHERE NOT (SELECT hit FROM exact) ORDER BY sim DESC, core LIMIT 3
+    ),
     st_pt AS (
         SELECT 'street' AS mt, top.sim, top.names, NULL::float8, NULL::bigint, q.street,
                NULL::text, NULL::text, NULL::text, q.zip, q.number, NULL::text,
