@@ -25,7 +25,9 @@ def live(demo_engine, tmp_path_factory):
     url = demo_engine.url.render_as_string(hide_password=False)
     app = create_app(make_settings(tmp_path_factory.mktemp("planner-e2e"), url), engine=demo_engine)
     with make_sessionmaker(demo_engine).begin() as s:
-        create_user(s, email="maps@city.example", role="planner", password="correct horse 5")
+        create_user(
+            s, email="maps@city.example", role="planner", password="correct horse 5", city_slug=CITY
+        )
     with serve(app) as base:
         yield base
 
