@@ -17,7 +17,15 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from spatial.models import TS, Base, now_utc
+from spatial.models import TS, Base, ServiceRequest, now_utc
+
+# An asset's history page lists the requests about it: keep that an index look-up.
+sa.Index(
+    "ix_service_request_asset",
+    ServiceRequest.__table__.c.asset_layer_id,
+    ServiceRequest.__table__.c.asset_ref,
+    postgresql_where=ServiceRequest.__table__.c.asset_ref.isnot(None),
+)
 
 PLACE_KINDS = ("addresses", "streets", "assets")
 

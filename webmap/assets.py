@@ -16,7 +16,7 @@ from spatial.errors import CivicpinError, InvalidInput, NotFound
 from spatial.models import Jurisdiction, Service, now_utc
 from spatial.models_places import AssetLayer
 from webmap.app import db_session
-from webmap.auth import current_user, roles_required
+from webmap.auth import current_user, has_role, roles_required
 from webmap.public import current_city
 from webmap.staffkit import install_errors, install_headers, json_error, staff_city
 
@@ -109,6 +109,16 @@ def find():
 # --- the staff page of one asset ----------------------------------------------------------
 
 
+def _request_endpoint(user) -> str | None:
+    """The staff page of a request that this user may open: a dispatcher's, else a crew
+    member's (agents and planners get the ids without links)."""
+    if has_role(user, "dispatcher"):
+        return "dispatch.request_page"
+    if has_role(user, "crew"):
+        return "crew.request_page"
+    return None
+
+
 @bp.get("/staff/assets/<layer_name>/<path:ref>")
 @roles_required(*STAFF_ROLES)
 def history(layer_name: str, ref: str):
@@ -127,6 +137,7 @@ def history(layer_name: str, ref: str):
     return render_template(
         "assets/history.html",
         city=city,
+        request_endpoint=_request_endpoint(current_user()),
         layer=layer,
         noun=assets.asset_noun(layer),
         ref=shown_ref,

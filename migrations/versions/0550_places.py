@@ -252,6 +252,13 @@ def upgrade() -> None:
         ["id"],
         ondelete="SET NULL",
     )
+    op.create_index(
+        "ix_service_request_asset",
+        "service_request",
+        ["asset_layer_id", "asset_ref"],
+        unique=False,
+        postgresql_where=sa.text("asset_ref IS NOT NULL"),
+    )
     op.add_column(
         "routing_rule", sa.Column("asset_attribute", sa.String(length=100), nullable=True)
     )
