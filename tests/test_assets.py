@@ -297,8 +297,9 @@ def test_a_crew_sees_how_often_an_asset_failed(client, sessions, world, tmp_path
     assert "Street light" in html and "Pole 791-2, Main St" in html
     assert "FixtureType" in html and "LED" in html  # staff see the attributes
     assert "3 requests in all, 2 in the last 12 months" in html
-    for req in reqs:
-        assert f'href="/dispatch/requests/{req.public_id}"' in html
+    for req in reqs:  # a crew member's links open the crew's own view of the request
+        assert f'href="/crew/requests/{req.public_id}"' in html
+        assert f'href="/dispatch/requests/{req.public_id}"' not in html
     assert html.index(reqs[2].public_id) < html.index(reqs[0].public_id)  # newest first
     # a number typed loosely finds the same page; an unknown one is not found
     assert "3 requests in all" in client.get("/staff/assets/lights/791%20-%202").get_data(
