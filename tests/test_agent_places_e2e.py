@@ -94,7 +94,7 @@ def test_type_an_address_pick_it_see_the_duplicate_and_follow(app, sessions, set
             "() => document.getElementById('pin-place').textContent.startsWith('Best candidate')"
         )
         page.fill('textarea[name="description"]', "Second caller: light out")
-        page.click("#agent-form button[type=submit]")
+        page.click("#agent-form button:has-text('Create request')")
         page.wait_for_url("**/agent/requests")
         assert "CAM-" in page.inner_text("body")
         assert problems == []
