@@ -598,6 +598,13 @@ def _duplicate_event(request: ServiceRequest, found: list[DuplicateCandidate]) -
 # the server reads at less cost than the request's own columns as one JSON record).
 _COLUMNS = [c for c in column_keys(ServiceRequest) if c != "id"]
 _JSON_COLUMNS = [c.key for c in ServiceRequest.__table__.columns if isinstance(c.type, JSONB)]
+# A transient request holds only what submit set; the columns' scalar defaults fill the rest
+# (the ORM would apply them at flush, which this statement replaces).
+_DEFAULTS = {
+    c.key: c.default.arg
+    for c in ServiceRequest.__table__.columns
+    if c.default is not None and c.default.is_scalar and c.key in _COLUMNS
+}
 
 
 def _placeholder(column: str) -> str:
@@ -674,6 +681,9 @@ def _write_new(
     (``outbox``: deferred by :func:`notify.outbox.enqueue`), in one statement, and make
     it persistent in ``session``."""
     values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
+    for column, default in _DEFAULTS.items():
+        if values[column] is None:
+            values[column] = default
     location = values["location"]
     values["location"] = bytes(location.data) if location is not None else None
     for column in _JSON_COLUMNS:

@@ -32,6 +32,7 @@ ROLE_IMPLIES: dict[str, set[str]] = {
     "planner": {"planner"},
     "agent": {"agent"},
     "crew": {"crew"},
+    "requester": {"requester"},
 }
 
 

@@ -61,7 +61,9 @@ CHANNELS = ("web", "mobile", "api", "email", "phone", "in_person", "mail", "impo
 POSSIBLE_DUPLICATE = "possible_duplicate"
 # An install_admin administers the installation (every city, and the city admins); every
 # other role works in its one city (``User.jurisdiction_id``).
-ROLES = ("agent", "dispatcher", "crew", "planner", "admin", "install_admin")
+# A requester is an internal customer: a staff member of another department who files
+# requests on the intranet (often with no place: a password reset) and sees their own.
+ROLES = ("requester", "agent", "dispatcher", "crew", "planner", "admin", "install_admin")
 PRIORITIES = ("low", "normal", "high", "urgent")
 # Service.location_mode and Service.sla_clock values.
 LOCATION_MODES = ("required", "optional", "none")
@@ -97,6 +99,10 @@ class Jurisdiction(Base):
     moderation_hold: Mapped[str] = mapped_column(
         sa.String(8), default="none", server_default="none"
     )
+    # How many days after resolution the reporter may say "not fixed" and reopen it.
+    reopen_days: Mapped[int] = mapped_column(sa.Integer, default=14, server_default="14")
+    # The local hour (0-23) of the departments' morning digest of overdue and escalated work.
+    digest_hour: Mapped[int] = mapped_column(sa.SmallInteger, default=7, server_default="7")
 
     departments: Mapped[list[Department]] = relationship(back_populates="jurisdiction")
 
@@ -112,6 +118,9 @@ class Department(Base):
     code: Mapped[str] = mapped_column(sa.String(64))
     name: Mapped[str] = mapped_column(sa.String(200))
     email: Mapped[str | None] = mapped_column(sa.String(254))
+    # Who hears of the second level of an escalation (a director); the first level goes
+    # to the department's supervisors (staff_department.supervisor).
+    escalation_email: Mapped[str | None] = mapped_column(sa.String(254))
 
     jurisdiction: Mapped[Jurisdiction] = relationship(back_populates="departments")
     crews: Mapped[list[Crew]] = relationship(back_populates="department")
@@ -225,6 +234,10 @@ class Service(Base):
     asset_layer_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("asset_layer.id", ondelete="SET NULL")
     )
+    # For staff only (the internal help desk: "password reset", "new laptop"): offered on
+    # the intranet and to agents, never on a public page, map, feed or API answer; its
+    # requests are seen by their requester and the department only.
+    internal: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     attributes: Mapped[list[ServiceAttribute]] = relationship(
         back_populates="service", order_by="ServiceAttribute.order", cascade="all, delete-orphan"
@@ -416,8 +429,35 @@ class ServiceRequest(Base):
     held_at: Mapped[datetime | None] = mapped_column(TS)
     description_moderation: Mapped[str | None] = mapped_column(sa.String(16))
     public_description: Mapped[str | None] = mapped_column(sa.Text)
+    # The staff member who asked (an internal customer): their "my requests" page lists it.
+    requester_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("app_user.id", ondelete="SET NULL"), index=True
+    )
+    # The last time the reporter said "not fixed", and how often they did.
+    reopened_at: Mapped[datetime | None] = mapped_column(TS)
+    reopen_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # The last message from the reporter (page or e-mail): dispatch shows it as unanswered
+    # while it is later than the last staff reply.
+    reporter_message_at: Mapped[datetime | None] = mapped_column(TS)
+    # Escalation (routing.escalation): 0 none, 1 the supervisors told, 2 the director told;
+    # escalated_at is when the current level was reached.
+    escalation_level: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
+    escalated_at: Mapped[datetime | None] = mapped_column(TS)
+    # When the current crew got the request, and when it acknowledged it: the crew page
+    # shows it as new while crew_acknowledged_at is empty or earlier.
+    crew_assigned_at: Mapped[datetime | None] = mapped_column(TS)
+    crew_acknowledged_at: Mapped[datetime | None] = mapped_column(TS)
+    project_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("project.id", ondelete="SET NULL"), index=True
+    )
+    # The category the classifier suggests from the text (routing.classify), with its
+    # probability; a dispatcher confirms it (a re-categorisation) or leaves it.
+    suggested_service_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("service.id", ondelete="SET NULL")
+    )
+    suggestion_confidence: Mapped[float | None] = mapped_column(sa.Float)
 
-    service: Mapped[Service] = relationship()
+    service: Mapped[Service] = relationship(foreign_keys=[service_id])
     department: Mapped[Department | None] = relationship()
     crew: Mapped[Crew | None] = relationship()
     zone: Mapped[Zone | None] = relationship()
@@ -517,7 +557,8 @@ class User(Base):
     __tablename__ = "app_user"
     __table_args__ = (
         sa.CheckConstraint(
-            "role IN ('agent','dispatcher','crew','planner','admin','install_admin')", name="role"
+            "role IN ('requester','agent','dispatcher','crew','planner','admin','install_admin')",
+            name="role",
         ),
         sa.CheckConstraint(
             "role <> 'install_admin' OR jurisdiction_id IS NULL", name="install_admin_no_city"
@@ -567,6 +608,8 @@ staff_department = sa.Table(
         primary_key=True,
         index=True,
     ),
+    # A supervisor hears of the department's escalations and gets its morning digest.
+    sa.Column("supervisor", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 
@@ -792,4 +835,4 @@ class SettingsStamp(Base):
 
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
-from spatial import map_cells, models_analytics, models_mail, models_ops, models_places, pieces  # noqa: E402,F401,I001
+from spatial import map_cells, models_analytics, models_mail, models_ops, models_places, models_work, pieces  # noqa: E402,F401,I001

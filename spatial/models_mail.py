@@ -131,10 +131,17 @@ class Unsubscribe(Base):
 
 
 class FaqArticle(Base):
-    """A self-service help article of a city, for one category or a general topic."""
+    """A self-service help article of a city, for one category or a general topic.
+
+    ``audience`` 'public' is for residents (/help); 'staff' is an intranet article (FAQ or
+    troubleshooting) that only signed-in staff read.
+    """
 
     __tablename__ = "faq_article"
-    __table_args__ = (sa.UniqueConstraint("jurisdiction_id", "slug"),)
+    __table_args__ = (
+        sa.UniqueConstraint("jurisdiction_id", "slug"),
+        sa.CheckConstraint("audience IN ('public', 'staff')", name="audience"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     jurisdiction_id: Mapped[int] = mapped_column(
@@ -151,3 +158,4 @@ class FaqArticle(Base):
     position: Mapped[int] = mapped_column(sa.Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
     updated_by: Mapped[str | None] = mapped_column(sa.String(200))
+    audience: Mapped[str] = mapped_column(sa.String(8), default="public", server_default="public")
