@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         admin,
         admin_audit,
         admin_catalog,
+        admin_escalation,
         admin_mail,
         admin_org,
         admin_places,
@@ -131,8 +132,10 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         crew,
         dispatch,
         faq,
+        intranet,
         open311,
         planner,
+        projects,
         public,
         resident,
         survey,
@@ -160,6 +163,9 @@ def create_app(settings: Settings | None = None, engine: sa.Engine | None = None
         survey,
         faq,
         planner,
+        intranet,
+        projects,
+        admin_escalation,
     ):
         app.register_blueprint(module.bp)
     app.wsgi_app = CityPrefix(app.wsgi_app)

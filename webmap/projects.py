@@ -1,0 +1,7 @@
+"""Placeholder: filled in by the service-loop work."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("projects", __name__)
