@@ -8,9 +8,11 @@ exists only if the change commits:
 - :func:`on_status_change` - reporter (if opted in) and followers; a change to
   ``resolved`` sends the resolution message with its survey link instead;
 - :func:`on_resolved` - the resolution message alone (same as a change to resolved);
-- :func:`on_crew_assigned` - the crew's members;
+- :func:`on_crew_assigned` - the crew's members, of each new assignment;
+- :func:`on_crew_rerouted` - the crew's members, one summary of a bulk re-route;
 - :func:`on_template_reply` - a dispatcher's reply to the reporter;
 - :func:`on_reply` - a dispatcher's reply to the reporter and the followers;
+- :func:`on_reporter_message` - the reporter wrote or reopened: the department or dispatch;
 - :func:`follow_confirmation` - the link a new follower opens before they get anything.
 
 Every message carries only its recipient's own links. The reporter's private tracking
@@ -41,6 +43,8 @@ from notify.links import (
 from notify.outbox import enqueue, mail_domain, thread_root_id
 from spatial.accounts import EMAIL_RE
 from spatial.cities import city_base_url, city_path
+from spatial.city_time import city_time
+from spatial.db import driver_execute, driver_sql
 from spatial.models import (
     Crew,
     Follower,
@@ -396,6 +400,79 @@ def on_new_request(
     )
 
 
+def on_escalated(
+    session: Session,
+    request: ServiceRequest,
+    public_base_url: str,
+    *,
+    level: int,
+    reason: str,
+    to_addrs: list[str],
+    values: dict[str, str],
+) -> list[OutboxMessage]:
+    """Tell staff (``to_addrs``: supervisors, the department, its director) that
+    ``request`` reached escalation ``level``; staff links only. ``values``: the
+    department's name and the request's times on the city's clock."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
+    if not _once(session, ("escalated", request.id, level)):
+        return []
+    common = _common(session, request, public_base_url, staff=True)
+    common.update(values, level=str(level), reason=reason)
+    common["staff_url"] = staff_url(public_base_url, request)
+    sent = []
+    for addr in dict.fromkeys(a.strip().lower() for a in to_addrs if a):
+        msg = _send(
+            session,
+            request,
+            city_id=request.jurisdiction_id,
+            kind="escalation",
+            template="escalation",
+            to_addr=addr,
+            values=common,
+            public_base_url=public_base_url,
+            unsubscribe_scope=None,
+            headers={"X-Civicpin-Request": request.public_id},
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
+def department_digest(
+    session: Session,
+    city_id: int,
+    public_base_url: str,
+    *,
+    to_addrs: list[str],
+    values: dict[str, str],
+) -> list[OutboxMessage]:
+    """A department's morning digest (``values``: department, day, count, items) to its
+    supervisors and address; the items carry staff links only."""
+    public_base_url = city_links_base(session, city_id, public_base_url)
+    city = session.get(Jurisdiction, city_id)
+    base = {
+        **values,
+        "city_name": city.name,
+        "console_url": f"{public_base_url}/dispatch?escalated=1&sort=escalation",
+    }
+    sent = []
+    for addr in dict.fromkeys(a.strip().lower() for a in to_addrs if a):
+        msg = _send(
+            session,
+            None,
+            city_id=city_id,
+            kind="department_digest",
+            template="department_digest",
+            to_addr=addr,
+            values=base,
+            public_base_url=public_base_url,
+            unsubscribe_scope=None,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
 def _is_reporter(request: ServiceRequest, addr: str | None) -> bool:
     """True if ``addr`` is the reporter's own address (the one that may get the token)."""
     own = (request.contact_email or "").strip().lower()
@@ -496,6 +573,7 @@ def on_resolved(
             link, token = create_link(session, request, public_base_url, addr)
             template = "resolution"
             extra = {"survey_url": link, "survey_expires": f"{token.expires_at:%d %B %Y}"}
+            extra.update(_reopen_values(session, request, public_base_url))
         msg = _send(
             session,
             request,
@@ -512,25 +590,116 @@ def on_resolved(
     return sent
 
 
-def on_crew_assigned(
-    session: Session, request: ServiceRequest, crew: Crew | None, public_base_url: str
-) -> list[OutboxMessage]:
-    """Tell the active members of the crew (``staff_crew``) by e-mail."""
+def _reopen_values(session: Session, request: ServiceRequest, public_base_url: str) -> dict:
+    """The resolution's line for the reporter: their private link to the reopen form."""
+    days = _city(session, request).reopen_days
+    if not days:
+        return {"reopen_url": "", "reopen_line": ""}
+    url = tracking_url(public_base_url, request) + "#reopen"
+    return {
+        "reopen_url": url,
+        "reopen_line": f"\nNot fixed? Tell us within {days} days and we reopen it: {url}\n",
+    }
+
+
+def on_reporter_message(
+    session: Session,
+    request: ServiceRequest,
+    text: str,
+    public_base_url: str,
+    *,
+    reopened: bool = False,
+) -> OutboxMessage | None:
+    """Tell the department (its address; without one, the city's dispatch address) that
+    the reporter wrote, or reopened the request (``reopened``), with the staff link."""
     public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
-    crew = crew or (session.get(Crew, request.crew_id) if request.crew_id else None)
-    if crew is None or not _once(session, ("crew", request.id, crew.id)):
-        return []
+    dept = request.department
+    to_addr = (dept.email if dept is not None else None) or mail_config(
+        session, request.jurisdiction_id
+    ).dispatch_email
+    if not to_addr or not _once(session, ("reporter_message", request.id, reopened, text)):
+        return None
     values = _common(session, request, public_base_url, staff=True)
     values.update(
-        crew=crew.name,
+        what="Reopened by the reporter" if reopened else "A message from the reporter",
+        message=text,
         staff_url=staff_url(public_base_url, request),
     )
-    members = session.scalars(
-        sa.select(User.email)
-        .join(staff_crew, staff_crew.c.user_id == User.id)
-        .where(staff_crew.c.crew_id == crew.id, User.active.is_(True))
-        .order_by(User.id)
-    ).all()
+    return _send(
+        session,
+        request,
+        city_id=request.jurisdiction_id,
+        kind="reporter_message",
+        template="reporter_message",
+        to_addr=to_addr,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=None,
+        headers={"X-Civicpin-Request": request.public_id},
+    )
+
+
+def crew_url(public_base_url: str, request: ServiceRequest) -> str:
+    """The crew's own page of ``request`` (a crew member may not open the dispatch page)."""
+    return f"{public_base_url}/crew/requests/{request.public_id}"
+
+
+# The crew's name and its active members' addresses, in one prepared statement: a new
+# request routed to a crew reads them (membership and accounts are not stamped
+# settings, so they cannot be kept in process memory; see spatial.models.STAMPED_TABLES).
+_CREW_MEMBERS_SQL = driver_sql(
+    sa.text(
+        "SELECT c.name, ARRAY(SELECT u.email FROM staff_crew sc "
+        "JOIN app_user u ON u.id = sc.user_id "
+        "WHERE sc.crew_id = c.id AND u.active ORDER BY u.id) AS emails "
+        "FROM crew c WHERE c.id = :crew_id"
+    )
+)
+
+
+def crew_members(session: Session, crew_id: int) -> tuple[str, list[str]] | None:
+    """(the crew's name, its active members' addresses), None without such a crew."""
+    row = driver_execute(session, _CREW_MEMBERS_SQL, {"crew_id": crew_id}).fetchone()
+    return None if row is None else (row.name, list(row.emails or ()))
+
+
+def _assignment_values(
+    session: Session, request: ServiceRequest, crew_name: str, public_base_url: str
+) -> dict:
+    city = _city(session, request)
+    link = crew_url(public_base_url, request)
+    values = _common(session, request, public_base_url, staff=True)
+    values.update(
+        crew=crew_name,
+        priority=request.priority or "normal",
+        due=city_time(request.due_at, city) if request.due_at else "no due time",
+        crew_url=link,
+        # Older city templates name the link $staff_url: it is the crew's page too.
+        staff_url=link,
+    )
+    return values
+
+
+def on_crew_assigned(
+    session: Session,
+    request: ServiceRequest,
+    crew: Crew | None,
+    public_base_url: str,
+    *,
+    outbox: list[dict] | None = None,
+) -> list[OutboxMessage]:
+    """Tell the active members of the crew (``staff_crew``; None: the request's crew) of
+    their new work: what, where, priority and due, with the link to the crew's own page
+    of the request. ``outbox``: for a request not written yet (see :func:`acknowledge`)."""
+    public_base_url = city_links_base(session, request.jurisdiction_id, public_base_url)
+    crew_id = crew.id if crew is not None else request.crew_id
+    if crew_id is None or not _once(session, ("crew", request.public_id, crew_id)):
+        return []
+    found = crew_members(session, crew_id)
+    if found is None or not found[1]:
+        return []
+    name, members = found
+    values = _assignment_values(session, request, name, public_base_url)
     sent = []
     for addr in members:
         msg = _send(
@@ -544,6 +713,43 @@ def on_crew_assigned(
             public_base_url=public_base_url,
             unsubscribe_scope=None,
             headers={"X-Civicpin-Request": request.public_id},
+            outbox=outbox,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
+def on_crew_rerouted(
+    session: Session, city_id: int, crew_id: int, count: int, public_base_url: str
+) -> list[OutboxMessage]:
+    """One summary per crew after a bulk re-route moved ``count`` requests to it, with
+    the link to the crew's page (same kind as an assignment: one unsubscribe for both)."""
+    public_base_url = city_links_base(session, city_id, public_base_url)
+    found = crew_members(session, crew_id) if count > 0 else None
+    if found is None or not found[1]:
+        return []
+    name, members = found
+    city = session.get(Jurisdiction, city_id)
+    values = {
+        "city_name": city.name,
+        "crew": name,
+        "count": f"{count:,}",
+        "requests": "request" if count == 1 else "requests",
+        "crew_page_url": f"{public_base_url}/crew?crew={crew_id}",
+    }
+    sent = []
+    for addr in members:
+        msg = _send(
+            session,
+            None,
+            city_id=city_id,
+            kind="crew_assignment",
+            template="crew_reroute_summary",
+            to_addr=addr,
+            values=values,
+            public_base_url=public_base_url,
+            unsubscribe_scope=None,
         )
         if msg is not None:
             sent.append(msg)

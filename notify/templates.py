@@ -81,8 +81,9 @@ DEFAULTS: dict[str, TemplateDefault] = {
             "[$public_id] Resolved: $category",
             "Report $public_id ($category) has been resolved.\n$note\n"
             "How did we do? Tell us in one minute (the link works once and expires on "
-            "$survey_expires): $survey_url\n\nFollow it here: $tracking_url\n" + _FOOTER,
-            (*COMMON, "note", "survey_url", "survey_expires"),
+            "$survey_expires): $survey_url\n$reopen_line\nFollow it here: $tracking_url\n"
+            + _FOOTER,
+            (*COMMON, "note", "survey_url", "survey_expires", "reopen_line", "reopen_url"),
         ),
         TemplateDefault(
             "resolution_follower",
@@ -102,12 +103,37 @@ DEFAULTS: dict[str, TemplateDefault] = {
             (*COMMON, "channel", "where", "routing", "staff_url", "needs_location_tag"),
         ),
         TemplateDefault(
+            "escalation",
+            "Escalation to a department's supervisors (level 1) and director (level 2)",
+            "[$public_id] Escalated (level $level): $category",
+            "Request $public_id ($category) is escalated to level $level: $reason.\n\n"
+            "Department: $department\nStatus: $status\nReported: $reported\nDue: $due\n"
+            "$where\nDescription:\n$description\n\nOpen it: $staff_url\n" + _FOOTER,
+            (*COMMON, "level", "reason", "department", "reported", "due", "where", "staff_url"),
+        ),
+        TemplateDefault(
+            "department_digest",
+            "Morning digest of a department's overdue and escalated work",
+            "$department: $count overdue or escalated requests ($day)",
+            "Good morning. $department has $count open requests that are overdue or "
+            "escalated ($day):\n\n$items\n\nThe dispatch console: $console_url\n" + _FOOTER,
+            ("city_name", "unsubscribe_url", "department", "day", "count", "items", "console_url"),
+        ),
+        TemplateDefault(
             "crew_assignment",
             "Crew assignment",
             "[$public_id] Assigned to $crew: $category",
             "Request $public_id ($category) is now assigned to $crew.\n$where\n"
             "Description:\n$description\n\nOpen it: $staff_url\n" + _FOOTER,
             (*COMMON, "crew", "where", "staff_url"),
+        ),
+        TemplateDefault(
+            "reporter_message",
+            "A reporter's message or reopening, to the department or dispatch",
+            "[$public_id] $what: $category",
+            "$what on request $public_id ($category).\n$where\n"
+            "In the reporter's words:\n$message\n\nOpen it: $staff_url\n" + _FOOTER,
+            (*COMMON, "what", "message", "where", "staff_url"),
         ),
         TemplateDefault(
             "template_reply",

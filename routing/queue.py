@@ -40,12 +40,13 @@ from spatial.models import (
 from spatial.models_places import Asset, AssetLayer
 
 STATUS_CHOICES = ("untriaged", "open", "closed", "all", *[s.value for s in Status])
-SORTS = ("newest", "oldest", "due", "priority")
+SORTS = ("newest", "oldest", "due", "priority", "escalation")
 PRIORITY_RANK = {p: i for i, p in enumerate(reversed(PRIORITIES))}  # urgent = 0
 MAX_LIMIT = 500
 # Rows may commit a little after the clock reading they carry; polls look back this far
 # and the console drops what it already has.
 LOOKBACK = timedelta(seconds=15)
+OPEN_VALUES = frozenset(s.value for s in OPEN_STATUSES)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class QueueFilters:
     channel: str | None = None
     needs_location: bool = False
     held: bool = False  # held for review, not public yet (records.moderation)
+    escalated: bool = False  # routing.escalation raised it (level 1 or 2)
     sort: str = "newest"
     limit: int = 200
     # A dispatcher scoped to departments (routing.actions.dispatch_scope) sees theirs and
@@ -106,6 +108,7 @@ def parse_filters(args: Mapping[str, str]) -> QueueFilters:
         channel=_choice(args.get("channel"), "channel", CHANNELS),
         needs_location=_flag(args.get("needs_location")),
         held=_flag(args.get("held")),
+        escalated=_flag(args.get("escalated")),
         sort=_choice(args.get("sort"), "sort", SORTS) or "newest",
         limit=limit or 200,
     )
@@ -142,7 +145,14 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
     if f.crew_id is not None:
         conds.append(r.crew_id.is_(None) if f.crew_id == 0 else r.crew_id == f.crew_id)
     if f.scope is not None:
-        conds.append(sa.or_(r.department_id.is_(None), r.department_id.in_(sorted(f.scope))))
+        # The central queue, less internal customers' requests (routing.actions.may).
+        internal = sa.select(Service.id).where(Service.internal.is_(True))
+        conds.append(
+            sa.or_(
+                sa.and_(r.department_id.is_(None), r.service_id.not_in(internal)),
+                r.department_id.in_(sorted(f.scope)),
+            )
+        )
     if f.priority:
         conds.append(r.priority == f.priority)
     if f.overdue:
@@ -155,6 +165,8 @@ def _conditions(city: Jurisdiction, f: QueueFilters, now: datetime) -> list:
         conds.append(r.needs_location.is_(True))
     if f.held:
         conds.append(r.held_at.is_not(None))
+    if f.escalated:
+        conds += [r.status.in_(open_values), r.escalation_level > 0]
     return conds
 
 
@@ -167,6 +179,14 @@ def _order(f: QueueFilters) -> list:
         return [r.due_at.asc().nulls_last(), r.id.asc()]
     if f.sort == "priority":
         return [rank, r.due_at.asc().nulls_last(), r.id.asc()]
+    if f.sort == "escalation":
+        # The most escalated first, and within a level the longest escalated.
+        return [
+            r.escalation_level.desc(),
+            r.escalated_at.asc().nulls_last(),
+            r.requested_at.asc(),
+            r.id.asc(),
+        ]
     return [r.requested_at.desc(), r.id.desc()]
 
 
@@ -187,6 +207,9 @@ def _select(now: datetime):
             r.needs_location,
             r.needs_answers,
             r.held_at,
+            r.escalation_level,
+            r.escalated_at,
+            r.reopen_count,
             r.routing_explanation,
             r.department_id,
             r.crew_id,
@@ -204,6 +227,16 @@ def _select(now: datetime):
             AssetLayer.title.label("asset_title"),
             r.asset_ref,
             Asset.label.label("asset_label"),
+            r.location.is_(None).label("no_location"),
+            # The reporter wrote after the last staff reply (or before any).
+            sa.and_(
+                r.reporter_message_at.is_not(None),
+                ~sa.exists().where(
+                    RequestEvent.request_id == r.id,
+                    RequestEvent.kind == "reply",
+                    RequestEvent.at >= r.reporter_message_at,
+                ),
+            ).label("new_message"),
             sa.func.ST_X(r.location).label("lon"),
             sa.func.ST_Y(r.location).label("lat"),
             _triaged().label("triaged"),
@@ -267,6 +300,11 @@ def _item(row: Any) -> dict[str, Any]:
         "needs_answers": bool(row.needs_answers),
         "possible_duplicate": bool(row.possible_duplicate),
         "held": row.held_at is not None,
+        "escalation_level": row.escalation_level or 0,
+        "escalated_at": row.escalated_at.isoformat() if row.escalated_at else None,
+        "no_location": bool(row.no_location),
+        "reopened": bool(row.reopen_count) and row.status in OPEN_VALUES,
+        "new_message": bool(row.new_message),
         "department": row.department,
         "department_id": row.department_id,
         "crew": row.crew,

@@ -121,6 +121,35 @@ def mail_poll(
             break
 
 
+class _EveryMinute:
+    """The worker's minute tick: escalate what waits too long, and send the departments'
+    digests whose hour has come (both claim their rows, so several workers do it once)."""
+
+    SECONDS = 60.0
+
+    def __init__(self, sessions, public_base_url: str):
+        self.sessions = sessions
+        self.base = public_base_url
+        self.next = 0.0
+
+    def __call__(self) -> None:
+        import logging
+        import time
+
+        from routing.escalation import send_digests, sweep
+
+        if time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + self.SECONDS
+        try:
+            with self.sessions.begin() as session:
+                sweep(session, public_base_url=self.base)
+            with self.sessions.begin() as session:
+                send_digests(session, public_base_url=self.base)
+        except Exception:  # noqa: BLE001 - escalation must never stop delivery
+            logging.getLogger(__name__).exception("worker: escalation or digest failed")
+
+
 @cli.command("worker")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @click.option("--batch", default=20, show_default=True, type=click.IntRange(1, 1000))
@@ -150,8 +179,9 @@ def worker(
     max_attempts: int,
     backoff: float,
 ) -> None:
-    """Deliver the outbox over SMTP_URL (or to var/mail-spool/ without one), and re-route
-    requests after a rule set or zone layer is published."""
+    """Deliver the outbox over SMTP_URL (or to var/mail-spool/ without one), re-route
+    requests after a rule set or zone layer is published, escalate waiting work and send
+    the departments' morning digests (every minute)."""
     from notify.worker import WorkerConfig, make_transport, run_forever, run_once
     from routing.reroute_jobs import JobRunner, run_queued
 
@@ -165,6 +195,7 @@ def worker(
     sessions = rt.sessions()
     target = repr(make_transport(rt.settings, cfg))
     if once:
+        _EveryMinute(sessions, rt.settings.public_base_url)()
         rerouted = run_queued(sessions)
         if rerouted:
             click.echo(f"{rerouted} re-route jobs run")
@@ -174,14 +205,24 @@ def worker(
         from records.retention import run_due
 
         media_dir = rt.settings.media_dir
+        escalate = _EveryMinute(sessions, rt.settings.public_base_url)
+
+        def daily() -> None:
+            run_due(sessions, media_dir)
+
+        def step() -> bool:
+            more = jobs.step()
+            escalate()
+            return more
+
         with JobRunner(sessions) as jobs:
             result = run_forever(
                 sessions,
                 rt.settings,
                 cfg,
                 stop=_stop_on_signals(),
-                daily=lambda: run_due(sessions, media_dir),
-                jobs=jobs.step,
+                daily=daily,
+                jobs=step,
             )
     line = f"{result.sent} sent, {result.retrying} to retry, {result.failed} failed"
     if result.errors:

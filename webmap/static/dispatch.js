@@ -149,6 +149,14 @@
     if (item.needs_answers) a.appendChild(badge("needs-answers", "needs answers"));
     if (item.possible_duplicate) a.appendChild(badge("possible-duplicate", "possible duplicate"));
     if (item.held) a.appendChild(badge("held", "held: not public yet"));
+    if (item.escalation_level) {
+      li.classList.add("is-escalated");
+      a.appendChild(badge("escalated escalated-" + item.escalation_level,
+        "escalated: level " + item.escalation_level));
+    }
+    if (item.no_location && !item.needs_location) a.appendChild(badge("no-location", "no location"));
+    if (item.reopened) a.appendChild(badge("reopened", "reopened"));
+    if (item.new_message) a.appendChild(badge("new-message", "new message"));
     a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
     if (item.asset_ref) {
       a.appendChild(el("span", "queue-item__asset", item.asset_title + " " + item.asset_ref));
