@@ -80,6 +80,8 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "follow": frozenset({"agent"}),
     # Hide or redact what the public sees, confirm held reports (records.moderation).
     "moderate": frozenset({"dispatcher"}),
+    # Group requests into projects, edit and close them (routing.projects).
+    "project": frozenset({"dispatcher", "planner"}),
 }
 
 # Crew members act on their own crew's work only; these actions check it.

@@ -28,6 +28,7 @@ from flask import (
 from intake.answers import answer_questions
 from records import moderation
 from routing import actions, queue
+from routing import projects as project_work
 from spatial.city_time import city_time, label_items
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.models import (
@@ -71,6 +72,7 @@ ACTIONS = (
     "publish",
     "moderate_text",
     "hide_photo",
+    "project",
     "answers",
 )
 
@@ -266,6 +268,8 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
         "nearby": queue.nearby_candidates(session, req),
         "labels": actions.STATUS_LABELS,
         "may": {a: actions.may(user, a, req) for a in actions.ACTION_ROLES},
+        "project": project_work.get_linked(session, req),
+        "projects": project_work.open_projects(session, req.jurisdiction_id),
     }
 
 
@@ -385,6 +389,11 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
     if action == "hide_photo":
         moderation.hide_photo(session, user, req, data.get("photo_id"), reason=data.get("reason"))
         return "Photo hidden from the public"
+    if action == "project":
+        project = project_work.set_request_project(session, user, req, data.get("project_id"))
+        if project is None:
+            return f"{req.public_id} is no longer part of a project"
+        return f"{req.public_id} is now part of project {project.name}"
     if action == "answers":
         answered = answer_questions(session, user, req, _posted_answers(req, data))
         return f"Answers saved ({', '.join(answered)})" + (

@@ -70,6 +70,7 @@ from places.geocoder import (
     reverse_geocode,
 )
 from records import moderation
+from routing.projects import public_summary as project_summary
 from spatial.apikeys import parse_rate_limit
 from spatial.cities import city_base_url, default_city
 from spatial.errors import CivicpinError, InvalidInput, NotFound
@@ -896,6 +897,8 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
         ],
         "timeline": timeline,
         "supporters": supporters(s, req),
+        # Only a public request shows the project it is part of.
+        "project": project_summary(s, req),
     }
 
 
