@@ -65,7 +65,9 @@ from intake.submit import (
 )
 from notify import messages
 from notify.links import mail_config
+from routing import classify, conversation
 from routing.actions import may
+from routing.helpdesk import is_helpdesk, staff_sender
 from spatial.accounts import EMAIL_RE
 from spatial.errors import CivicpinError
 from spatial.media import MAX_BYTES as MAX_PHOTO_BYTES
@@ -934,6 +936,8 @@ class MailIntake:
         if target is not None:
             standing = self._standing(session, target, sender)
             inbound.sender_standing = standing
+            if auth == "pass" and standing == "reporter":
+                return self._reporter_message(session, done, target, mail, sender, answer)
             if auth == "pass" and standing != "stranger":
                 return self._add_note(session, done, target, mail, sender, answer, standing)
             why = f"sender not verified: {auth_why}" if auth != "pass" else "not a party to it"
@@ -1089,7 +1093,11 @@ class MailIntake:
                 note=note[: MAX_DESCRIPTION + 400],
                 public=False,
                 actor_id=staff.id if staff is not None else None,
-                actor_label=f"e-mail {sender}" if sender else "e-mail",
+                actor_label=(
+                    "Follower"
+                    if standing == "follower"
+                    else (f"e-mail {sender}" if sender else "e-mail")
+                ),
             )
         )
         request.updated_at = now_utc()
@@ -1107,6 +1115,59 @@ class MailIntake:
                 notes=notes,
             )
         detail = f"note added to {request.public_id} ({standing}, {answer.auth_why})"
+        if not may_reply:
+            detail += f"; no auto-reply ({why_not})"
+        session.flush()
+        return done(
+            "note",
+            detail,
+            f"250 2.0.0 Added to {request.public_id}",
+            public_id=request.public_id,
+            request_id=request.id,
+        )
+
+    def _reporter_message(self, session, done, request, mail, sender, answer: _Answer):
+        """A verified reply from the reporter: their message in the conversation
+        (:func:`routing.conversation.reporter_message`), its photos with the request's. An
+        archived request takes nothing: the reporter is asked to report it again."""
+        if conversation.is_archived(session, request):
+            may_reply, why_not = answer.allowed(session)
+            if may_reply:
+                messages.intake_refused(
+                    session,
+                    request.jurisdiction_id,
+                    self.public_base_url,
+                    to_addr=sender,
+                    original_subject=mail.subject,
+                    intake_address=answer.address.address,
+                    reason=conversation.ARCHIVED_MESSAGE + ".",
+                    in_reply_to=None if mail.synthesized_id else mail.message_id,
+                )
+            detail = f"{request.public_id} is archived: nothing added"
+            if not may_reply:
+                detail += f"; no auto-reply ({why_not})"
+            return done("archived", detail, "250 2.0.0 Received", request_id=request.id)
+        text = plain_safe(strip_quoted(mail.text)) or "(no text)"
+        if len(text) > conversation.MAX_MESSAGE:
+            text = text[: conversation.MAX_MESSAGE - 1] + "\u2026"
+        added, photo_notes = self._add_photos(session, request, mail, public=True)
+        if added:
+            text += f"\n\n({added} photo{'s' if added > 1 else ''} added)"
+        conversation.reporter_message(
+            session, request, text, via="email", public_base_url=self.public_base_url
+        )
+        may_reply, why_not = answer.allowed(session)
+        if may_reply:
+            messages.note_received(
+                session,
+                request,
+                self.public_base_url,
+                to_addr=sender,
+                in_reply_to=mail.message_id if not mail.synthesized_id else None,
+                references=" ".join(mail.references) or None,
+                notes=mail.notes + photo_notes,
+            )
+        detail = f"message added to {request.public_id} (reporter, {answer.auth_why})"
         if not may_reply:
             detail += f"; no auto-reply ({why_not})"
         session.flush()
@@ -1167,6 +1228,29 @@ class MailIntake:
             )
         return may_reply, why_not
 
+    def _refuse_not_staff(self, session, done, mail, sender, address, answer: _Answer):
+        """Mail to a help-desk address from anyone but verified staff of the city: a
+        polite refusal (loop rules permitting), and nothing is created."""
+        may_reply, why_not = answer.allowed(session)
+        if may_reply:
+            messages.intake_refused(
+                session,
+                address.jurisdiction_id,
+                self.public_base_url,
+                to_addr=sender,
+                original_subject=mail.subject,
+                intake_address=address.address,
+                reason=(
+                    "this address is the help desk of the city's own staff, and takes "
+                    "requests only from a staff member's work address"
+                ),
+                in_reply_to=None if mail.synthesized_id else mail.message_id,
+            )
+        detail = "help-desk address: the sender is not verified staff of the city"
+        if not may_reply:
+            detail += f"; no auto-reply ({why_not})"
+        return done("refused_not_staff", detail, "250 2.0.0 Received")
+
     def _locate(self, session, city, mail: ParsedMail, photos: list[ProcessedPhoto]):
         """(lat, lon, address, address_id, use_photo, notes) for a new request: the
         photo's GPS, a map link or coordinates, else an address the geocoder is confident
@@ -1212,6 +1296,13 @@ class MailIntake:
         """A new request from the mail; ``stranger``: the mail named a request this city
         does not have, so it is answered as a stranger's reply would be."""
         service = session.get(Service, address.service_id)
+        requester = None
+        if is_helpdesk(service):
+            # A help-desk address files for verified staff of the city only.
+            if answer.inbound.sender_auth == "pass":
+                requester = staff_sender(session, city.id, sender)
+            if requester is None:
+                return self._refuse_not_staff(session, done, mail, sender, address, answer)
         body = plain_safe(strip_quoted(mail.text))
         subject = plain_safe(mail.subject)
         description = "\n\n".join(p for p in (subject, body) if p) or "(empty e-mail)"
@@ -1233,9 +1324,14 @@ class MailIntake:
         notes_internal = "; ".join(internal)
         photos, photo_notes = self._usable_photos(mail)
         notes += photo_notes
-        lat, lon, found_address, address_id, use_photo, loc_notes = self._locate(
-            session, city, mail, photos
-        )
+        if requester is not None:
+            # Staff's signatures name their offices: a help-desk request has no place.
+            lat = lon = found_address = address_id = None
+            use_photo, loc_notes = False, []
+        else:
+            lat, lon, found_address, address_id, use_photo, loc_notes = self._locate(
+                session, city, mail, photos
+            )
         name = mail.from_name if mail.from_name and len(mail.from_name) <= 200 else None
         draft = Draft(
             city=city.slug,
@@ -1249,6 +1345,7 @@ class MailIntake:
             channel="email",
             allow_missing_location=True,
             use_photo_location=use_photo,
+            requester_id=requester.id if requester is not None else None,
         )
         try:
             with session.begin_nested():
@@ -1274,6 +1371,7 @@ class MailIntake:
                 f"mailed to {address.address}: that address's default department"
             )
         session.flush()
+        classify.record_suggestion(session, city, request, actor_label="e-mail intake")
         location_note = " ".join(loc_notes)
         if request.needs_location:
             session.add(

@@ -53,9 +53,7 @@ from spatial.models import (
     OutboxMessage,
     ServiceRequest,
     Status,
-    User,
     shown_description,
-    staff_crew,
 )
 
 STATUS_LABELS = {
@@ -175,8 +173,10 @@ def _common(
     }
 
 
+# A help-desk address (an internal category's) answers staff only: never the Reply-To.
 _REPLY_TO_SQL = sa.text(
     "SELECT address FROM mail_address WHERE jurisdiction_id = :city_id AND active "
+    "AND NOT EXISTS (SELECT 1 FROM service s WHERE s.id = service_id AND s.internal) "
     "ORDER BY id LIMIT 1"
 )
 
@@ -302,6 +302,9 @@ def acknowledge(
         return None
     # the acknowledgement goes to whoever made the report: it is theirs
     values = _common(session, request, public_base_url, private=True)
+    if request.requester_id is not None:
+        # A staff member's own request: followed on the intranet, not a public page.
+        values["tracking_url"] = f"{public_base_url}/intranet/requests"
     if request.needs_location:
         values["location_help"] = (
             "\nWe could not tell where the problem is. Please show us on the map "

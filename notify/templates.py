@@ -121,11 +121,20 @@ DEFAULTS: dict[str, TemplateDefault] = {
         ),
         TemplateDefault(
             "crew_assignment",
-            "Crew assignment",
-            "[$public_id] Assigned to $crew: $category",
-            "Request $public_id ($category) is now assigned to $crew.\n$where\n"
-            "Description:\n$description\n\nOpen it: $staff_url\n" + _FOOTER,
-            (*COMMON, "crew", "where", "staff_url"),
+            "New work for a crew (to its members)",
+            "[$public_id] New for $crew: $category ($priority)",
+            "New work for $crew: request $public_id ($category).\n\n"
+            "${where}Priority: $priority\nDue: $due\n\nDescription:\n$description\n\n"
+            "Open it and acknowledge it: $crew_url\n" + _FOOTER,
+            (*COMMON, "crew", "where", "priority", "due", "crew_url", "staff_url"),
+        ),
+        TemplateDefault(
+            "crew_reroute_summary",
+            "Requests moved to a crew by new routing rules or zones (one per crew)",
+            "$count $requests moved to $crew",
+            "New routing rules or zones of $city_name moved $count $requests to $crew.\n\n"
+            "They show as new on the crew's page: $crew_page_url\n" + _FOOTER,
+            ("city_name", "unsubscribe_url", "crew", "count", "requests", "crew_page_url"),
         ),
         TemplateDefault(
             "reporter_message",

@@ -224,8 +224,9 @@ def test_reply_to_the_auto_reply_becomes_a_note_not_a_request(server, sessions, 
     code, text = smtp_send(server, reply)
     assert code == 250 and "Added to TV-" in text
     (req,) = requests(sessions)
-    (note,) = [e for e in events(sessions, req.id, "note") if "tyre" in (e.note or "")]
-    assert "It got worse, a car lost a tyre." in note.note
+    # The reporter's reply is their message in the request's conversation (staff only).
+    (note,) = [e for e in events(sessions, req.id, "message") if "tyre" in (e.note or "")]
+    assert "It got worse, a car lost a tyre." in note.note and note.actor_label == "Reporter"
     assert "Thank you. Your report" not in note.note and not note.public
     with sessions() as s:
         (photo,) = s.scalars(sa.select(Photo).where(Photo.request_id == req.id))
@@ -254,7 +255,7 @@ def test_public_id_in_the_subject_also_finds_the_request(server, sessions):
     )
     assert code == 250
     assert len(requests(sessions)) == 1
-    assert any("2 m wide" in e.note for e in events(sessions, req.id, "note"))
+    assert any("2 m wide" in e.note for e in events(sessions, req.id, "message"))
 
 
 def test_duplicate_message_id_is_processed_once(server, sessions):

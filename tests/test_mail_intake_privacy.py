@@ -121,12 +121,12 @@ def inbound_like(sessions, pattern: str) -> list[InboundEmail]:
         )
 
 
-def notes(sessions, request_id: int) -> list[RequestEvent]:
+def notes(sessions, request_id: int, kind: str = "note") -> list[RequestEvent]:
     with sessions() as s:
         return list(
             s.scalars(
                 sa.select(RequestEvent)
-                .where(RequestEvent.request_id == request_id, RequestEvent.kind == "note")
+                .where(RequestEvent.request_id == request_id, RequestEvent.kind == kind)
                 .order_by(RequestEvent.id)
             )
         )
@@ -351,7 +351,7 @@ def test_the_reporters_authenticated_reply_joins_the_report(server, sessions, se
         ),
     )
     assert (code, text) == (250, f"2.0.0 Added to {req.public_id}")
-    (note,) = [n for n in notes(sessions, req.id) if "deeper" in n.note]
+    (note,) = [n for n in notes(sessions, req.id, "message") if "deeper" in n.note]
     assert "unverified" not in note.note and "iPhone" not in note.note
     assert [p.public for p in photos(sessions, req.id)] == [True]
     deliver(sessions, settings, sink)

@@ -27,7 +27,7 @@ from flask import (
 
 from intake.answers import answer_questions
 from records import moderation
-from routing import actions, queue
+from routing import actions, conversation, queue
 from routing import projects as project_work
 from spatial.city_time import city_time, label_items
 from spatial.errors import CivicpinError, InvalidInput
@@ -74,6 +74,8 @@ ACTIONS = (
     "hide_photo",
     "project",
     "answers",
+    "confirm_suggestion",
+    "dismiss_suggestion",
 )
 
 
@@ -248,6 +250,11 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
         "req": req,
         "city": city,
         "service": session.get(Service, req.service_id),
+        "suggested": (
+            session.get(Service, req.suggested_service_id)
+            if req.suggested_service_id not in (None, req.service_id)
+            else None
+        ),
         "department": session.get(Department, req.department_id) if req.department_id else None,
         "crew": req.crew,
         "zone": req.zone,
@@ -256,7 +263,8 @@ def request_context(req: ServiceRequest) -> dict[str, Any]:
         "lat": lonlat[1],
         "parent": parent,
         "photos": photos,
-        "events": actions.visible_events(session, user, req),
+        "events": (events := actions.visible_events(session, user, req)),
+        "actors": conversation.who_said(session, events),
         "private_ok": actions.sees_private_details(user, req),
         "triaged": actions.is_triaged(session, req),
         "supporters": actions.support_count(session, req),
@@ -329,10 +337,20 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
         )
         return f"{req.public_id} reassigned"
     if action == "recategorise":
-        actions.recategorise(session, user, req, service_id=_int_or_none(data, "service_id"))
+        actions.recategorise(
+            session, user, req, service_id=_int_or_none(data, "service_id"), public_base_url=base
+        )
         return f"{req.public_id} re-categorised and routed again"
+    if action == "confirm_suggestion":
+        actions.confirm_suggestion(session, user, req, public_base_url=base)
+        return f"{req.public_id} re-categorised as suggested and routed again"
+    if action == "dismiss_suggestion":
+        actions.dismiss_suggestion(session, user, req)
+        return "Suggested category dismissed"
     if action == "move":
-        actions.move_pin(session, user, req, lon=data.get("lon"), lat=data.get("lat"))
+        actions.move_pin(
+            session, user, req, lon=data.get("lon"), lat=data.get("lat"), public_base_url=base
+        )
         where = req.address or "a spot with no address nearby"
         return f"{req.public_id} moved to {where} and routed again"
     if action == "merge":
@@ -360,6 +378,13 @@ def _run_action(action: str, req: ServiceRequest, data: dict) -> str:
             " and e-mailed to the resident" if result.emailed else " (no e-mail address on file)"
         )
     if action == "reply_text":
+        # One box: a public reply (mailed) or, by choice, an internal note.
+        if data.get("visibility") == "internal":
+            try:
+                actions.add_note(session, user, req, text=data.get("reply") or "", public=False)
+            except InvalidInput as exc:
+                raise InvalidInput(str(exc), field="reply") from None
+            return "Internal note added"
         result = actions.reply(session, user, req, text=data.get("reply"), public_base_url=base)
         return "Reply added" + (
             " and e-mailed" if result.emailed else " (no e-mail address to send it to)"

@@ -70,6 +70,7 @@ from places.geocoder import (
     reverse_geocode,
 )
 from records import moderation
+from routing import conversation
 from routing.projects import public_summary as project_summary
 from spatial.apikeys import parse_rate_limit
 from spatial.cities import city_base_url, default_city
@@ -115,6 +116,9 @@ EVENT_LABELS = {
     "closed": "Closed",
     "reopened": "Reopened",
     "located": "Location added",
+    "reply": "Reply from the city",
+    "reopen": "Reopened by the reporter: not fixed",
+    "message": "You wrote",
 }
 
 
@@ -812,8 +816,14 @@ def _render_plain_details(city: Jurisdiction, state: FormState, status: int = 20
 # ------------------------------------------------------------------ tracking, following
 
 
-def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
-    """The public fields of a request, ready for a template or JSON (never contact data)."""
+def public_view(
+    s, city: Jurisdiction, req: ServiceRequest, *, owner: bool = False
+) -> dict[str, Any]:
+    """The public fields of a request, ready for a template or JSON (never contact data).
+
+    ``owner`` (the reporter, with their private link): the timeline also holds the
+    reporter's own messages, which nobody else outside staff sees.
+    """
     lon, lat = s.execute(
         sa.select(
             sa.func.ST_X(ServiceRequest.location), sa.func.ST_Y(ServiceRequest.location)
@@ -828,9 +838,12 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
     ).all()
     if moderation.is_held(req):
         photos = []
+    shown = RequestEvent.public.is_(True)
+    if owner:
+        shown = sa.or_(shown, RequestEvent.kind == "message")
     events = s.scalars(
         sa.select(RequestEvent)
-        .where(RequestEvent.request_id == req.id, RequestEvent.public.is_(True))
+        .where(RequestEvent.request_id == req.id, shown)
         .order_by(RequestEvent.at, RequestEvent.id)
     ).all()
     timeline = []
@@ -846,10 +859,18 @@ def public_view(s, city: Jurisdiction, req: ServiceRequest) -> dict[str, Any]:
             detail = e.to_value
         elif e.kind == "located":
             detail = f"{e.note}: {e.to_value}" if e.note and e.to_value else e.note or e.to_value
+        elif e.kind in ("reopen", "message", "reply"):
+            detail = e.note
         elif e.to_value in STATUS_LABELS and e.kind != "submitted":
             detail = f"{STATUS_LABELS[e.to_value]}" + (f": {e.note}" if e.note else "")
         timeline.append(
-            {"at": e.at, "when": local_time(city, e.at), "label": label, "detail": detail}
+            {
+                "at": e.at,
+                "when": local_time(city, e.at),
+                "label": label,
+                "detail": detail,
+                "kind": e.kind,
+            }
         )
         if e.kind == routed_after and (first_routing or req.routing_explanation) and req.routed_at:
             timeline.append(
@@ -930,6 +951,15 @@ class LocateForm:
     focus: bool = False
 
 
+@dataclass
+class TalkForm:
+    """The reporter's forms on their tracking page: write to the city, and reopen."""
+
+    message: str = ""
+    note: str = ""
+    errors: dict[str, str] | None = None
+
+
 def _private_answers(req: ServiceRequest) -> list[tuple[str, str]]:
     answers = []
     by_code = {a.code: a for a in req.service.attributes}
@@ -954,6 +984,7 @@ def _render_track(
     token: str | None,
     *,
     locate: LocateForm | None = None,
+    talk: TalkForm | None = None,
     status: int = 200,
 ):
     owner = _owner(req, token)
@@ -964,8 +995,13 @@ def _render_track(
             "resident/track.html",
             city=city,
             req=req,
-            view=public_view(s, city, req),
+            view=public_view(s, city, req, owner=owner),
             owner=owner,
+            talk=(talk or TalkForm()) if owner else None,
+            archived=owner and conversation.is_archived(s, req),
+            may_reopen=owner and conversation.may_reopen(s, req),
+            reopen_days=city.reopen_days,
+            max_message=conversation.MAX_MESSAGE,
             token=token if owner else None,
             bad_token=bool(token) and not owner,
             answers=_private_answers(req) if owner else [],
@@ -1141,6 +1177,64 @@ def locate_submit(public_id: str):
         "located",
     )
     return redirect(url_for("resident.track", public_id=req.public_id, token=token), 303)
+
+
+def _reporter_post(public_id: str, what: str):
+    """A form the reporter posts from their tracking page: ``message`` or ``reopen``.
+
+    Only the private link's token may post; anyone else gets nothing written and learns
+    nothing (a private category's report does not exist for them)."""
+    s = db_session()
+    req = _find_request(s, public_id)
+    token = request.form.get("token")
+    owner = req is not None and _owner(req, token)
+    if req is None or ((req.service.private or moderation.is_held(req)) and not owner):
+        return _message("Report not found", f"There is no public report {public_id}.", 404)
+    if not owner:
+        return _message(
+            "This link cannot write to the city",
+            "Only the person who made the report can, with the private link from their e-mail.",
+            403,
+        )
+    field = "message" if what == "message" else "note"
+    talk = TalkForm(**{field: (request.form.get(field) or "")[: conversation.MAX_MESSAGE * 2]})
+    wait = _limiter().take(_client_key())
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        talk.errors = {
+            field: "You have sent several forms in a short time. Please wait "
+            f"{minutes} minute{'s' if minutes != 1 else ''} and send this one again."
+        }
+        headers = {"Retry-After": str(math.ceil(wait))}
+        return (*_render_track(s, req, token, talk=talk, status=429), headers)
+    base = _settings().public_base_url
+    try:
+        if what == "message":
+            conversation.reporter_message(s, req, talk.message, via="web", public_base_url=base)
+            done = "Thank you: your message is with the city's staff."
+        else:
+            conversation.reopen(s, req, talk.note, public_base_url=base)
+            done = "Your report is open again: the team responsible will look at it again."
+        s.commit()
+    except InvalidInput as exc:
+        s.rollback()
+        talk.errors = {exc.field or field: str(exc)}
+        return _render_track(s, req, token, talk=talk, status=422)
+    flash(done, "talk")
+    target = url_for("resident.track", public_id=req.public_id, token=token)
+    return redirect(target + "#conversation", 303)
+
+
+@bp.post("/requests/<public_id>/message")
+def message_post(public_id: str):
+    """The reporter writes to the city from their tracking page (private link only)."""
+    return _reporter_post(public_id, "message")
+
+
+@bp.post("/requests/<public_id>/reopen")
+def reopen_post(public_id: str):
+    """The reporter says "not fixed" within the city's reopen window (private link only)."""
+    return _reporter_post(public_id, "reopen")
 
 
 @bp.route("/requests/<public_id>/follow", methods=["GET", "POST"])
