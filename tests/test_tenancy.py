@@ -42,6 +42,7 @@ from spatial.models import (
 from spatial.models_mail import FaqArticle
 from spatial.models_ops import RerouteJob
 from spatial.models_places import Asset, AssetLayer
+from spatial.models_work import Project
 from tests.support.city import INSIDE, make_small_city
 from tests.support.images import jpeg_bytes
 
@@ -84,7 +85,8 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         published=False,
     )
     lights = AssetLayer(jurisdiction_id=city.id, name="lights", title="Street lights")
-    s.add_all([crew, template, article, lights])
+    project = Project(jurisdiction_id=city.id, name=f"{slug} project plan", status="active")
+    s.add_all([crew, template, article, lights, project])
     s.flush()
     pole = Asset(
         jurisdiction_id=city.id,
@@ -148,6 +150,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "rest": photo.public_key.removeprefix("public/"),
         "layer_name": lights.name,
         "ref": pole.ref,
+        "project_id": project.id,
     }
     markers = (
         req.public_id,
@@ -159,6 +162,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         f"{slug} scheduled",
         f"{slug} crew one",
         f"{slug} pole label",
+        f"{slug} project plan",
     )
     return City(slug=slug, id=city.id, public_id=req.public_id, ids=ids, markers=markers)
 
@@ -410,6 +414,7 @@ def test_an_install_admin_reads_every_city(world):
         "/crew?crew={crew_id}": other.public_id,
         "/planner/export/heat.csv?city={slug}": "",
         "/staff/assets/{layer_name}/{ref}?city={slug}": f"{other.slug} pole label",
+        "/staff/projects/{project_id}?city={slug}": f"{other.slug} project plan",
     }
     for template, marker in seen.items():
         path = template.format(slug=other.slug, **other.ids)
