@@ -463,6 +463,55 @@ def recategorise(
     return request
 
 
+def confirm_suggestion(
+    session: Session,
+    user: User,
+    request: ServiceRequest,
+    *,
+    public_base_url: str | None = None,
+    now: datetime | None = None,
+) -> ServiceRequest:
+    """Take the classifier's suggested category: re-categorise and route again
+    (:func:`recategorise`), and clear the suggestion."""
+    require(user, "recategorise", request)
+    if request.suggested_service_id is None:
+        raise InvalidInput("There is no suggested category to confirm", field="service_id")
+    recategorise(
+        session,
+        user,
+        request,
+        service_id=request.suggested_service_id,
+        public_base_url=public_base_url,
+        now=now,
+    )
+    request.suggested_service_id = None
+    request.suggestion_confidence = None
+    return request
+
+
+def dismiss_suggestion(
+    session: Session, user: User, request: ServiceRequest, *, now: datetime | None = None
+) -> ServiceRequest:
+    """Leave the category as it is and clear the classifier's suggestion."""
+    require(user, "recategorise", request)
+    if request.suggested_service_id is None:
+        raise InvalidInput("There is no suggested category to dismiss", field="service_id")
+    now = now or now_utc()
+    suggested = session.get(Service, request.suggested_service_id)
+    _event(
+        session,
+        user,
+        request,
+        "suggestion",
+        now,
+        from_value=suggested.name if suggested else None,
+        note="Suggested category dismissed",
+    )
+    request.suggested_service_id = None
+    request.suggestion_confidence = None
+    return request
+
+
 def parse_coordinate(value: object, field: str, low: float, high: float) -> float:
     """A finite number within [low, high], or :class:`InvalidInput` naming ``field``."""
     try:

@@ -33,7 +33,7 @@ from flask import (
 from intake import duplicates
 from intake.submit import Draft, ValidationFailed, submit, tracking_url
 from places.geocoder import CONFIDENT, Candidate, address_by_id, geocode, reverse_geocode
-from routing import actions, queue
+from routing import actions, classify, queue
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.media import PhotoUpload
 from spatial.models import Jurisdiction, Service, ServiceRequest
@@ -317,6 +317,9 @@ def create():
             public_base_url=settings.public_base_url,
             duplicate_radius_m=settings.duplicate_radius_m,
         )
+        classify.record_suggestion(
+            session, city, result.request, actor_label="agent console", always=True
+        )
         session.commit()
     except ValidationFailed as exc:
         session.rollback()
@@ -391,6 +394,29 @@ def reverse():
                 "distance_m": round(found.distance_m, 1),
                 "address_id": found.address_id,
             }
+        }
+    )
+
+
+@bp.get("/agent/api/categories")
+@roles_required("agent")
+def suggest_categories():
+    """``?text=`` what the caller says -> up to three categories the city's classifier
+    suggests, most probable first (none until ``civicpin categories train`` has run)."""
+    city = staff_city(current_user())
+    text = (request.args.get("text") or "")[: classify.MAX_TEXT]
+    found = classify.suggest(db_session(), city, text)
+    return jsonify(
+        {
+            "suggestions": [
+                {
+                    "code": s.service.code,
+                    "name": s.service.name,
+                    "probability": round(s.probability, 4),
+                    "percent": round(s.probability * 100),
+                }
+                for s in found
+            ]
         }
     )
 

@@ -35,11 +35,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from places import importers, store
 from places.parse import parse_place
+from routing import classify
 from routing.city_file import apply_city, parse
 from routing.engine import route_bulk
 from spatial.db import session_scope
 from spatial.errors import InvalidInput
-from spatial.models import Jurisdiction, Service
+from spatial.models import Jurisdiction, Service, ServiceRequest
 from spatial.public_ids import ensure_at_least, format_public_id
 from spatial.zones import create_city, import_layer
 
@@ -81,6 +82,7 @@ def manifest(path: Path = MANIFEST_FILE) -> dict[str, Any]:
         "records": {**records, "file": base / records["file"]} if records else None,
         "streets": {**streets, "file": base / streets["file"]} if streets else None,
         "assets": [{**a, "file": base / a["file"]} for a in data.get("assets") or []],
+        "texts": base / data["texts"] if data.get("texts") else None,
     }
 
 
@@ -374,7 +376,52 @@ def _build(s: Session, say: Progress, m: dict[str, Any]) -> Jurisdiction:
 
     if m["records"]:
         _load_records(s, say, city, m["records"])
+    if m["texts"]:
+        say(f"giving records residents' words from {m['texts'].name}")
+        _give_texts(s, city, m["texts"])
+        say("training the category suggestion")
+        try:
+            classify.train(s, city)
+        except classify.NotEnoughHistory as exc:
+            say(f"no category suggestion: {exc}")
     return city
+
+
+def _give_texts(s: Session, city: Jurisdiction, spec_file: Path) -> None:
+    """Describe records with real residents' texts (``texts`` of the manifest): each demo
+    category's texts go to its records spread evenly over the history, in the source's
+    time order, one text per record."""
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    raw = pd.read_csv(spec_file.parent / spec["file"], dtype=str, keep_default_na=False)
+    raw = raw[raw[spec["text_column"]].str.strip() != ""]
+    raw = raw.assign(_t=pd.to_numeric(raw[spec["time_column"]])).sort_values("_t", kind="stable")
+    codes = raw[spec["category_column"]].map(lambda c: spec["categories"].get(c, spec["default"]))
+    services = {
+        code: sid
+        for code, sid in s.execute(
+            sa.select(Service.code, Service.id).where(Service.jurisdiction_id == city.id)
+        )
+    }
+    pairs: list[dict[str, Any]] = []
+    for code, texts in raw[spec["text_column"]].groupby(codes, sort=True):
+        if code not in services:
+            raise InvalidInput(f"demo texts: the city has no category {code}")
+        ids = s.scalars(
+            sa.select(ServiceRequest.id)
+            .where(ServiceRequest.service_id == services[code])
+            .order_by(ServiceRequest.requested_at, ServiceRequest.id)
+        ).all()
+        step = len(ids) / len(texts) if len(texts) else 0
+        for i, text in enumerate(texts.tolist()[: len(ids)]):
+            pairs.append({"rid": ids[int(i * step)], "text": text})
+    if pairs:
+        table = ServiceRequest.__table__
+        s.connection().execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("rid"))
+            .values(description=sa.bindparam("text")),
+            pairs,
+        )
 
 
 def _load_records(s: Session, say: Progress, city: Jurisdiction, spec: dict[str, Any]) -> None:

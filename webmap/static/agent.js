@@ -263,5 +263,42 @@
   }
   select.addEventListener("change", findNearby);
 
+  /* Category suggestions from what the caller says (the city's classifier); one click
+   * picks a category, as choosing it in the list would. */
+  var description = document.getElementById("agent-description");
+  var suggestions = document.getElementById("category-suggestions");
+  var suggestionList = document.getElementById("category-suggestion-list");
+  var suggestTimer = null;
+  var suggestPending = null;
+  function pickCategory(code) {
+    select.value = code;
+    select.dispatchEvent(new Event("change"));
+  }
+  function suggestCategories() {
+    var text = description.value.trim();
+    if (suggestPending) suggestPending.abort();
+    if (text.length < 3) { suggestions.hidden = true; return; }
+    var url = suggestions.dataset.url + "?text=" + encodeURIComponent(text.slice(0, 1000));
+    suggestPending = getJSON(url, function (status, body) {
+      suggestPending = null;
+      suggestionList.textContent = "";
+      if (status !== 200 || !body || !body.suggestions.length) { suggestions.hidden = true; return; }
+      body.suggestions.forEach(function (s) {
+        var btn = el("button", "category-suggestion", s.name + " (" + s.percent + " %)");
+        btn.type = "button";
+        btn.dataset.code = s.code;
+        btn.addEventListener("click", function () { pickCategory(s.code); });
+        suggestionList.appendChild(btn);
+      });
+      suggestions.hidden = false;
+    });
+  }
+  if (description && suggestions) {
+    description.addEventListener("input", function () {
+      clearTimeout(suggestTimer);
+      suggestTimer = setTimeout(suggestCategories, 300);
+    });
+  }
+
   typed();
 })();
