@@ -3,8 +3,9 @@
 The file (``version: 1``) holds the city's settings, business calendar, the layers it
 refers to (by name and version: zones are not in the file), departments, crews and the
 zones they own, categories with their questions, the published routing rules, response
-and mail templates, help articles, mail addresses and settings, and the retention
-policy. Accounts and their memberships are people, not set-up: they are not in it.
+and mail templates, help articles, mail addresses and settings, the retention
+policy, and the escalation policies (``escalation``: the city's default; a category's
+own ``escalation`` replaces it). Accounts and their memberships are people, not set-up: they are not in it.
 
 :func:`export_city` and :func:`canonical` give the same shape, so making a city match a
 file is a comparison of two documents section by section. :func:`apply_city` writes the
@@ -32,6 +33,8 @@ from notify.templates import check_template
 from routing.categories import check_answer, parse_keywords
 from routing.city_schema import LIST_DATATYPES, SCHEMA
 from routing.engine import forget_rules, published
+from routing.escalation import policies as escalation_policies
+from routing.escalation import policy_values, remove_policy, save_policy
 from routing.rules import create_draft, ordered_rules, parse_asset_condition, publish
 from routing.sla import validate_calendar
 from spatial.cities import city_by_open311_id, validate_host, validate_open311_id
@@ -64,7 +67,16 @@ MAIL_DEFAULTS = {
     "address_reply_limit_per_hour": 200,
     "trusted_authserv_id": None,
 }
-CITY_FIELDS = ("name", "timezone", "public_id_prefix", "moderation_hold", "open311_ids", "host")
+CITY_FIELDS = (
+    "name",
+    "timezone",
+    "public_id_prefix",
+    "moderation_hold",
+    "open311_ids",
+    "host",
+    "reopen_days",
+    "digest_hour",
+)
 RETENTION_FIELDS = ("contact_days", "answers_days", "raw_mail_days", "originals_days")
 CATEGORY_FIELDS = (
     "name",
@@ -73,6 +85,7 @@ CATEGORY_FIELDS = (
     "keywords",
     "type",
     "private",
+    "internal",
     "active",
     "contact_required",
     "notice",
@@ -170,6 +183,16 @@ def _question(q: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _escalation(p: dict[str, Any] | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "untriaged_minutes": p.get("untriaged_minutes"),
+        "when_overdue": bool(p.get("when_overdue", True)),
+        "level2_minutes": p.get("level2_minutes"),
+    }
+
+
 def _category(c: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": c["code"],
@@ -179,6 +202,7 @@ def _category(c: dict[str, Any]) -> dict[str, Any]:
         "keywords": parse_keywords(c.get("keywords")),
         "type": c.get("type", "realtime"),
         "private": bool(c.get("private", False)),
+        "internal": bool(c.get("internal", False)),
         "active": bool(c.get("active", True)),
         "contact_required": bool(c.get("contact_required", False)),
         "notice": _text(c.get("notice")),
@@ -190,6 +214,7 @@ def _category(c: dict[str, Any]) -> dict[str, Any]:
         "questions": [_question(q) for q in c.get("questions") or []],
         # Written only when set, as the export writes it.
         **({"asset_layer": c["asset_layer"]} if c.get("asset_layer") else {}),
+        **({"escalation": _escalation(c["escalation"])} if c.get("escalation") else {}),
     }
 
 
@@ -239,6 +264,9 @@ def canonical(data: dict[str, Any]) -> dict[str, Any]:
                 "code": d["code"],
                 "name": _name(d["name"]),
                 "email": d["email"].strip().lower() if d.get("email") else None,
+                "escalation_email": (
+                    d["escalation_email"].strip().lower() if d.get("escalation_email") else None
+                ),
             }
             for d in data.get("departments") or []
         ],
@@ -295,6 +323,7 @@ def canonical(data: dict[str, Any]) -> dict[str, Any]:
             **{k: mail.get(k, default) for k, default in MAIL_DEFAULTS.items()},
         },
         "retention": {k: retention.get(k) for k in RETENTION_FIELDS},
+        "escalation": _escalation(data.get("escalation")),
     }
 
 
@@ -360,6 +389,7 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
     rules = ordered_rules(session, rs) if rs is not None else []
     mail_cfg = session.get(MailConfig, j)
     policy = session.get(RetentionPolicy, j)
+    escalations = escalation_policies(session, city)
     return {
         "version": FORMAT_VERSION,
         "city": {
@@ -369,10 +399,20 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
             "moderation_hold": city.moderation_hold,
             "open311_ids": list(city.open311_ids or []),
             "host": city.host,
+            "reopen_days": city.reopen_days,
+            "digest_hour": city.digest_hour,
         },
         "calendar": city.business_calendar,
         "layers": [{"name": x.name, "version": x.version, "title": x.title} for x in layers],
-        "departments": [{"code": d.code, "name": d.name, "email": d.email} for d in departments],
+        "departments": [
+            {
+                "code": d.code,
+                "name": d.name,
+                "email": d.email,
+                "escalation_email": d.escalation_email,
+            }
+            for d in departments
+        ],
         "crews": [
             {"department": dept, "code": c.code, "name": c.name, "zones": owned.get(c.id, [])}
             for c, dept in crews
@@ -386,6 +426,7 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
                 "keywords": s.keywords,
                 "type": s.type,
                 "private": s.private,
+                "internal": s.internal,
                 "active": s.active,
                 "contact_required": s.contact_required,
                 "notice": s.notice,
@@ -412,6 +453,7 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
                     if s.asset_layer_id in asset_layers
                     else {}
                 ),
+                **({"escalation": policy_values(escalations[s.id])} if s.id in escalations else {}),
             }
             for s in services
         ],
@@ -490,6 +532,7 @@ def export_city(session: Session, city: Jurisdiction) -> dict[str, Any]:
         "retention": {
             k: (getattr(policy, k) if policy is not None else None) for k in RETENTION_FIELDS
         },
+        "escalation": policy_values(escalations.get(None)),
     }
 
 
@@ -800,6 +843,7 @@ class _Apply:
         self.faq()
         self.mail()
         self.retention()
+        self.escalation()
         self.remove_categories()
         self.remove_crews()
         self.remove_departments()
@@ -835,6 +879,7 @@ class _Apply:
                         code=d["code"],
                         name=d["name"],
                         email=d["email"],
+                        escalation_email=d["escalation_email"],
                     )
                 )
                 self.lines.append(f"+ department {d['code']}")
@@ -843,6 +888,7 @@ class _Apply:
                 if changed:
                     row = rows[d["code"]]
                     row.name, row.email = d["name"], d["email"]
+                    row.escalation_email = d["escalation_email"]
                     self.lines += changed
         self.s.flush()
 
@@ -1153,6 +1199,32 @@ class _Apply:
             policy.updated_at, policy.updated_by = now_utc(), self.by
             self.lines += changed
             self.s.flush()
+
+    def escalation(self) -> None:
+        """The city's default policy and each category of the file's own."""
+        services = self.services()
+        old = {None: self.old["escalation"]}
+        new = {None: self.doc["escalation"]}
+        for c in self.old["categories"]:
+            old[c["code"]] = c.get("escalation")
+        for c in self.doc["categories"]:
+            new[c["code"]] = c.get("escalation")
+        for code, wanted in new.items():
+            have = old.get(code)
+            label = code or "default"
+            service_id = services[code].id if code else None
+            if wanted == have:
+                continue
+            if wanted is None:
+                remove_policy(self.s, self.city, service_id)
+                self.lines.append(f"- escalation {label}")
+                continue
+            save_policy(self.s, self.city, service_id, **wanted)
+            if have is None:
+                self.lines.append(f"+ escalation {label}")
+            else:
+                self.lines += _diff("escalation", label, have, wanted)
+        self.s.flush()
 
     def _requests(self, column: Any, value: int) -> int:
         return self.s.scalar(sa.select(sa.func.count()).where(column == value)) or 0

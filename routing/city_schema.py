@@ -20,6 +20,7 @@ from routing.categories import (
     MAX_TEXT,
     SERVICE_TYPES,
 )
+from routing.escalation import MAX_MINUTES, MAX_REOPEN_DAYS
 from routing.rules import MAX_SLA_HOURS as MAX_RULE_SLA_HOURS
 from spatial.models import LOCATION_MODES, PRIORITIES, SLA_CLOCKS
 
@@ -62,6 +63,18 @@ RULE_HOURS = {"type": "number", "minimum": 0, "maximum": MAX_RULE_SLA_HOURS}
 HHMM = {"type": "string", "pattern": r"^([01]\d|2[0-4]):[0-5]\d$"}
 DAYS = _optional({"type": "integer", "minimum": 1, "maximum": MAX_DAYS})
 
+MINUTES = _optional({"type": "integer", "minimum": 1, "maximum": MAX_MINUTES})
+# When open requests escalate (routing.escalation); empty minutes turn a trigger off.
+ESCALATION = _optional(
+    _object(
+        {
+            "untriaged_minutes": MINUTES,
+            "when_overdue": {"type": "boolean"},
+            "level2_minutes": MINUTES,
+        }
+    )
+)
+
 VALUE = _object({"key": _text(MAX_NAME), "name": _text(MAX_NAME)}, ("key", "name"))
 
 QUESTION = _object(
@@ -89,6 +102,8 @@ CATEGORY = _object(
         "keywords": _optional({**_list(_text(MAX_GROUP)), "maxItems": MAX_KEYWORDS}),
         "type": {"enum": list(SERVICE_TYPES)},
         "private": {"type": "boolean"},
+        # For staff only (the internal help desk): never on a public page or the API.
+        "internal": {"type": "boolean"},
         "active": {"type": "boolean"},
         "contact_required": {"type": "boolean"},
         "notice": _optional(_text(MAX_TEXT, 0)),
@@ -100,6 +115,8 @@ CATEGORY = _object(
         # The name of one of the city's asset layers (a street-light category: "streetlights").
         "asset_layer": _optional(CODE),
         "questions": _list(QUESTION),
+        # The category's own escalation policy, in place of the city's.
+        "escalation": ESCALATION,
     },
     ("code", "name"),
 )
@@ -143,6 +160,10 @@ SCHEMA: dict[str, Any] = {
                     "moderation_hold": {"enum": list(HOLD_MODES)},
                     "open311_ids": _list({"type": "string", "maxLength": 100}),
                     "host": _optional(_text(253)),
+                    # Days after resolution the reporter may reopen (0: never).
+                    "reopen_days": {"type": "integer", "minimum": 0, "maximum": MAX_REOPEN_DAYS},
+                    # The local hour of the departments' morning digest.
+                    "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23},
                 }
             ),
             "calendar": _optional(
@@ -189,7 +210,13 @@ SCHEMA: dict[str, Any] = {
             ),
             "departments": _list(
                 _object(
-                    {"code": CODE, "name": _text(200), "email": _optional(EMAIL)},
+                    {
+                        "code": CODE,
+                        "name": _text(200),
+                        "email": _optional(EMAIL),
+                        # Who hears of the second level of an escalation (a director).
+                        "escalation_email": _optional(EMAIL),
+                    },
                     ("code", "name"),
                 )
             ),
@@ -278,6 +305,8 @@ SCHEMA: dict[str, Any] = {
                     "originals_days": DAYS,
                 }
             ),
+            # The city's default escalation policy (null: overdue work escalates).
+            "escalation": ESCALATION,
         },
         ("version",),
     ),

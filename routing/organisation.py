@@ -35,6 +35,7 @@ from spatial.models import (
     User,
     Zone,
     ZoneLayer,
+    staff_department,
 )
 from spatial.models_mail import MailAddress
 
@@ -150,13 +151,24 @@ def update_department(
     name: str | None = None,
     email: str | None = None,
     clear_email: bool = False,
+    escalation_email: str | None = None,
+    clear_escalation_email: bool = False,
 ) -> dict[str, list]:
-    """Change what is given; returns the changes as ``{field: [old, new]}``."""
+    """Change what is given; returns the changes as ``{field: [old, new]}``.
+
+    ``escalation_email``: who hears of the second level of an escalation (a director)."""
     city = session.get(Jurisdiction, dept.jurisdiction_id)
     new = {
         "code": clean_code(code) if code is not None else dept.code,
         "name": clean_name(name) if name is not None else dept.name,
         "email": None if clear_email else (clean_email(email) if email is not None else dept.email),
+        "escalation_email": None
+        if clear_escalation_email
+        else (
+            clean_email(escalation_email, "escalation_email")
+            if escalation_email is not None
+            else dept.escalation_email
+        ),
     }
     if new["code"] != dept.code:
         _department_code_free(session, city, new["code"], exclude_id=dept.id)
@@ -492,6 +504,33 @@ def remove_from_department(session: Session, user: User, dept: Department) -> bo
     user.departments.remove(dept)
     session.flush()
     return True
+
+
+def set_supervisor(session: Session, user: User, dept: Department, supervisor: bool) -> bool:
+    """Make a member of ``dept`` one of its supervisors (who hear of its escalations and
+    get its morning digest), or not; False if nothing changed."""
+    if dept not in user.departments:
+        raise InvalidInput(f"{user.email} does not work for {dept.code}", field="department_id")
+    result = session.execute(
+        sa.update(staff_department)
+        .where(
+            staff_department.c.user_id == user.id,
+            staff_department.c.department_id == dept.id,
+            staff_department.c.supervisor.is_not(supervisor),
+        )
+        .values(supervisor=supervisor)
+    )
+    return bool(result.rowcount)
+
+
+def supervisor_ids(session: Session, dept_ids: list[int] | None = None) -> set[tuple[int, int]]:
+    """(user id, department id) of every supervisor membership (of ``dept_ids``)."""
+    stmt = sa.select(staff_department.c.user_id, staff_department.c.department_id).where(
+        staff_department.c.supervisor.is_(True)
+    )
+    if dept_ids is not None:
+        stmt = stmt.where(staff_department.c.department_id.in_(dept_ids))
+    return {(u, d) for u, d in session.execute(stmt)}
 
 
 def members(session: Session, crew: Crew) -> list[User]:

@@ -190,6 +190,14 @@ def _unused_department(sessions, city: DispatchCity) -> int:
         return dept.id
 
 
+def _escalation_policy(sessions, city: DispatchCity) -> int:
+    from routing.escalation import save_policy
+
+    with sessions.begin() as s:
+        save_policy(s, s.get(Jurisdiction, city.city_id), city.pothole_id, untriaged_minutes=30)
+    return city.pothole_id
+
+
 def _zone(sessions, city: DispatchCity, code: str) -> int:
     with sessions() as s:
         return s.scalar(
@@ -476,6 +484,21 @@ RECIPES: dict[str, Recipe] = {
         f"/admin/users/{c.city.users['dispatcher']}/membership",
         {"op": "add", "department_id": str(c.city.parks_id)},
         "membership.add",
+    ),
+    "admin_escalation.save": lambda c: (
+        "/admin/escalation",
+        {"service_id": "", "untriaged_minutes": "60", "when_overdue": "1"},
+        "escalation_policy.save",
+    ),
+    "admin_escalation.delete": lambda c: (
+        f"/admin/escalation/{_escalation_policy(c.sessions, c.city)}/delete",
+        {},
+        "escalation_policy.delete",
+    ),
+    "admin_escalation.settings": lambda c: (
+        "/admin/escalation/settings",
+        {"reopen_days": "30", "digest_hour": "6"},
+        "city.settings",
     ),
     "admin_places.import_places": lambda c: (
         "/admin/places/addresses",

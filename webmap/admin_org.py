@@ -127,7 +127,8 @@ def _department_ctx(department_id: int) -> Any:
         crews = session.scalars(
             sa.select(Crew).where(Crew.department_id == dept.id).order_by(Crew.code)
         ).all()
-        return {"dept": dept, "crews": crews, "staff": staff}
+        supervisors = {u for u, _d in org.supervisor_ids(session, [dept.id])}
+        return {"dept": dept, "crews": crews, "staff": staff, "supervisors": supervisors}
 
     return ctx
 
@@ -144,6 +145,7 @@ def department(department_id: int):
 def edit_department(department_id: int):
     dept = _department(_city(), department_id)
     email = _form("email")
+    escalation_email = _form("escalation_email")
     try:
         changes = org.update_department(
             db_session(),
@@ -152,6 +154,8 @@ def edit_department(department_id: int):
             name=_form("name"),
             email=email or None,
             clear_email=not email,
+            escalation_email=escalation_email or None,
+            clear_escalation_email=not escalation_email,
         )
     except InvalidInput as exc:
         return _invalid("org_department.html", exc, _department_ctx(department_id))
@@ -350,6 +354,7 @@ def _membership_ctx(user_id: int) -> Any:
             "member": member,
             "all_crews": org.crews(session, city),
             "all_departments": org.departments(session, city),
+            "supervises": {d for u, d in org.supervisor_ids(session) if u == member.id},
         }
 
     return ctx
@@ -365,15 +370,20 @@ def membership(user_id: int):
 @bp.post("/users/<int:user_id>/membership")
 @roles_required("admin")
 def change_membership(user_id: int):
-    """``op`` = add | remove, with ``crew_id`` or ``department_id``."""
+    """``op`` = add | remove, with ``crew_id`` or ``department_id``; supervise |
+    unsupervise, with ``department_id`` (the member hears of its escalations)."""
     session = db_session()
     city = _city()
     member = _user(city, user_id)
     op = _form("op") or "add"
     try:
-        if op not in ("add", "remove"):
-            raise InvalidInput("op must be add or remove", field="form")
-        if _form("crew_id"):
+        if op not in ("add", "remove", "supervise", "unsupervise"):
+            raise InvalidInput("op must be add, remove, supervise or unsupervise", field="form")
+        if op in ("supervise", "unsupervise"):
+            target = org.department_of_city(session, city, _int("department_id"))
+            kind, label = "department", target.code
+            changed = org.set_supervisor(session, member, target, op == "supervise")
+        elif _form("crew_id"):
             target: Crew | Department = org.crew_of_city(session, city, _int("crew_id"))
             kind, label = "crew", f"{target.department.code}/{target.code}"
             fn = org.add_to_crew if op == "add" else org.remove_from_crew
@@ -383,14 +393,21 @@ def change_membership(user_id: int):
             fn = org.add_to_department if op == "add" else org.remove_from_department
         else:
             raise InvalidInput("choose a crew or a department", field="crew_id")
-        changed = fn(session, member, target)
+        if op in ("add", "remove"):
+            changed = fn(session, member, target)
     except InvalidInput as exc:
         return _invalid("org_membership.html", exc, _membership_ctx(user_id))
     if changed:
         _audit(f"membership.{op}", "user", member.id, email=member.email, **{kind: label})
         session.commit()
+    done = {
+        "add": "joined",
+        "remove": "left",
+        "supervise": "supervises",
+        "unsupervise": "no longer supervises",
+    }[op]
     flash(
-        f"{member.email} {'joined' if op == 'add' else 'left'} {kind} {label}."
+        f"{member.email} {done} {kind} {label}."
         if changed
         else f"Nothing changed for {member.email}."
     )
