@@ -208,7 +208,13 @@ def worker(
         escalate = _EveryMinute(sessions, rt.settings.public_base_url)
 
         def daily() -> None:
-            run_due(sessions, media_dir)
+            from routing.classify import retrain_due
+
+            try:
+                run_due(sessions, media_dir)
+            finally:
+                # Each city's category classifier, when it is missing or a week old.
+                retrain_due(sessions)
 
         def step() -> bool:
             more = jobs.step()
