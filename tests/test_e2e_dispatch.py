@@ -89,9 +89,10 @@ def test_dispatch_to_resolution_in_chromium(app, sessions, settings, tmp_path):
         _submit_in_panel(page, "reassign", "reassigned")
         assert "East crew" in page.inner_text("#panel-assigned")
 
-        # ---- an internal note
-        page.fill('#panel form[data-action="note"] textarea[name="text"]', INTERNAL)
-        _submit_in_panel(page, "note", "Internal note added")
+        # ---- an internal note, from the panel's conversation box
+        page.check('#panel form[data-action="reply_text"] input[value="internal"]')
+        page.fill('#panel form[data-action="reply_text"] textarea[name="reply"]', INTERNAL)
+        _submit_in_panel(page, "reply_text", "Internal note added")
 
         # ---- a second report of the same hole arrives and is merged into the first
         with sessions.begin() as s:
