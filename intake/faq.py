@@ -5,6 +5,9 @@ form; the triage explainer (slug ``triage``, linked from every acknowledgement) 
 article, with a default text here until an admin edits it. Bodies are plain text: blank
 lines separate paragraphs, lines starting with ``- `` are list items and ``## `` starts a
 heading (:func:`body_blocks`); nothing in an article is ever rendered as HTML.
+
+An article's ``audience`` is 'public' (the /help pages) or 'staff' (the intranet's FAQ
+and troubleshooting articles): a staff article never shows to anyone signed out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from spatial.models_mail import FaqArticle
 TRIAGE_SLUG = "triage"
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 MAX_BODY = 20_000
+AUDIENCES = ("public", "staff")
 
 TRIAGE_TITLE = "How we triage reports"
 TRIAGE_BODY = """\
@@ -104,15 +108,22 @@ def default_triage(city: Jurisdiction) -> FaqArticle:
 
 
 def get_article(
-    session: Session, city: Jurisdiction, slug: str, include_unpublished: bool = False
+    session: Session,
+    city: Jurisdiction,
+    slug: str,
+    include_unpublished: bool = False,
+    audience: str | None = "public",
 ) -> FaqArticle:
+    """The article ``slug`` of ``city`` for ``audience`` (None: any), or :class:`NotFound`."""
     stmt = sa.select(FaqArticle).where(
         FaqArticle.jurisdiction_id == city.id, FaqArticle.slug == slug
     )
     if not include_unpublished:
         stmt = stmt.where(FaqArticle.published.is_(True))
+    if audience is not None:
+        stmt = stmt.where(FaqArticle.audience == audience)
     article = session.scalar(stmt)
-    if article is None and slug == TRIAGE_SLUG:
+    if article is None and slug == TRIAGE_SLUG and audience != "staff":
         return default_triage(city)
     if article is None:
         raise NotFound(f"no help article {slug!r}")
@@ -123,7 +134,11 @@ def article_for_service(session: Session, service: Service) -> FaqArticle | None
     """The published article about a category, shown before its report form."""
     return session.scalar(
         sa.select(FaqArticle)
-        .where(FaqArticle.service_id == service.id, FaqArticle.published.is_(True))
+        .where(
+            FaqArticle.service_id == service.id,
+            FaqArticle.published.is_(True),
+            FaqArticle.audience == "public",
+        )
         .order_by(FaqArticle.position, FaqArticle.id)
         .limit(1)
     )
@@ -135,7 +150,11 @@ def articles_for_services(session: Session, service_ids: list[int]) -> dict[int,
         return {}
     rows = session.scalars(
         sa.select(FaqArticle)
-        .where(FaqArticle.service_id.in_(service_ids), FaqArticle.published.is_(True))
+        .where(
+            FaqArticle.service_id.in_(service_ids),
+            FaqArticle.published.is_(True),
+            FaqArticle.audience == "public",
+        )
         .order_by(FaqArticle.position, FaqArticle.id)
     )
     first: dict[int, FaqArticle] = {}
@@ -155,9 +174,13 @@ def search_articles(
     topic: str | None = None,
     service_code: str | None = None,
     include_unpublished: bool = False,
+    audience: str | None = "public",
 ) -> list[FaqArticle]:
-    """Articles of a city; ``q`` searches title, topic and body (full text, then words)."""
+    """Articles of a city for ``audience`` (None: every article, for the editor); ``q``
+    searches title, topic and body (full text, then words)."""
     stmt = sa.select(FaqArticle).where(FaqArticle.jurisdiction_id == city.id)
+    if audience is not None:
+        stmt = stmt.where(FaqArticle.audience == audience)
     if not include_unpublished:
         stmt = stmt.where(FaqArticle.published.is_(True))
     if topic:
@@ -192,7 +215,7 @@ def search_articles(
             FaqArticle.jurisdiction_id == city.id, FaqArticle.slug == TRIAGE_SLUG
         )
     )
-    if not has_override and not service_code:
+    if not has_override and not service_code and audience != "staff":
         triage = default_triage(city)
         text = f"{triage.title} {triage.topic} {triage.body}".lower()
         if (not topic or topic == triage.topic) and (
@@ -202,17 +225,19 @@ def search_articles(
     return articles
 
 
-def topics(session: Session, city: Jurisdiction) -> list[str]:
+def topics(session: Session, city: Jurisdiction, audience: str = "public") -> list[str]:
     found = set(
         session.scalars(
             sa.select(FaqArticle.topic).where(
                 FaqArticle.jurisdiction_id == city.id,
                 FaqArticle.published.is_(True),
                 FaqArticle.topic.is_not(None),
+                FaqArticle.audience == audience,
             )
         )
     )
-    found.add(default_triage(city).topic)
+    if audience == "public":
+        found.add(default_triage(city).topic)
     return sorted(found)
 
 
@@ -226,6 +251,9 @@ def validate_article(session: Session, city: Jurisdiction, form: dict[str, Any])
     topic = " ".join((form.get("topic") or "").split()) or None
     body = (form.get("body") or "").replace("\r\n", "\n").strip()
     code = (form.get("service_code") or "").strip()
+    audience = (form.get("audience") or "public").strip()
+    if audience not in AUDIENCES:
+        errors["audience"] = "Choose who reads the article: the public or staff"
     if not title:
         errors["title"] = "Give the article a title"
     elif len(title) > 200:
@@ -240,11 +268,19 @@ def validate_article(session: Session, city: Jurisdiction, form: dict[str, Any])
         errors["body"] = f"Keep the article to {MAX_BODY} characters"
     service_id = None
     if code:
-        service_id = session.scalar(
-            sa.select(Service.id).where(Service.jurisdiction_id == city.id, Service.code == code)
-        )
-        if service_id is None:
+        found = session.execute(
+            sa.select(Service.id, Service.internal).where(
+                Service.jurisdiction_id == city.id, Service.code == code
+            )
+        ).first()
+        if found is None:
             errors["service_code"] = f"{city.name} has no category {code!r}"
+        else:
+            service_id = found.id
+            if found.internal and audience == "public":
+                errors["audience"] = (
+                    "An article about an internal (staff-only) category is for staff"
+                )
     try:
         position = int(form.get("position") or 0)
     except (TypeError, ValueError):
@@ -260,6 +296,7 @@ def validate_article(session: Session, city: Jurisdiction, form: dict[str, Any])
         "topic": topic,
         "body": body + "\n",
         "service_id": service_id,
+        "audience": audience,
         "position": position,
         "published": str(form.get("published") or "").lower() in ("1", "on", "true", "yes"),
     }

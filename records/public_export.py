@@ -224,7 +224,9 @@ def export_public_records(
         ServiceRequest.requested_at >= start,
         ServiceRequest.requested_at < end,
     )
-    exported = sa.and_(in_period, Service.private.is_(False), PUBLISHED)
+    exported = sa.and_(
+        in_period, Service.private.is_(False), Service.internal.is_(False), PUBLISHED
+    )
 
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)

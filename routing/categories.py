@@ -61,6 +61,7 @@ CATEGORY_FIELDS = (
     "keywords",
     "type",
     "private",
+    "internal",
     "contact_required",
     "location_mode",
     "notice",
@@ -246,9 +247,13 @@ def category_values(
         out["keywords"] = parse_keywords(given["keywords"])
     if "type" in given:
         out["type"] = _choice(given["type"] or "realtime", "type", SERVICE_TYPES, "type")
-    for flag in ("private", "contact_required", "active"):
+    for flag in ("private", "internal", "contact_required", "active"):
         if flag in given:
             out[flag] = _bool(given[flag], flag)
+    # A staff-only category is never public: its requests fall under every private filter.
+    internal = out.get("internal", bool(service.internal) if service is not None else False)
+    if internal:
+        out["private"] = True
     if "location_mode" in given:
         out["location_mode"] = _choice(
             given["location_mode"] or "required", "location_mode", LOCATION_MODES, "location mode"
@@ -327,6 +332,7 @@ def category_record(session: Session, service: Service) -> dict[str, Any]:
         "keywords": list(service.keywords or []) or None,
         "type": service.type or "realtime",
         "private": bool(service.private),
+        "internal": bool(service.internal),
         "contact_required": bool(service.contact_required),
         "location_mode": service.location_mode or "required",
         "notice": service.notice,
@@ -362,6 +368,7 @@ def create_category(session: Session, city: Jurisdiction, data: Mapping[str, Any
         jurisdiction_id=city.id,
         type="realtime",
         private=False,
+        internal=False,
         active=True,
         contact_required=False,
         location_mode="required",

@@ -514,7 +514,7 @@ def test_open311_asks_for_a_place_only_when_the_category_needs_one(small, client
     with sessions() as s:
         rows = s.execute(
             sa.select(Service.code, ServiceRequest.location, ServiceRequest.address)
-            .join(Service)
+            .join(Service, Service.id == ServiceRequest.service_id)
             .order_by(ServiceRequest.id)
         ).all()
     assert rows == [("helpdesk", None, None), ("graffiti", None, None)]
@@ -594,7 +594,7 @@ def test_default_priority_and_sla_clock_on_both_routing_paths(small, sessions):
         with sessions() as s:
             rows = s.execute(
                 sa.select(Service.code, ServiceRequest.priority, ServiceRequest.due_at).join(
-                    Service
+                    Service, Service.id == ServiceRequest.service_id
                 )
             ).all()
         return {code: (p, due.astimezone(UTC)) for code, p, due in rows}

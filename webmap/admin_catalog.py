@@ -45,7 +45,7 @@ CATEGORY_TEXT = (
     "sla_clock",
     "asset_layer",
 )
-CATEGORY_FLAGS = ("private", "contact_required", "active")
+CATEGORY_FLAGS = ("private", "internal", "contact_required", "active")
 QUESTION_TEXT = (
     "code",
     "datatype",
@@ -114,7 +114,7 @@ def create_category():
     city = _city()
     session = db_session()
     try:
-        data = _form(CATEGORY_TEXT, ("private", "contact_required"))
+        data = _form(CATEGORY_TEXT, ("private", "internal", "contact_required"))
         service = catalog.create_category(session, city, data)
     except InvalidInput as exc:
         return _invalid("catalog_categories.html", exc, "category", **_list_ctx(city))

@@ -113,6 +113,7 @@ HOME = {
     "planner": "planner.overview",
     "admin": "admin.index",
     "install_admin": "admin.index",
+    "requester": "intranet.index",
 }
 # The staff bar's workspaces, in its order: (role that may use it, endpoint, label).
 WORKSPACES = (
@@ -121,14 +122,16 @@ WORKSPACES = (
     ("crew", "crew.index", "Crew"),
     ("planner", "planner.overview", "Planner"),
     ("admin", "admin.index", "Admin"),
+    # Every city's staff member may file and follow their own requests there.
+    ("requester", "intranet.index", "Intranet"),
 )
 
 
 def _current_workspace() -> str | None:
     """The workspace (its role) the page being served belongs to."""
     blueprint = request.blueprint or ""
-    if blueprint in ("dispatch", "agent", "crew", "planner"):
-        return {"dispatch": "dispatcher"}.get(blueprint, blueprint)
+    if blueprint in ("dispatch", "agent", "crew", "planner", "intranet"):
+        return {"dispatch": "dispatcher", "intranet": "requester"}.get(blueprint, blueprint)
     if blueprint.startswith("admin") or request.path.startswith("/admin/"):
         return "admin"
     return None
@@ -144,7 +147,7 @@ def staff_workspaces() -> list[dict]:
     return [
         {"label": label, "url": url_for(endpoint), "current": role == here}
         for role, endpoint, label in WORKSPACES
-        if has_role(user, role)
+        if has_role(user, role) or (role == "requester" and user.jurisdiction_id is not None)
     ]
 
 

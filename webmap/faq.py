@@ -86,14 +86,12 @@ def _edits(city: Jurisdiction) -> bool:
     return has_role(user, "admin") and works_in(user, city.id)
 
 
-def _services(city: Jurisdiction) -> list[Service]:
-    return list(
-        db_session().scalars(
-            sa.select(Service)
-            .where(Service.jurisdiction_id == city.id, Service.active.is_(True))
-            .order_by(Service.name)
-        )
-    )
+def _services(city: Jurisdiction, *, internal: bool = False) -> list[Service]:
+    """The city's active categories; internal (staff-only) ones only when ``internal``."""
+    query = sa.select(Service).where(Service.jurisdiction_id == city.id, Service.active.is_(True))
+    if not internal:
+        query = query.where(Service.internal.is_(False))
+    return list(db_session().scalars(query.order_by(Service.name)))
 
 
 # --- public FAQ ------------------------------------------------------------------------
@@ -128,7 +126,11 @@ def for_category(code: str):
     session = db_session()
     city = _city()
     service = session.scalar(
-        sa.select(Service).where(Service.jurisdiction_id == city.id, Service.code == code)
+        sa.select(Service).where(
+            Service.jurisdiction_id == city.id,
+            Service.code == code,
+            Service.internal.is_(False),
+        )
     )
     if service is None:
         raise NotFound(f"{city.name} has no category {code!r}")
@@ -164,8 +166,8 @@ def article(slug: str):
 def admin_index():
     session = db_session()
     city = _admin_city()
-    articles = faq_domain.search_articles(session, city, include_unpublished=True)
-    names = {s.id: s.name for s in _services(city)}
+    articles = faq_domain.search_articles(session, city, include_unpublished=True, audience=None)
+    names = {s.id: s.name for s in _services(city, internal=True)}
     return render_template(
         "faq/admin_index.html", city=city, articles=articles, service_names=names
     )
@@ -179,6 +181,7 @@ def _form_values(art) -> dict:
         "topic": (art.topic or "") if art else "",
         "service_code": service.code if service else "",
         "body": art.body if art else "",
+        "audience": (art.audience or "public") if art else "public",
         "position": art.position if art else 0,
         "published": art.published if art else True,
     }
@@ -201,7 +204,12 @@ def _edit(city: Jurisdiction, article_id: int | None, initial: dict):
                 by=user.email if user else None,
             )
             action = "faq.create" if article_id is None else "faq.edit"
-            what = {"slug": saved.slug, "title": saved.title, "published": saved.published}
+            what = {
+                "slug": saved.slug,
+                "title": saved.title,
+                "published": saved.published,
+                "audience": saved.audience,
+            }
             _audit(city, action, "faq_article", saved.id, **what)
             session.commit()
             flash(f"Saved: {saved.title}")
@@ -215,7 +223,8 @@ def _edit(city: Jurisdiction, article_id: int | None, initial: dict):
         values=values,
         errors=errors,
         article_id=article_id,
-        services=_services(city),
+        services=_services(city, internal=True),
+        audiences=faq_domain.AUDIENCES,
     ), (400 if errors else 200)
 
 

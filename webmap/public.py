@@ -65,9 +65,14 @@ def grouped_categories(
     """Categories of ``city`` as (group, categories) pairs, both sorted by name.
 
     The map filters list public ones; the report form also lists private ones (a resident
-    may report them; they are just never shown publicly) but only active ones.
+    may report them; they are just never shown publicly) but only active ones. Internal
+    (staff-only) categories are never listed here: the intranet offers them.
     """
-    query = sa.select(Service).where(Service.jurisdiction_id == city.id).order_by(Service.name)
+    query = (
+        sa.select(Service)
+        .where(Service.jurisdiction_id == city.id, Service.internal.is_(False))
+        .order_by(Service.name)
+    )
     if not include_private:
         query = query.where(Service.private.is_(False))
     if active_only:

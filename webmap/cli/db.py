@@ -125,7 +125,9 @@ def users() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["agent", "dispatcher", "crew", "planner", "admin", "install_admin"]),
+    type=click.Choice(
+        ["requester", "agent", "dispatcher", "crew", "planner", "admin", "install_admin"]
+    ),
     help="admin without --city (or install_admin) administers every city.",
 )
 @click.option("--city", "city_slug", default=None, help="Jurisdiction slug the user belongs to.")

@@ -129,6 +129,7 @@ def _public_services(city: Jurisdiction):
     return sa.select(Service).where(
         Service.jurisdiction_id == city.id,
         Service.private.is_(False),
+        Service.internal.is_(False),
         Service.active.is_(True),
     )
 
