@@ -113,6 +113,9 @@ class Draft:
     account_id: str | None = None
     allow_missing_location: bool = False
     use_photo_location: bool = True
+    # The staff member filing for themselves (an internal customer: the intranet, or a
+    # verified staff e-mail to a help-desk address).
+    requester_id: int | None = None
 
 
 @dataclass
@@ -291,6 +294,8 @@ def submit(
         service = find_service(session, city, code)
     elif not service.active:
         service = None
+    if service is not None and service.internal and not _may_file_internal(draft):
+        service = None  # a staff-only category does not exist for the public channels
     if service is None:
         raise ValidationFailed({"service_code": f"unknown category {draft.service_code!r}"})
     if draft.channel not in CHANNELS:
@@ -456,6 +461,7 @@ def submit(
         requested_at=now,
         updated_at=now,
         held_at=now if holds(city, draft.channel) else None,
+        requester_id=draft.requester_id,
     )
     request.service = service
     # Decided before it is written: the request is inserted once, routed (an UPDATE
@@ -508,6 +514,15 @@ def submit(
         )
     session.flush()  # the photos
     return SubmitResult(request, public_id, token, service.notice, photo_location_used)
+
+
+# Channels staff type into for someone else (the agent console): they may file a request
+# of an internal category; every other channel only for a signed-in or verified requester.
+STAFF_CHANNELS = frozenset({"phone", "in_person", "mail"})
+
+
+def _may_file_internal(draft: Draft) -> bool:
+    return draft.requester_id is not None or draft.channel in STAFF_CHANNELS
 
 
 def _asset(

@@ -138,9 +138,26 @@ def may(user: User | None, action: str, request: ServiceRequest | None = None) -
         return True
     if user.jurisdiction_id is not None and user.jurisdiction_id != request.jurisdiction_id:
         return False
+    if internal_outsider(user, request):
+        return False
     if action in CREW_SCOPED and _is_crew_only(user):
         return _works_in_crew(user, request)
     return in_dispatch_scope(user, request)
+
+
+def internal_outsider(user: User, request: ServiceRequest) -> bool:
+    """Whether ``request`` is an internal customer's (a staff-only category) that ``user``
+    may not see: only its department's staff and central staff (admins, dispatchers and
+    agents in no department) see those, never another department's."""
+    service = request.service
+    if service is None or not service.internal:
+        return False
+    roles = roles_of(user)
+    if "admin" in roles or (roles & {"dispatcher", "agent"} and dispatch_scope(user) is None):
+        return False
+    return request.department_id is None or request.department_id not in user_department_ids(
+        user
+    )
 
 
 def _works_in_crew(user: User, request: ServiceRequest) -> bool:
