@@ -492,9 +492,16 @@ def submit(
     # request's own statement. They read only settings (mail, templates); nothing pending
     # need be flushed before them.
     outbox: list[dict] = []
+    # Routed to a crew: new work for the crew, whose members are told by e-mail (not of
+    # history: an import's requests are not news).
+    tell_crew = request.crew_id is not None and draft.channel not in messages.QUIET_CHANNELS
+    if tell_crew:
+        request.crew_assigned_at = now
     with session.no_autoflush:
         messages.acknowledge(session, request, public_base_url, outbox=outbox)
         messages.on_new_request(session, request, public_base_url, outbox=outbox)
+        if tell_crew:
+            messages.on_crew_assigned(session, request, None, public_base_url, outbox=outbox)
     _write_new(session, request, zones.values(), events, outbox)
     for photo in processed:
         store_photo(media_dir, photo)

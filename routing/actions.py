@@ -76,6 +76,8 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "reply": frozenset({"dispatcher"}),
     "note": frozenset({"dispatcher", "crew"}),
     "status": frozenset({"crew"}),
+    # The crew saw its new work (a dispatcher may record it for them).
+    "acknowledge": frozenset({"crew", "dispatcher"}),
     "close": frozenset({"dispatcher"}),
     "follow": frozenset({"agent"}),
     # Hide or redact what the public sees, confirm held reports (records.moderation).
@@ -85,7 +87,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
 }
 
 # Crew members act on their own crew's work only; these actions check it.
-CREW_SCOPED = frozenset({"note", "status"})
+CREW_SCOPED = frozenset({"note", "status", "acknowledge"})
 
 CREW_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.ACKNOWLEDGED.value: frozenset({Status.NEW.value}),
@@ -427,19 +429,40 @@ def reassign(
     request.routing_explanation = f"{after}: reassigned by dispatch"
     session.expire(request, ["department", "crew"])
     _touch(request, now)
-    if crew_changed and public_base_url:
-        messages.on_crew_assigned(session, request, crew, public_base_url)
+    if crew_changed:
+        _new_crew_work(session, request, now, public_base_url, crew)
     return request
 
 
-def _reroute(session: Session, request: ServiceRequest) -> None:
-    """Route again; a priority a dispatcher set at triage survives the new decision."""
+def _new_crew_work(
+    session: Session,
+    request: ServiceRequest,
+    now: datetime,
+    public_base_url: str | None,
+    crew: Crew | None = None,
+) -> None:
+    """The request is new work for its crew: it shows as new on the crew page until the
+    crew acknowledges it, and the crew's members are told by e-mail."""
+    request.crew_assigned_at = now
+    request.crew_acknowledged_at = None
+    if public_base_url:
+        messages.on_crew_assigned(session, request, crew, public_base_url)
+
+
+def _reroute(
+    session: Session, request: ServiceRequest, now: datetime, public_base_url: str | None
+) -> None:
+    """Route again; a priority a dispatcher set at triage survives the new decision. A
+    request that moves to another crew is that crew's new work."""
     from routing.engine import route_request
 
     kept = request.priority if is_triaged(session, request) else None
+    crew_before = request.crew_id
     route_request(session, request)
     if kept is not None:
         request.priority = kept
+    if request.crew_id is not None and request.crew_id != crew_before:
+        _new_crew_work(session, request, now, public_base_url)
 
 
 def recategorise(
@@ -448,9 +471,11 @@ def recategorise(
     request: ServiceRequest,
     *,
     service_id: int,
+    public_base_url: str | None = None,
     now: datetime | None = None,
 ) -> ServiceRequest:
-    """Change the category and route the request again."""
+    """Change the category and route the request again (a new crew is told, with
+    ``public_base_url``)."""
     require(user, "recategorise", request)
     _require_open(request, "re-categorised")
     service = session.get(Service, service_id) if service_id is not None else None
@@ -475,7 +500,7 @@ def recategorise(
     request.service_id = service.id
     session.expire(request, ["service"])
     if request.location is not None:
-        _reroute(session, request)
+        _reroute(session, request, now, public_base_url)
     _touch(request, now)
     return request
 
@@ -547,9 +572,11 @@ def move_pin(
     *,
     lon: float,
     lat: float,
+    public_base_url: str | None = None,
     now: datetime | None = None,
 ) -> ServiceRequest:
-    """Put the pin somewhere else in the city (or for the first time) and route again.
+    """Put the pin somewhere else in the city (or for the first time) and route again
+    (a new crew is told, with ``public_base_url``).
 
     The request takes the new spot's address (:func:`places.geocoder.reverse_geocode`:
     an address point, an interpolated address or "near X and Y"; none: no address, never
@@ -584,7 +611,7 @@ def move_pin(
     )
     request.location = from_shape(Point(lon, lat), srid=4326)
     request.needs_location = False
-    _reroute(session, request)
+    _reroute(session, request, now, public_base_url)
     _touch(request, now)
     return request
 
@@ -1003,10 +1030,67 @@ def set_status(
         request.closed_at = now
         if note:
             request.close_reason = note
+    if is_new_for_crew(request):
+        request.crew_acknowledged_at = now  # the crew is on it
     _touch(request, now)
     _notify_status(
         session, request, old, status, public_base_url, note=note if public_note else None
     )
+    return request
+
+
+def is_new_for_crew(request: ServiceRequest) -> bool:
+    """New work for the request's crew: assigned to it (by routing, dispatch or a
+    reopening) and not acknowledged since."""
+    assigned, seen = request.crew_assigned_at, request.crew_acknowledged_at
+    return (
+        request.crew_id is not None
+        and request.status in {s.value for s in OPEN_STATUSES}
+        and assigned is not None
+        and (seen is None or seen < assigned)
+    )
+
+
+def acknowledge(
+    session: Session,
+    user: User,
+    request: ServiceRequest,
+    now: datetime | None = None,
+    *,
+    public_base_url: str | None = None,
+) -> ServiceRequest:
+    """The crew saw its new work (a member of the request's crew, or dispatch for them).
+
+    A 'new' request becomes 'acknowledged': the status change with its public event and
+    the notice to the reporter and followers. Otherwise (the crew had it already, or it
+    is under way) an internal 'crew_acknowledged' event records it. Either way the
+    request no longer shows as new on the crew page.
+    """
+    require(user, "acknowledge", request)
+    _require_open(request, "acknowledged")
+    if request.crew_id is None:
+        raise InvalidInput(f"{request.public_id} is not assigned to a crew")
+    if not is_new_for_crew(request) and request.status != Status.NEW.value:
+        raise InvalidInput(f"{request.public_id} is already acknowledged")
+    now = now or now_utc()
+    old = request.status
+    if old == Status.NEW.value:
+        new = Status.ACKNOWLEDGED.value
+        _event(session, user, request, "status", now, from_value=old, to_value=new, public=True)
+        request.status = new
+        _notify_status(session, request, old, new, public_base_url)
+    else:
+        _event(
+            session,
+            user,
+            request,
+            "crew_acknowledged",
+            now,
+            to_value=_assignment_label(session, request.department_id, request.crew_id),
+            note="The crew acknowledged its new work",
+        )
+    request.crew_acknowledged_at = now
+    _touch(request, now)
     return request
 
 

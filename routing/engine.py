@@ -838,7 +838,14 @@ BULK_UPDATE_SQL = (
     SET department_id = fin.new_dept, crew_id = fin.new_crew, zone_id = fin.new_zone,
         rule_id = fin.rule_id, ruleset_version = CAST(:version AS integer),
         routing_explanation = fin.expl, routed_at = now(), due_at = fin.new_due,
-        priority = fin.new_priority
+        priority = fin.new_priority,
+        -- Moved to another crew (not routed for the first time): the crew's new work.
+        crew_assigned_at = CASE WHEN t.routed_at IS NOT NULL AND fin.new_crew IS NOT NULL
+                                     AND fin.new_crew IS DISTINCT FROM t.crew_id
+                                THEN now() ELSE t.crew_assigned_at END,
+        crew_acknowledged_at = CASE WHEN t.routed_at IS NOT NULL AND fin.new_crew IS NOT NULL
+                                         AND fin.new_crew IS DISTINCT FROM t.crew_id
+                                    THEN NULL ELSE t.crew_acknowledged_at END
     FROM fin
     WHERE t.id = fin.id AND t.id BETWEEN :lo AND :hi
       -- A dispatcher's reassignment stands until the request is routed one by one again
@@ -867,7 +874,12 @@ BULK_UPDATE_SQL = (
                WHERE z.id = new_zone))
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM ev) AS moved
+SELECT (SELECT count(*) FROM fin) AS routed, (SELECT count(*) FROM ev) AS moved,
+       (SELECT json_object_agg(c.new_crew, c.n) FROM (
+            SELECT new_crew, count(*) AS n FROM upd
+            WHERE old_routed IS NOT NULL AND new_crew IS NOT NULL
+              AND new_crew IS DISTINCT FROM old_crew
+            GROUP BY new_crew) c) AS crews
 """
 )
 
@@ -1042,6 +1054,7 @@ def _route_chunks(
     session.execute(pick_sql, params)
     session.execute(sa.text("ANALYZE _route_pick"))
     done = moved = 0
+    crews: dict[int, int] = {}
     lo = int(stats.lo)
     while lo <= int(stats.hi):
         hi = lo + CHUNK_SIZE - 1
@@ -1063,20 +1076,24 @@ def _route_chunks(
             session.execute(insert_sql, chunk)
         done += int(counts.routed)
         moved += int(counts._mapping.get("moved", 0))
+        for crew_id, n in (counts._mapping.get("crews") or {}).items():
+            crews[int(crew_id)] = crews.get(int(crew_id), 0) + int(n)
         if progress:
             progress(done, total)
         lo = hi + 1
     session.execute(sa.text(f"DROP TABLE IF EXISTS {TEMP_TABLES}"))
-    return Rerouted(done, moved)
+    return Rerouted(done, moved, crews)
 
 
 @dataclass(frozen=True)
 class Rerouted:
     """What a bulk re-route did: requests routed, and how many of them moved to another
-    department, crew or zone (one :data:`REROUTED` event each)."""
+    department, crew or zone (one :data:`REROUTED` event each); ``crews``: how many
+    moved to each crew (crew id -> count), the crews' new work."""
 
     routed: int
     moved: int
+    crews: dict[int, int] = field(default_factory=dict)
 
 
 def route_bulk(

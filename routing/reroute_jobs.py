@@ -21,16 +21,22 @@ new (only changed decisions are written), so a job taken over simply starts agai
 - ``layer``: every request of the city, open and closed, gets its zone in the layer's
   current version (rows of the layer's other versions are replaced), then the open ones
   are re-routed as above, since rules may use the layer.
+
+Requests moved to another crew are that crew's new work (they show as new on its page).
+When the job ends, each such crew's members get one summary e-mail ("12 requests moved
+to your crew", with the link to the crew's page), not one per request; in the job's last
+transaction, so a job that fails sends none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from notify import messages
 from routing.engine import OPEN_OR_UNROUTED, reroute
 from spatial.errors import NotFound
 from spatial.models import Jurisdiction, RuleSet, ZoneLayer, now_utc
@@ -210,6 +216,8 @@ class _Current:
     subject_id: int
     by: str | None
     after: int = 0
+    # Requests moved to each crew so far (crew id -> count), for the crews' summaries.
+    crews: dict[int, int] = field(default_factory=dict)
 
 
 class JobRunner:
@@ -217,8 +225,16 @@ class JobRunner:
     between chunks. Holds one connection (and the running job's advisory lock) until
     :meth:`close`."""
 
-    def __init__(self, sessions: sessionmaker[Session], chunk_size: int = CHUNK_SIZE):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        chunk_size: int = CHUNK_SIZE,
+        public_base_url: str | None = None,
+    ):
+        """``public_base_url``: the install's address, for the crews' summaries (None:
+        crews are not told)."""
         self.sessions = sessions
+        self.public_base_url = public_base_url
         self.engine: sa.Engine = sessions.kw["bind"]
         self.chunk_size = chunk_size
         self._conn: sa.Connection | None = None
@@ -335,6 +351,7 @@ class JobRunner:
                 job.status = "done"
                 job.finished_at = now_utc()
                 job.total = max(job.total or 0, job.done)
+                self._tell_crews(session, cur)
                 session.commit()
                 return True
             lo, hi = cur.after + 1, int(nxt.hi)
@@ -349,7 +366,16 @@ class JobRunner:
             job.moved = (job.moved or 0) + result.moved
             session.commit()
         cur.after = hi
+        for crew_id, n in result.crews.items():
+            cur.crews[crew_id] = cur.crews.get(crew_id, 0) + n
         return False
+
+    def _tell_crews(self, session: Session, cur: _Current) -> None:
+        """One summary per crew that got requests from the job."""
+        if not self.public_base_url:
+            return
+        for crew_id, count in sorted(cur.crews.items()):
+            messages.on_crew_rerouted(session, cur.city_id, crew_id, count, self.public_base_url)
 
     def _fail(self, cur: _Current, exc: Exception) -> None:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -397,7 +423,11 @@ def _check_subject(session: Session, cur: _Current) -> tuple[str, int] | None:
     return layer.name, int(current or 0)
 
 
-def run_queued(sessions: sessionmaker[Session], chunk_size: int = CHUNK_SIZE) -> int:
+def run_queued(
+    sessions: sessionmaker[Session],
+    chunk_size: int = CHUNK_SIZE,
+    public_base_url: str | None = None,
+) -> int:
     """Run every queued job to its end (``civicpin worker --once``); returns how many."""
-    with JobRunner(sessions, chunk_size) as runner:
+    with JobRunner(sessions, chunk_size, public_base_url) as runner:
         return runner.run_all()

@@ -171,10 +171,14 @@ def test_crew_assignment_mail_goes_to_the_crews_members(sessions, city, settings
         )
     with sessions() as s:
         to = s.scalars(
-            sa.select(OutboxMessage.to_addr).where(OutboxMessage.kind == "crew_assignment")
+            sa.select(OutboxMessage.to_addr)
+            .where(OutboxMessage.kind == "crew_assignment")
+            .order_by(OutboxMessage.id)
         ).all()
-    # The East crew's members: its own, and the West crew member who joined it.
-    assert sorted(to) == ["crew@city.example", "crew_other@city.example"]
+    # Routed to the West crew first; then the East crew's members: its own, and the West
+    # crew member who joined it.
+    assert to[0] == "crew@city.example"
+    assert sorted(to[1:]) == ["crew@city.example", "crew_other@city.example"]
 
 
 def test_a_crew_account_in_no_crew_is_told_who_adds_it(client, sessions, city):

@@ -79,11 +79,18 @@ def test_crew_zone_outlines(client, three):
     assert body["features"][0]["geometry"]["type"] == "MultiPolygon"
 
 
-def test_contact_only_on_own_crews_requests(client, three):
+def test_contact_only_on_own_crews_requests(client, sessions, three):
     a, _, e = three
     login(client, "crew")
     own = client.get(f"/crew/requests/{a[1]}").get_data(as_text=True)
     assert "resident@example.org" in own and 'action="/crew/requests/' in own
+    # another crew's open work is theirs: refused, saying why
+    refused = client.get(f"/crew/requests/{e[1]}")
+    assert refused.status_code == 403
+    assert "assigned to East crew" in refused.get_data(as_text=True)
+    # its closed work (an asset's past requests) reads without contact or actions
+    with sessions.begin() as s:
+        s.get(ServiceRequest, e[0]).status = "resolved"
     other = client.get(f"/crew/requests/{e[1]}").get_data(as_text=True)
     assert "resident@example.org" not in other and "Rosa Resident" not in other
     assert "hidden (not your crew" in other

@@ -143,9 +143,10 @@ def test_dispatcher_alert_crew_assignment_and_template_reply(sessions, settings,
     (alert,) = sink.to(DISPATCH)
     assert f"/dispatch/requests/{req.public_id}" in alert.text
     (crew_mail,) = sink.to("worker1@city.example")
-    assert (
-        crew_mail.message["Subject"] == f"[{req.public_id}] Assigned to Crew One: General enquiry"
+    assert crew_mail.message["Subject"] == (
+        f"[{req.public_id}] New for Crew One: General enquiry (normal)"
     )
+    assert f"/crew/requests/{req.public_id}" in crew_mail.text
     reply = sink.to(RESIDENT)[-1]
     assert reply.text.startswith("We will fix it this week.")
     assert reply.message["Subject"] == f"Re: [{req.public_id}] General enquiry"

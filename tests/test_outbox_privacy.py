@@ -79,7 +79,7 @@ def check_link(session, url: str, recipient: str, req: ServiceRequest) -> str:
         return "confirm"
     if path == f"/requests/{req.public_id}":
         return "public page"
-    if path == f"/dispatch/requests/{req.public_id}":
+    if path in (f"/dispatch/requests/{req.public_id}", f"/crew/requests/{req.public_id}"):
         assert recipient.endswith("@city.example") or recipient == DISPATCH, url
         return "staff page"
     assert path in ("/help/triage", "/"), f"a link no test knows: {url}"
@@ -139,6 +139,7 @@ def test_every_message_of_a_requests_life_holds_only_its_recipients_links(
         (DISPATCH, "dispatcher_alert"),
         (NEIGHBOUR, "follow_confirmation"),
         (VICTIM, "follow_confirmation"),
+        ("crew@city.example", "crew_assignment"),
         ("crew_other@city.example", "crew_assignment"),
         (REPORTER, "status_change"),
         (NEIGHBOUR, "status_change"),
@@ -197,8 +198,10 @@ def test_a_dispatcher_alert_unsubscribe_stops_that_address_and_kind_only_and_is_
         )
         report(s, settings.media_dir, email="second@example.org", where=EAST)
     deliver(sessions, settings, sink)
+    # (the reassignment, and the new request routed to the East crew)
     assert [m.message["X-Civicpin-Kind"] for m in sink.to(DISPATCH)] == [
         "dispatcher_alert",
+        "crew_assignment",
         "crew_assignment",
     ]
     assert len(sink.to("second@example.org")) == 1  # the reporter's acknowledgement
@@ -220,7 +223,7 @@ def test_a_dispatcher_alert_unsubscribe_stops_that_address_and_kind_only_and_is_
         report(s, settings.media_dir, email=None)
     deliver(sessions, settings, sink)
     assert [m.message["X-Civicpin-Kind"] for m in sink.to(DISPATCH)][-1] == "dispatcher_alert"
-    assert len(sink.to(DISPATCH)) == 3
+    assert len(sink.to(DISPATCH)) == 4
 
 
 def test_stop_all_mail_is_one_address_and_one_city(client, sessions, settings, sink, city):

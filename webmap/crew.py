@@ -2,8 +2,14 @@
 a list sorted by priority, due date or distance, status updates with a note and a
 completion photo, and exports of the layer (GeoJSON, CSV) for GIS field apps.
 
-A crew member works on their own crew's requests; other requests show without the
-resident's contact details and without actions.
+New work (assigned to the crew by routing, by dispatch or by a reopening, and not
+acknowledged since) shows as "New" in the list and on the map, with a count; the e-mail
+that tells the crew's members of it links to the crew's page of the request, where they
+acknowledge it.
+
+A crew member works on their own crew's requests. Another crew's open request answers
+403 with the reason; other requests (the department's queue, closed work, an asset's
+past requests) show without the resident's contact details and without actions.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ from routing import actions, queue
 from spatial.city_time import label_items
 from spatial.errors import CivicpinError, InvalidInput
 from spatial.media import PhotoUpload
-from spatial.models import Crew, Department, Jurisdiction, User
+from spatial.models import (
+    OPEN_STATUSES,
+    Crew,
+    Department,
+    Jurisdiction,
+    ServiceRequest,
+    User,
+)
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, has_role, roles_required
 from webmap.staffkit import (
@@ -141,6 +154,31 @@ def _crew_args(crew: Crew, user: User) -> dict[str, Any]:
     return {"crew": crew.id} if _choosing(user) else {}
 
 
+def _new_work(crew: Crew) -> set[int]:
+    """Ids of the crew's open requests that are new to it (see
+    :func:`routing.actions.is_new_for_crew`)."""
+    r = ServiceRequest
+    return set(
+        db_session().scalars(
+            sa.select(r.id).where(
+                r.crew_id == crew.id,
+                r.status.in_([s.value for s in OPEN_STATUSES]),
+                r.crew_assigned_at.is_not(None),
+                sa.or_(
+                    r.crew_acknowledged_at.is_(None), r.crew_acknowledged_at < r.crew_assigned_at
+                ),
+            )
+        )
+    )
+
+
+def _mark_new(items: list[dict[str, Any]], crew: Crew) -> int:
+    new = _new_work(crew)
+    for item in items:
+        item["new"] = item["id"] in new
+    return sum(1 for item in items if item["new"])
+
+
 def _city_of(crew: Crew) -> Jurisdiction:
     session = db_session()
     return session.get(Jurisdiction, session.get(Department, crew.department_id).jurisdiction_id)
@@ -168,6 +206,7 @@ def index():
     if sort not in queue.CREW_SORTS or sort == "distance":
         sort = "priority"
     items = queue.crew_queue(session, crew.id, sort=sort)
+    new_count = _mark_new(items, crew)
     dept = session.get(Department, crew.department_id)
     city = session.get(Jurisdiction, dept.jurisdiction_id)
     label_items(items, city)
@@ -180,6 +219,7 @@ def index():
         department=dept,
         city=city,
         items=items,
+        new_count=new_count,
         sort=sort,
         labels=actions.STATUS_LABELS,
         api_url=url_for("crew.api_requests", **args),
@@ -200,10 +240,11 @@ def api_requests():
     near = queue.parse_near(request.args.get("near"))
     sort = request.args.get("sort") or "priority"
     items = queue.crew_queue(db_session(), crew.id, sort=sort, near=near)
+    new_count = _mark_new(items, crew)
     label_items(items, _city_of(crew))
     for item in items:
         item["url"] = url_for("crew.request_page", public_id=item["public_id"])
-    return jsonify({"crew": crew.name, "sort": sort, "items": items})
+    return jsonify({"crew": crew.name, "sort": sort, "items": items, "new": new_count})
 
 
 @bp.get("/crew/zones.geojson")
@@ -281,10 +322,36 @@ def export_csv():
     )
 
 
+def _check_not_others(user: User, req: ServiceRequest) -> None:
+    """403, saying why, when a crew member (no dispatcher) opens another crew's open
+    request: a link forwarded from another crew's mail, or an old one after a
+    reassignment."""
+    if (
+        req.crew_id is None
+        or actions.roles_of(user) & {"dispatcher", "admin"}
+        or req.crew_id in {c.id for c in user.crews}
+        or req.status not in {s.value for s in OPEN_STATUSES}
+    ):
+        return
+    session = db_session()
+    crew = session.get(Crew, req.crew_id)
+    dept = session.get(Department, crew.department_id)
+    message = (
+        f"{req.public_id} is assigned to {crew.name} ({dept.name}), not to your crew, so "
+        "it is theirs to work. If it was assigned to your crew before, dispatch has since "
+        "given it to them; ask dispatch if you think it should be yours."
+    )
+    page = render_template("message.html", heading="Not your crew's work", message=message)
+    abort(Response(page, status=403))
+
+
 def _detail(req, error: str | None = None, status: int = 200):
     from webmap.dispatch import request_context
 
     ctx = request_context(req)
+    ctx["is_new"] = actions.is_new_for_crew(req)
+    ctx["may_acknowledge"] = ctx["is_new"] or req.status == "new"
+    ctx["may_acknowledge"] = ctx["may_acknowledge"] and actions.may(ctx["user"], "acknowledge", req)
     ctx["may_status"] = actions.may(ctx["user"], "status", req)
     ctx["transitions"] = [
         (s, actions.STATUS_LABELS[s])
@@ -298,18 +365,24 @@ def _detail(req, error: str | None = None, status: int = 200):
 @roles_required("crew")
 def request_page(public_id: str):
     """One request for a crew member: details (contact only for own work), history, actions."""
-    return _detail(find_request(current_user(), public_id))
+    user = current_user()
+    req = find_request(user, public_id)
+    if actions.internal_outsider(user, req):
+        abort(404)  # a staff member's request to another department: not theirs to see
+    _check_not_others(user, req)
+    return _detail(req)
 
 
 @bp.post("/crew/requests/<public_id>/<action>")
 @roles_required("crew")
 def act(public_id: str, action: str):
-    """``status`` (with note, public flag and photo) or ``note``."""
-    if action not in ("status", "note"):
+    """``status`` (with note, public flag and photo), ``note`` or ``acknowledge``."""
+    if action not in ("status", "note", "acknowledge"):
         abort(404)
     user = current_user()
     session = db_session()
     req = find_request(user, public_id)
+    _check_not_others(user, req)
     data = form_data()
     settings = settings_of(current_app)
     try:
@@ -330,6 +403,9 @@ def act(public_id: str, action: str):
                 public_base_url=settings.public_base_url,
             )
             message = f"{req.public_id} is now {actions.STATUS_LABELS[req.status].lower()}"
+        elif action == "acknowledge":
+            actions.acknowledge(session, user, req, public_base_url=settings.public_base_url)
+            message = f"{req.public_id} acknowledged"
         else:
             actions.add_note(
                 session,

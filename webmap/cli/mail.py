@@ -196,7 +196,7 @@ def worker(
     target = repr(make_transport(rt.settings, cfg))
     if once:
         _EveryMinute(sessions, rt.settings.public_base_url)()
-        rerouted = run_queued(sessions)
+        rerouted = run_queued(sessions, public_base_url=rt.settings.public_base_url)
         if rerouted:
             click.echo(f"{rerouted} re-route jobs run")
         result = run_once(sessions, rt.settings, cfg)
@@ -221,7 +221,7 @@ def worker(
             escalate()
             return more
 
-        with JobRunner(sessions) as jobs:
+        with JobRunner(sessions, public_base_url=rt.settings.public_base_url) as jobs:
             result = run_forever(
                 sessions,
                 rt.settings,

@@ -14,6 +14,8 @@
   };
   var list = document.getElementById("crew-list");
   var statusLine = document.getElementById("crew-status");
+  var newLine = document.getElementById("crew-new");
+  var newText = document.getElementById("crew-new-text");
   var mapBox = document.getElementById("crew-map");
   var map = null;
   var pins = null;
@@ -63,16 +65,19 @@
   }
 
   function render(items) {
+    var newCount = items.filter(function (item) { return item.new; }).length;
     list.textContent = "";
     if (pins) pins.clearLayers();
     if (!items.length) list.appendChild(el("li", "muted", "Nothing assigned to your crew is open."));
     items.forEach(function (item) {
-      var li = el("li", "crew-item priority-" + item.priority + (item.overdue ? " is-overdue" : ""));
+      var li = el("li", "crew-item priority-" + item.priority + (item.overdue ? " is-overdue" : "") +
+        (item.new ? " is-new" : ""));
       li.dataset.publicId = item.public_id;
       var a = el("a");
       a.href = item.url;
       a.appendChild(el("span", "queue-item__id", item.public_id));
       a.appendChild(el("span", "queue-item__service", item.service));
+      if (item.new) a.appendChild(el("span", "badge is-new", "New"));
       a.appendChild(el("span", "badge status-" + item.status, LABELS[item.status] || item.status));
       a.appendChild(el("span", "badge priority", item.priority));
       if (item.overdue) a.appendChild(el("span", "badge overdue", "overdue"));
@@ -92,16 +97,24 @@
         var m = L.marker([item.lat, item.lon], {
           title: item.public_id,
           icon: L.divIcon({
-            className: "dispatch-pin priority-" + item.priority + (item.overdue ? " is-overdue" : ""),
+            className: "dispatch-pin priority-" + item.priority + (item.overdue ? " is-overdue" : "") +
+              (item.new ? " is-new" : ""),
             html: "", iconSize: [18, 18], iconAnchor: [9, 9]
           })
         });
-        m.bindTooltip(el("span", null, item.public_id + " · " + item.service));
+        m.bindTooltip(el("span", null, (item.new ? "New · " : "") + item.public_id + " · " + item.service));
         m.on("click", function () { window.location.href = item.url; });
         pins.addLayer(m);
       }
     });
-    statusLine.textContent = items.length + (items.length === 1 ? " open request" : " open requests");
+    statusLine.textContent = items.length + (items.length === 1 ? " open request" : " open requests") +
+      (newCount ? ", " + newCount + " new" : "");
+    if (newLine) {
+      newLine.hidden = !newCount;
+      newLine.dataset.count = String(newCount);
+      newText.textContent = newCount + (newCount === 1 ? " request is" : " requests are") +
+        " new to your crew: open " + (newCount === 1 ? "it" : "each") + " and acknowledge.";
+    }
     root.dataset.loaded = String(items.length);
   }
 
