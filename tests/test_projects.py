@@ -15,6 +15,7 @@ from conftest import TEMPLATE, make_settings, run_cli
 from intake.submit import Draft, submit
 from routing import projects
 from routing.actions import Forbidden
+from spatial.accounts import create_user
 from spatial.db import make_engine, make_sessionmaker
 from spatial.errors import InvalidInput
 from spatial.models import OutboxMessage, RequestEvent, ServiceRequest, User
@@ -51,6 +52,7 @@ def world(pg, tmp_path_factory):
         city = make_dispatch_city(s)
         other = make_small_city(s, "otherville")["city"]
         other.public_id_prefix = "OV"
+        create_user(s, email="far@other.example", role="dispatcher", city_slug="otherville")
     from webmap.app import create_app
 
     app = create_app(settings, engine=engine)
@@ -152,8 +154,9 @@ def test_create_and_edit_with_milestones_area_and_clear_errors(world):
         "status": ("unknown status", dict(status="finished")),
     }
     with sessions() as s:
-        other_owner = s.scalar(sa.select(User.id).where(User.jurisdiction_id != city.city_id))
-    for field, (_, change) in bad.items():
+        far = s.scalar(sa.select(User.id).where(User.email == "far@other.example"))
+    cases = list(bad.items()) + [("owner_id", ("another city's staff", dict(owner_id=far)))]
+    for field, (_, change) in cases:
         values = dict(name="Fine name", status="active")
         values.update(change)
         with sessions() as s:
@@ -164,7 +167,6 @@ def test_create_and_edit_with_milestones_area_and_clear_errors(world):
                 )
             assert err.value.field == field, (field, str(err.value))
             s.rollback()
-    assert other_owner is None  # the other city has no staff: owners come from this one
     with sessions() as s:
         assert s.get(Project, pid).name == "Repave Main St"  # nothing changed
 
@@ -425,6 +427,14 @@ def test_public_pages_show_the_project_of_public_requests_only(world):
     ):
         assert leak not in html, leak
     assert stranger.get("/projects/999999").status_code == 404
+    # a project of private requests only is not public
+    hidden = _project(sessions, name="Quiet work")
+    with sessions.begin() as s:
+        req = s.scalar(sa.select(ServiceRequest).where(ServiceRequest.public_id == secret_ref))
+        projects.unlink_request(s, user(s, "dispatcher"), s.get(Project, pid), req)
+        projects.link_request(s, user(s, "dispatcher"), s.get(Project, hidden), req)
+    res = stranger.get(f"/projects/{hidden}")
+    assert res.status_code == 404 and "Quiet work" not in res.get_data(as_text=True)
 
 
 def test_closing_resolves_the_open_requests_with_one_message(world):
@@ -492,6 +502,15 @@ def test_cli_lists_a_citys_projects(world, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "Listed in the shell" in res.stdout
+    pid = re.search(r"^(\d+)\t.*Listed in the shell$", res.stdout, re.M).group(1)
+    ref = _report(sessions, settings)[1]
+    with sessions.begin() as s:
+        projects.link_requests(s, user(s, "planner"), s.get(Project, int(pid)), [ref])
+    res = run_cli(
+        ["projects", "requests", "--city", "testville", pid],
+        env={"DATABASE_URL": url, "VAR_DIR": str(tmp_path / "var")},
+    )
+    assert res.returncode == 0 and res.stdout.startswith(f"{ref}\tnew\tPothole"), res.stderr
     bad = run_cli(
         ["projects", "list", "--city", "testville", "--status", "finished"],
         env={"DATABASE_URL": url, "VAR_DIR": str(tmp_path / "var")},

@@ -387,7 +387,10 @@ def close(project_id: int):
 
 @bp.get("/projects/<int:project_id>")
 def public_page(project_id: int):
-    """A project as anybody sees it: its public requests only, no staff data."""
+    """A project as anybody sees it: its public requests only, no staff data.
+
+    A project is public once one of its requests is (the link from that request's page
+    leads here)."""
     session = db_session()
     project = session.get(Project, project_id)
     if project is None:
@@ -402,6 +405,10 @@ def public_page(project_id: int):
         target = f"{city_base_url(settings_of(current_app), home)}/projects/{project.id}"
         return redirect(target, 302)
     rows = projects.linked_requests(session, project, public_only=True)
+    if not rows:
+        # Only the public requests' projects are public: a help desk's project, or one
+        # whose requests are all held or private, does not exist for the public.
+        return _not_found(project_id)
     return render_template(
         "projects/public.html",
         city=home,
