@@ -450,3 +450,44 @@ def test_city_file_round_trip(sessions, city):
         c = s.get(Jurisdiction, city.city_id)
         with pytest.raises(Exception, match="escalation.untriaged_minutes"):
             apply_city(s, c, bad)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_command_line(sessions, city, settings, cli):
+    _policy(sessions, city, untriaged_minutes="30")
+    waiting = _request(sessions, settings.media_dir, age=timedelta(hours=1))
+    run = cli(
+        "users",
+        "member",
+        "--email",
+        "parks_dispatcher@city.example",
+        "--department",
+        "parks",
+        "--supervisor",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "(supervisor)" in run.stdout
+    run = cli(
+        "departments",
+        "set",
+        "streets",
+        "--city",
+        "testville",
+        "--escalation-email",
+        "chief@city.example",
+    )
+    assert run.returncode == 0 and "chief@city.example" in run.stdout, run.stderr
+    run = cli("escalation", "run", "--city", "testville")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("1 escalated to level 1") and waiting[1] in run.stdout
+    assert cli("escalation", "run").stdout.startswith("0 escalated")
+    run = cli("escalation", "digest", "--city", "testville", "--force")
+    assert run.returncode == 0 and run.stdout.startswith("1 department digests"), run.stderr
+    shown = cli("escalation", "show", "--city", "testville").stdout
+    assert "default: untriaged 30 min, overdue on, level 2 off" in shown
+    bad = cli("escalation", "run", "--city", "nowhere")
+    assert bad.returncode != 0 and "nowhere" in bad.stderr
+    with sessions() as s:
+        assert escalation.supervisors(s, city.parks_id) == ["parks_dispatcher@city.example"]

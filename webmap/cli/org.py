@@ -61,6 +61,10 @@ def departments_add(
 @click.option("--name", default=None)
 @click.option("--email", default=None)
 @click.option("--no-email", is_flag=True, help="Remove the contact address.")
+@click.option(
+    "--escalation-email", default=None, help="Who hears of level-2 escalations (a director)."
+)
+@click.option("--no-escalation-email", is_flag=True, help="Remove the escalation address.")
 @click.option("--city", "city_slug", default=None, help=CITY_HELP)
 @pass_runtime
 def departments_set(
@@ -70,18 +74,29 @@ def departments_set(
     name: str | None,
     email: str | None,
     no_email: bool,
+    escalation_email: str | None,
+    no_escalation_email: bool,
     city_slug: str | None,
 ) -> None:
-    """Change a department's code, name or contact e-mail."""
+    """Change a department's code, name, contact e-mail or escalation e-mail."""
     from routing import organisation as org
 
     if email is not None and no_email:
         raise click.UsageError("give --email or --no-email, not both")
+    if escalation_email is not None and no_escalation_email:
+        raise click.UsageError("give --escalation-email or --no-escalation-email, not both")
     with rt.sessions().begin() as session:
         city = _city(session, rt, city_slug)
         dept = org.department_by_code(session, city, code)
         changes = org.update_department(
-            session, dept, code=new_code, name=name, email=email, clear_email=no_email
+            session,
+            dept,
+            code=new_code,
+            name=name,
+            email=email,
+            clear_email=no_email,
+            escalation_email=escalation_email,
+            clear_escalation_email=no_escalation_email,
         )
         if changes:
             what = {"code": dept.code, **changes}
@@ -283,6 +298,11 @@ def crews_list(rt: Runtime, department: str | None, city_slug: str | None) -> No
 @click.option("--crew", "crew_ref", default=None, help="DEPARTMENT/CREW")
 @click.option("--department", default=None, help="A department's code.")
 @click.option("--remove", is_flag=True, help="End the membership instead.")
+@click.option(
+    "--supervisor/--not-supervisor",
+    default=None,
+    help="With --department: the member hears of its escalations and gets its digest (or not).",
+)
 @click.option("--city", "city_slug", default=None, help="The crew's city (default: the user's).")
 @pass_runtime
 def users_member(
@@ -291,6 +311,7 @@ def users_member(
     crew_ref: str | None,
     department: str | None,
     remove: bool,
+    supervisor: bool | None,
     city_slug: str | None,
 ) -> None:
     """Put a user in a crew or a department of their city (or take them out with --remove).
@@ -305,6 +326,8 @@ def users_member(
 
     if (crew_ref is None) == (department is None):
         raise click.UsageError("give --crew DEPARTMENT/CREW or --department CODE")
+    if supervisor is not None and (department is None or remove):
+        raise click.UsageError("--supervisor goes with --department, and not with --remove")
     with rt.sessions().begin() as session:
         user = _user_by_email(session, email)
         if city_slug is not None:
@@ -326,7 +349,13 @@ def users_member(
         if changed:
             what = {"email": user.email, kind: label}
             audit(session, f"membership.{op}", "user", user.id, city.id, **what)
+        supervises = None
+        if supervisor is not None and org.set_supervisor(session, user, target, supervisor):
+            supervises = "supervisor" if supervisor else "not supervisor"
+            op = "supervise" if supervisor else "unsupervise"
+            what = {"email": user.email, kind: label}
+            audit(session, f"membership.{op}", "user", user.id, city.id, **what)
     verb = (
         ("left" if remove else "joined") if changed else ("was not in" if remove else "already in")
     )
-    click.echo(f"{user.email} {verb} {kind} {label}")
+    click.echo(f"{user.email} {verb} {kind} {label}" + (f" ({supervises})" if supervises else ""))
