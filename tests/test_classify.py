@@ -361,6 +361,43 @@ def test_the_agent_s_request_keeps_the_suggestion(client, sessions, city):
         assert req.suggestion_confidence > 0.3
 
 
+@pytest.mark.e2e
+def test_in_chromium_the_agent_types_and_picks_a_suggested_category(app, city):
+    from tests.support.browser import chromium, serve, watch_problems
+    from tests.support.dispatch_city import PASSWORD
+
+    with serve(app) as base, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        problems = watch_problems(page)
+        page.goto(f"{base}/login?next=/agent")
+        page.fill('input[name="email"]', "agent@city.example")
+        page.fill('input[name="password"]', PASSWORD)
+        page.click('button[type="submit"]')
+        page.wait_for_url("**/agent")
+        assert page.locator("#category-suggestions").is_hidden()
+        page.locator("#agent-description").press_sequentially("loud music all night", delay=10)
+        first = page.locator("#category-suggestions button").first
+        first.wait_for(timeout=10_000)
+        assert re.fullmatch(r"Noise \(\d+ %\)", first.inner_text())
+        assert page.locator("#category-suggestions button").count() == 3
+        first.click()
+        assert page.input_value("#service-select") == "noise"
+        assert problems == []
+
+
+def test_retrain_due_trains_only_stale_models_of_cities_with_history(sessions, city):
+    from datetime import timedelta
+
+    from spatial.models import now_utc
+
+    assert classify.retrain_due(sessions) == 0  # testville's is fresh; otherville has no text
+    later = now_utc() + classify.RETRAIN_AFTER + timedelta(hours=1)
+    assert classify.retrain_due(sessions, now=later) == 1
+    with sessions() as s:
+        assert s.get(CategoryModel, city.city_id).trained_at == later
+        assert s.get(CategoryModel, city.other_id) is None
+
+
 # --------------------------------------------------------------------------- the command
 
 
