@@ -433,3 +433,101 @@ def test_internal_categories_are_always_private_and_requesters_can_be_made(world
     with sessions() as s:
         clerk = s.scalar(sa.select(User).where(User.email == "clerk@city.example"))
         assert clerk.role == "requester"
+
+
+# --------------------------------------------------------------------------- every channel
+
+
+def test_a_request_without_a_place_routes_by_category_in_every_channel(world):
+    """A public category that needs no place ("noise": a rule with no layer sends it to
+    Parks) and an internal one at the agent console: no pin, no "needs location"."""
+    app, sessions, settings, info = world
+    from intake.email_intake import MailIntake
+    from spatial.apikeys import create_key
+    from spatial.models_mail import MailAddress
+    from tests.support.mail import mime
+
+    dc = info["dc"]
+    with sessions.begin() as s:
+        noise = Service(
+            jurisdiction_id=dc.city_id, code="noise", name="Noise at night", location_mode="none"
+        )
+        s.add(noise)
+        s.flush()
+        ruleset = s.scalar(sa.select(RuleSet).where(RuleSet.jurisdiction_id == dc.city_id))
+        s.add(
+            RoutingRule(
+                ruleset_id=ruleset.id,
+                position=20,
+                name="Noise to parks",
+                service_id=noise.id,
+                department_id=dc.parks_id,
+            )
+        )
+        s.add(MailAddress(jurisdiction_id=dc.city_id, address="noise@city.example",
+                          service_id=noise.id))  # fmt: skip
+        _, key = create_key(s, dc.slug, "noise app")
+    made: dict[str, str] = {}
+
+    def newest() -> ServiceRequest:
+        with sessions() as s:
+            return s.scalars(sa.select(ServiceRequest).order_by(ServiceRequest.id.desc())).first()
+
+    # the resident's report form: no pin asked
+    resident = app.test_client()
+    page = resident.get("/report").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    res = resident.post(
+        "/report",
+        data={"csrf_token": token, "form": "map", "service_code": "noise",
+              "description": "Loud music every night"},
+    )  # fmt: skip
+    assert res.status_code in (302, 303), res.get_data(as_text=True)[:300]
+    made["web"] = newest().public_id
+    # Open311: the app's GPS is dropped
+    res = app.test_client().post(
+        "/open311/v2/requests.json",
+        data={"api_key": key, "service_code": "noise", "lat": "34.05", "long": "-118.28",
+              "description": "Barking dog"},
+    )  # fmt: skip
+    assert res.status_code == 200, res.get_data(as_text=True)
+    made["api"] = newest().public_id
+    # e-mail to the category's address: no link to drop a pin
+    intake = MailIntake(
+        sessions, public_base_url=settings.public_base_url, media_dir=settings.media_dir
+    )
+    outcome = intake.process(
+        mime(
+            "Noise", "Generator running all night near 100 Main St", to="noise@city.example"
+        ).as_bytes(),
+        mail_from="ana@example.org",
+        rcpt_tos=["noise@city.example"],
+    )
+    assert outcome.outcome == "created", outcome.detail
+    made["email"] = outcome.public_id
+    # the agent console, for a caller from the staff (an internal category)
+    agent = signed_in(app, "agent")
+    token = csrf(agent, "/agent")
+    res = agent.post(
+        "/agent/requests",
+        data={"csrf_token": token, "channel": "phone", "service_code": "password",
+              "attr:password:system": "mail", "description": "Caller locked out"},
+    )  # fmt: skip
+    assert res.status_code == 201, res.get_data(as_text=True)[:300]
+    made["phone"] = newest().public_id
+    with sessions() as s:
+        rows = {
+            r.channel: r
+            for r in s.scalars(
+                sa.select(ServiceRequest).where(ServiceRequest.public_id.in_(made.values()))
+            )
+        }
+        assert set(rows) == {"web", "api", "email", "phone"}
+        for channel, req in rows.items():
+            want = info["it_id"] if channel == "phone" else dc.parks_id
+            assert req.department_id == want, channel
+            assert (req.location, req.needs_location) == (None, False), channel
+            kinds = set(
+                s.scalars(sa.select(RequestEvent.kind).where(RequestEvent.request_id == req.id))
+            )
+            assert "needs_location" not in kinds, channel
