@@ -237,12 +237,17 @@ def with_defaults(service: Service, answers: dict[str, Any]) -> tuple[dict[str, 
     return filled, missing
 
 
-def find_service(session: Session, city: Jurisdiction, code: str) -> Service | None:
-    return session.scalar(
-        sa.select(Service).where(
-            Service.jurisdiction_id == city.id, Service.code == code, Service.active.is_(True)
-        )
+def find_service(
+    session: Session, city: Jurisdiction, code: str, *, public: bool = False
+) -> Service | None:
+    """The active category ``code`` of ``city``; ``public``: not an internal (staff-only)
+    one, which public pages treat as unknown."""
+    query = sa.select(Service).where(
+        Service.jurisdiction_id == city.id, Service.code == code, Service.active.is_(True)
     )
+    if public:
+        query = query.where(Service.internal.is_(False))
+    return session.scalar(query)
 
 
 def point_in_city(session: Session, city: Jurisdiction, lon: float, lat: float) -> bool:

@@ -230,12 +230,12 @@ def move_contact(
     session: Session, city: Jurisdiction, contact_id: int, direction: str
 ) -> IntranetContact:
     """Move a contact one place ``up`` or ``down`` in the order (the ends stay put)."""
-    if direction not in ("up", "down"):
-        raise InvalidInput("move a contact up or down", field="direction")
     ordered = contacts(session, city)
     index = next((i for i, c in enumerate(ordered) if c.id == contact_id), None)
     if index is None:
         raise NotFound(f"no contact #{contact_id}")
+    if direction not in ("up", "down"):
+        raise InvalidInput("move a contact up or down", field="direction")
     other = index - 1 if direction == "up" else index + 1
     if 0 <= other < len(ordered):
         ordered[index], ordered[other] = ordered[other], ordered[index]

@@ -39,7 +39,7 @@ def _service_layer(city: Jurisdiction) -> tuple[Service, AssetLayer]:
     if len(code) > 64:
         raise InvalidInput("service is at most 64 characters", field="service")
     session = db_session()
-    service = find_service(session, city, code)
+    service = find_service(session, city, code, public=True)
     if service is None:
         raise NotFound(f"no category {code!r} in {city.name}")
     layer = assets.layer_of_service(session, service)

@@ -478,7 +478,7 @@ def report():
     values = MultiDict(request.args)
     service = None
     if values.get("service"):
-        service = find_service(db_session(), city, values["service"])
+        service = find_service(db_session(), city, values["service"], public=True)
         if service is not None:
             values["service_code"] = service.code
     return _render_map_form(city, FormState(values, {}, service))
@@ -550,7 +550,7 @@ def report_submit():
         return _message("City not found", str(exc), 404 if isinstance(exc, NotFound) else 400)
     s = db_session()
     form = request.form
-    service = find_service(s, city, (form.get("service_code") or "").strip())
+    service = find_service(s, city, (form.get("service_code") or "").strip(), public=True)
     wait = _limiter().take(_client_key())
     sent_photos = any((f.filename or "").strip() for f in request.files.getlist("photos"))
     state = FormState(MultiDict(form), {}, service, had_photos=sent_photos)
@@ -710,7 +710,7 @@ def report_plain():
         )
 
     code = (args.get("service_code") or "").strip()
-    service = find_service(s, city, code) if code else None
+    service = find_service(s, city, code, public=True) if code else None
     if not code:
         errors["service_code"] = "Choose what the problem is"
     elif service is None:
@@ -1394,7 +1394,8 @@ def duplicates():
     try:
         city = _city()
         lat, lon = _point_args()
-        service = find_service(db_session(), city, (request.args.get("service") or "").strip())
+        code = (request.args.get("service") or "").strip()
+        service = find_service(db_session(), city, code, public=True)
         if service is None:
             raise InvalidInput("unknown category", field="service")
         radius = duplicate_radius_m()
