@@ -453,14 +453,25 @@ ALL = {
     "Crew": "/crew",
     "Planner": "/planner/",
     "Admin": "/admin/",
+    "Intranet": "/intranet",
 }
+# Every staff member of a city may use the intranet (as an internal customer).
 MAY_USE = {
-    "agent": ["Agent"],
-    "dispatcher": ["Dispatch", "Agent"],
-    "crew": ["Crew"],
-    "planner": ["Planner"],
-    "admin": ["Dispatch", "Agent", "Crew", "Planner", "Admin"],
+    "agent": ["Agent", "Intranet"],
+    "dispatcher": ["Dispatch", "Agent", "Intranet"],
+    "crew": ["Crew", "Intranet"],
+    "planner": ["Planner", "Intranet"],
+    "admin": ["Dispatch", "Agent", "Crew", "Planner", "Admin", "Intranet"],
 }
+
+
+def expected_links(role: str) -> list[tuple[str, str]]:
+    """The bar's links of ``role``: its workspaces, then the projects of dispatch and
+    planners."""
+    links = [(name, ALL[name]) for name in MAY_USE[role]]
+    if {"Dispatch", "Planner"} & set(MAY_USE[role]):
+        links.append(("Projects", "/staff/projects"))
+    return links
 
 
 @pytest.mark.parametrize("role", sorted(MAY_USE))
@@ -468,9 +479,7 @@ def test_the_staff_bar_links_exactly_the_workspaces_of_the_role(client, city, ro
     login(client, role)
     for label in MAY_USE[role]:
         found = bar(client.get(ALL[label]).get_data(as_text=True))
-        assert [(text, href) for text, href, _ in found.links] == [
-            (name, ALL[name]) for name in MAY_USE[role]
-        ]
+        assert [(text, href) for text, href, _ in found.links] == expected_links(role)
         assert [text for text, _, current in found.links if current] == [label]
         assert "Two-factor sign-in" in found.account and found.logout
 
@@ -479,7 +488,7 @@ def test_the_admins_other_pages_show_the_bar_with_admin_marked(client, city):
     login(client, "admin")
     for path in ("/admin/users", "/admin/faq", "/admin/mail-templates", "/staff"):
         found = bar(client.get(path).get_data(as_text=True))
-        assert [text for text, _, _ in found.links] == MAY_USE["admin"], path
+        assert [text for text, _, _ in found.links] == [n for n, _ in expected_links("admin")], path
         expected = [] if path == "/staff" else ["Admin"]
         assert [text for text, _, current in found.links if current] == expected, path
 
