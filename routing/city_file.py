@@ -951,6 +951,8 @@ class _Apply:
                     for key, value in values.items():
                         setattr(service, key, value)
                     self.lines += changed
+            if service.internal:
+                service.private = True  # a staff-only category stays private
             self.questions(service, c, old)
         self.s.flush()
 

@@ -375,7 +375,9 @@ def public_services(
 ) -> dict[int, str]:
     """Non-private categories of ``city`` (id -> name); one code, or :class:`InvalidInput`."""
     query = sa.select(Service.id, Service.name).where(
-        Service.jurisdiction_id == city.id, Service.private.is_(False)
+        Service.jurisdiction_id == city.id,
+        Service.private.is_(False),
+        Service.internal.is_(False),
     )
     if code is not None:
         query = query.where(Service.code == code)
