@@ -149,6 +149,18 @@ def _key(sessions, city: DispatchCity) -> int:
         return row.id
 
 
+def _contact(sessions, city: DispatchCity) -> int:
+    """Two intranet contacts; the id of the second (it may move up)."""
+    from spatial.models_work import IntranetContact
+
+    with sessions.begin() as s:
+        first = IntranetContact(jurisdiction_id=city.city_id, name="IT on call", position=1)
+        second = IntranetContact(jurisdiction_id=city.city_id, name="Facilities", position=2)
+        s.add_all([first, second])
+        s.flush()
+        return second.id
+
+
 def _mail_address(sessions, city: DispatchCity) -> int:
     from intake.mail_addresses import add_address
 
@@ -406,6 +418,26 @@ RECIPES: dict[str, Recipe] = {
         "template.defaults",
     ),
     "faq.admin_new": lambda c: ("/admin/faq/new", ARTICLE_FORM, "faq.create"),
+    "intranet.add_contact": lambda c: (
+        "/admin/intranet/contacts",
+        {"name": "IT on call", "phone": "+1 555 0100"},
+        "intranet.contact_add",
+    ),
+    "intranet.edit_contact": lambda c: (
+        f"/admin/intranet/contacts/{_contact(c.sessions, c.city)}",
+        {"name": "Facilities", "email": "facilities@city.example"},
+        "intranet.contact_edit",
+    ),
+    "intranet.delete_contact": lambda c: (
+        f"/admin/intranet/contacts/{_contact(c.sessions, c.city)}/delete",
+        {},
+        "intranet.contact_delete",
+    ),
+    "intranet.move_contact": lambda c: (
+        f"/admin/intranet/contacts/{_contact(c.sessions, c.city)}/move",
+        {"direction": "up"},
+        "intranet.contact_move",
+    ),
     "faq.admin_edit": lambda c: (
         f"/admin/faq/{_article(c.sessions, c.city)}/edit",
         {**ARTICLE_FORM, "body": "Book a pick-up online."},
