@@ -42,14 +42,14 @@ from spatial.models import (
 from spatial.models_mail import FaqArticle
 from spatial.models_ops import RerouteJob
 from spatial.models_places import Asset, AssetLayer
-from spatial.models_work import Project
+from spatial.models_work import IntranetContact, Project
 from tests.support.city import INSIDE, make_small_city
 from tests.support.images import jpeg_bytes
 
 PASSWORD = "correct horse battery staple"
 CITY_ROLES = ("agent", "dispatcher", "crew", "planner", "admin")
 # Blueprints whose every route is for signed-in staff of one city.
-STAFF_BLUEPRINTS = {"dispatch", "crew", "agent", "admin", "planner"}
+STAFF_BLUEPRINTS = {"dispatch", "crew", "agent", "admin", "planner", "intranet"}
 # Staff routes of other blueprints (the FAQ's admin pages, the demo mail spool).
 STAFF_PREFIXES = ("/admin/", "/demo/", "/staff/")
 # The user's own start page and sign-in settings: they hold no city's data.
@@ -86,7 +86,8 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
     )
     lights = AssetLayer(jurisdiction_id=city.id, name="lights", title="Street lights")
     project = Project(jurisdiction_id=city.id, name=f"{slug} project plan", status="active")
-    s.add_all([crew, template, article, lights, project])
+    contact = IntranetContact(jurisdiction_id=city.id, name=f"{slug} on call", phone="555 0100")
+    s.add_all([crew, template, article, lights, project, contact])
     s.flush()
     pole = Asset(
         jurisdiction_id=city.id,
@@ -151,6 +152,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         "layer_name": lights.name,
         "ref": pole.ref,
         "project_id": project.id,
+        "contact_id": contact.id,
     }
     markers = (
         req.public_id,
@@ -163,6 +165,7 @@ def _make_city(s, slug: str, prefix: str, media_dir, colour: tuple[int, int, int
         f"{slug} crew one",
         f"{slug} pole label",
         f"{slug} project plan",
+        f"{slug} on call",
     )
     return City(slug=slug, id=city.id, public_id=req.public_id, ids=ids, markers=markers)
 
@@ -240,7 +243,7 @@ def _action_values(endpoint: str) -> list[str]:
 
         return list(ACTIONS)
     if endpoint == "crew.act":
-        return ["status", "note"]
+        return ["status", "note", "acknowledge"]
     return []
 
 
@@ -253,6 +256,7 @@ def _arg_values(rule, endpoint: str, city: City) -> list[dict[str, str]]:
         "kind": next(iter(mail_templates.DEFAULTS)),
         "name": "message.eml",
         "dataset_kind": "addresses",
+        "slug": "parking",  # an article's address name (both cities have one)
     }
     out = [{}]
     for arg in sorted(rule.arguments):
