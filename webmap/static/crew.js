@@ -78,7 +78,9 @@
       a.appendChild(el("span", "queue-item__id", item.public_id));
       a.appendChild(el("span", "queue-item__service", item.service));
       if (item.new) a.appendChild(el("span", "badge is-new", "New"));
-      a.appendChild(el("span", "badge status-" + item.status, LABELS[item.status] || item.status));
+      if (!(item.new && item.status === "new")) {
+        a.appendChild(el("span", "badge status-" + item.status, LABELS[item.status] || item.status));
+      }
       a.appendChild(el("span", "badge priority", item.priority));
       if (item.overdue) a.appendChild(el("span", "badge overdue", "overdue"));
       a.appendChild(el("span", "queue-item__where", item.address || item.zone || ""));
