@@ -19,6 +19,7 @@ from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
 from intake.submit import point_in_city
+from notify import messages
 from places.geocoder import reverse_geocode
 from routing.actions import is_triaged
 from routing.engine import route_request
@@ -87,8 +88,11 @@ def set_location_by_resident(
     address: str | None = None,
     address_id: str | None = None,
     now: datetime | None = None,
+    public_base_url: str | None = None,
 ) -> ServiceRequest:
     """Place the pin the reporter chose, route the request again, and record it.
+    Routed to a crew, it is the crew's new work (its members are told, with
+    ``public_base_url``).
 
     Raises :class:`LocateRefused` (wrong token, already located, closed) or
     :class:`InvalidInput` with ``field="location"`` (not a point, outside the city)
@@ -131,8 +135,14 @@ def set_location_by_resident(
             public=True,
         )
     )
+    crew_before = request.crew_id
     route_request(session, request)
     if kept_priority is not None:
         request.priority = kept_priority
+    if request.crew_id is not None and request.crew_id != crew_before:
+        request.crew_assigned_at = now
+        request.crew_acknowledged_at = None
+        if public_base_url:
+            messages.on_crew_assigned(session, request, None, public_base_url)
     session.flush()
     return request

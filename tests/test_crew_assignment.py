@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
+from intake.locate import set_location_by_resident
 from intake.submit import Draft, submit
 from notify import messages
 from routing import actions, reroute_jobs
@@ -424,3 +425,25 @@ def test_a_request_without_a_crew_tells_nobody(sessions, settings, city):
         req = submit(s, draft, media_dir=settings.media_dir, public_base_url=BASE_URL).request
         assert req.crew_id is None and req.crew_assigned_at is None
         assert _crew_mail(s, req.id) == []
+
+
+def test_a_request_placed_later_by_its_reporter_tells_the_crew(sessions, settings, city):
+    with sessions.begin() as s:
+        draft = Draft(
+            city="testville",
+            service_code="pothole",
+            attributes={"depth": "5"},
+            description="A hole somewhere on my street",
+            contact_email="rosa@example.org",
+            channel="email",
+            allow_missing_location=True,
+        )
+        req = submit(s, draft, media_dir=settings.media_dir, public_base_url=BASE_URL).request
+        rid, token = req.id, req.token
+        assert req.needs_location and req.crew_id is None and _crew_mail(s, rid) == []
+    with sessions.begin() as s:
+        req = s.get(ServiceRequest, rid)
+        set_location_by_resident(s, req, token, lon=EAST[1], lat=EAST[0], public_base_url=BASE_URL)
+    with sessions() as s:
+        assert _to(_crew_mail(s, rid)) == EAST_CREW
+        assert actions.is_new_for_crew(s.get(ServiceRequest, rid))

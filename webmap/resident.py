@@ -1161,7 +1161,14 @@ def locate_submit(public_id: str):
     if not locate.state.errors:
         try:
             set_location_by_resident(
-                s, req, token, lon=lon, lat=lat, address=address, address_id=address_id
+                s,
+                req,
+                token,
+                lon=lon,
+                lat=lat,
+                address=address,
+                address_id=address_id,
+                public_base_url=_settings().public_base_url,
             )
             s.commit()
         except LocateRefused as exc:  # another submission got there first
