@@ -23,6 +23,7 @@ from spatial.db import make_engine, make_sessionmaker
 from spatial.models import Jurisdiction, ServiceRequest, now_utc
 from tests.support.dispatch_city import BASE_URL, PASSWORD, WEST, report
 from tests.test_intranet import file_internal, make_helpdesk_city
+from webmap.mapping import city_overview, map_data
 
 V2 = "/open311/v2"
 INTERNAL_NAMES = ("Password reset", "Desk move")
@@ -103,7 +104,7 @@ def test_the_stranger_finds_it_on_no_public_page(world):
 
 
 def test_the_map_neither_shows_nor_counts_it(world):
-    app, _sessions, _settings, info = world
+    app, sessions, _settings, info = world
     stranger = app.test_client()
     lat, lon = WEST
     bbox = f"{lon - 0.01},{lat - 0.01},{lon + 0.01},{lat + 0.01}"
@@ -120,6 +121,13 @@ def test_the_map_neither_shows_nor_counts_it(world):
     for code in ("desk-move", "password"):
         res = stranger.get(f"/api/map/requests?bbox={bbox}&zoom=18&service={code}")
         assert res.status_code == 400
+    # the counts kept per grid cell (the city zoom's clusters, the page's totals)
+    with sessions() as s:
+        city = s.scalar(sa.select(Jurisdiction).where(Jurisdiction.slug == "testville"))
+        clusters = map_data(s, city, (-118.5, 33.9, -118.0, 34.2), zoom=11, cluster_above=0)
+        assert clusters["mode"] == "clusters" and clusters["total"] == 1
+        overview = city_overview(s, city)
+        assert (overview.total_requests, overview.open_requests) == (1, 1)
 
 
 def test_open311_answers_as_for_an_unknown_category(world):
