@@ -35,6 +35,7 @@ from spatial.models import (
     Status,
     now_utc,
 )
+from spatial.models_mail import Unsubscribe
 from tests.conftest import TEMPLATE, _fresh_db, make_settings
 from tests.support.dispatch_city import (
     BASE_URL,
@@ -447,3 +448,28 @@ def test_a_request_placed_later_by_its_reporter_tells_the_crew(sessions, setting
     with sessions() as s:
         assert _to(_crew_mail(s, rid)) == EAST_CREW
         assert actions.is_new_for_crew(s.get(ServiceRequest, rid))
+
+
+def test_a_member_who_stopped_crew_mail_gets_none(sessions, settings, city):
+    with sessions.begin() as s:
+        s.add(
+            Unsubscribe(
+                email="west2@city.example", kind="crew_assignment", jurisdiction_id=city.city_id
+            )
+        )
+    with sessions.begin() as s:
+        new = report(s, settings.media_dir).id  # at intake
+        moved = report(s, settings.media_dir, where=EAST)
+        actions.reassign(  # by hand
+            s,
+            user(s, "dispatcher"),
+            moved,
+            department_id=city.streets_id,
+            crew_id=city.crew_w_id,
+            public_base_url=BASE_URL,
+        )
+    with sessions() as s:
+        assert _to(_crew_mail(s, new)) == ["crew@city.example"]
+        assert _to(_crew_mail(s, moved.id)) == sorted([*EAST_CREW, "crew@city.example"])
+    with sessions.begin() as s:
+        s.execute(sa.delete(Unsubscribe))
