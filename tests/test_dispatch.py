@@ -162,8 +162,11 @@ def test_panel_shows_contact_history_and_forms(dispatcher, sessions, city, media
     _, pid = _new(sessions, media)
     html = dispatcher.get(f"/dispatch/requests/{pid}?partial=1").get_data(as_text=True)
     assert "resident@example.org" in html
-    for action in ("triage", "reassign", "recategorise", "move", "merge", "reply", "close", "note"):
+    for action in ("triage", "reassign", "recategorise", "move", "merge", "reply_text", "close"):
         assert f'data-action="{action}"' in html
+    # One conversation box: a public reply or an internal note.
+    assert 'name="visibility" value="public"' in html
+    assert 'name="visibility" value="internal"' in html
     assert "Scheduled" in html  # the response template
     assert "submitted" in html  # history
     assert dispatcher.get("/dispatch/requests/TV-0000-999999").status_code == 404
