@@ -350,8 +350,8 @@ def _detail(req, error: str | None = None, status: int = 200):
 
     ctx = request_context(req)
     ctx["is_new"] = actions.is_new_for_crew(req)
-    ctx["may_acknowledge"] = ctx["is_new"] or req.status == "new"
-    ctx["may_acknowledge"] = ctx["may_acknowledge"] and actions.may(ctx["user"], "acknowledge", req)
+    waiting = ctx["is_new"] or (req.crew_id is not None and req.status == "new")
+    ctx["may_acknowledge"] = waiting and actions.may(ctx["user"], "acknowledge", req)
     ctx["may_status"] = actions.may(ctx["user"], "status", req)
     ctx["transitions"] = [
         (s, actions.STATUS_LABELS[s])
