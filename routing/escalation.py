@@ -44,7 +44,7 @@ from spatial.models import (
     now_utc,
     staff_department,
 )
-from spatial.models_work import EscalationPolicy
+from spatial.models_work import DepartmentDigest, EscalationPolicy
 
 # A year: longer than any wait a city would escalate on.
 MAX_MINUTES = 525_600
@@ -439,10 +439,22 @@ def send_digests(
             .where(Department.jurisdiction_id == c.id)
             .order_by(Department.code)
         ).all()
+        sent_on = dict(
+            session.execute(
+                sa.select(DepartmentDigest.department_id, DepartmentDigest.sent_on).where(
+                    DepartmentDigest.department_id.in_([d.id for d in departments])
+                )
+            ).all()
+        )
         for dept in departments:
+            if not force and sent_on.get(dept.id) is not None and sent_on[dept.id] >= day:
+                continue  # the worker asks every minute; most of the day it is done
+            # Claimed first, with work or without: the day's question is answered once.
+            if not _claim(session, dept.id, day, force):
+                continue
             items = digest_items(session, dept, now)
             to = supervisors(session, dept.id) + ([dept.email] if dept.email else [])
-            if not items or not to or not _claim(session, dept.id, day, force):
+            if not items or not to:
                 continue
             lines = [_digest_line(r, c, now, base) for r in items[:DIGEST_MAX_ITEMS]]
             if len(items) > DIGEST_MAX_ITEMS:
