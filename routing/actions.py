@@ -499,7 +499,8 @@ def recategorise(
     )
     request.service_id = service.id
     session.expire(request, ["service"])
-    if request.location is not None:
+    # Without a pin only a category that needs none routes (by its rules for any place).
+    if request.location is not None or service.location_mode in ("none", "optional"):
         _reroute(session, request, now, public_base_url)
     _touch(request, now)
     return request

@@ -531,3 +531,29 @@ def test_a_request_without_a_place_routes_by_category_in_every_channel(world):
                 s.scalars(sa.select(RequestEvent.kind).where(RequestEvent.request_id == req.id))
             )
             assert "needs_location" not in kinds, channel
+
+
+def test_a_new_category_without_a_place_routes_again(world):
+    """Re-categorised by dispatch, a request without a place is routed by the new
+    category's rules for any place (here its default department)."""
+    app, sessions, settings, info = world
+    from routing import actions
+
+    dc = info["dc"]
+    with sessions.begin() as s:
+        phones = Service(
+            jurisdiction_id=dc.city_id,
+            code="phones",
+            name="Desk phone",
+            internal=True,
+            private=True,
+            location_mode="none",
+            default_department_id=dc.parks_id,
+        )
+        s.add(phones)
+        s.flush()
+        req = file_internal(s, info["users"]["requester"], settings.media_dir)
+        assert req.department_id == info["it_id"]
+        dispatcher = s.scalar(sa.select(User).where(User.email == "dispatcher@city.example"))
+        actions.recategorise(s, dispatcher, req, service_id=phones.id)
+        assert req.department_id == dc.parks_id
