@@ -707,10 +707,10 @@ def _write_new(
     routing's zone picks), ``events`` (at its ``requested_at``) and its messages
     (``outbox``: deferred by :func:`notify.outbox.enqueue`), in one statement, and make
     it persistent in ``session``."""
-    values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
     for column, default in _DEFAULTS.items():
-        if values[column] is None:
-            values[column] = default
+        if request.__dict__.get(column) is None:
+            setattr(request, column, default)
+    values: dict[str, Any] = {c: request.__dict__.get(c) for c in _COLUMNS}
     location = values["location"]
     values["location"] = bytes(location.data) if location is not None else None
     for column in _JSON_COLUMNS:

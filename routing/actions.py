@@ -157,9 +157,7 @@ def internal_outsider(user: User, request: ServiceRequest) -> bool:
     roles = roles_of(user)
     if "admin" in roles or (roles & {"dispatcher", "agent"} and dispatch_scope(user) is None):
         return False
-    return request.department_id is None or request.department_id not in user_department_ids(
-        user
-    )
+    return request.department_id is None or request.department_id not in user_department_ids(user)
 
 
 def _works_in_crew(user: User, request: ServiceRequest) -> bool:

@@ -175,6 +175,9 @@ def reopen(
     request.reopened_at = now
     request.reopen_count = (request.reopen_count or 0) + 1
     request.updated_at = now
+    # Reopened work escalates afresh: the supervisors hear of it again if it waits.
+    request.escalation_level = 0
+    request.escalated_at = None
     if request.crew_id is not None:
         request.crew_assigned_at = now
         request.crew_acknowledged_at = None

@@ -835,4 +835,12 @@ class SettingsStamp(Base):
 
 # Later tables live in their own modules; importing them here puts them on Base.metadata
 # for Alembic and for every caller of spatial.models.
-from spatial import map_cells, models_analytics, models_mail, models_ops, models_places, models_work, pieces  # noqa: E402,F401,I001
+from spatial import (  # noqa: E402,F401,I001
+    map_cells,
+    models_analytics,
+    models_mail,
+    models_ops,
+    models_places,
+    models_work,
+    pieces,
+)

@@ -28,9 +28,7 @@ class EscalationPolicy(Base):
 
     __tablename__ = "escalation_policy"
     __table_args__ = (
-        sa.UniqueConstraint(
-            "jurisdiction_id", "service_id", postgresql_nulls_not_distinct=True
-        ),
+        sa.UniqueConstraint("jurisdiction_id", "service_id", postgresql_nulls_not_distinct=True),
         sa.CheckConstraint("untriaged_minutes > 0", name="untriaged_minutes"),
         sa.CheckConstraint("level2_minutes > 0", name="level2_minutes"),
     )
@@ -39,13 +37,9 @@ class EscalationPolicy(Base):
     jurisdiction_id: Mapped[int] = mapped_column(
         sa.ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
     )
-    service_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("service.id", ondelete="CASCADE")
-    )
+    service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service.id", ondelete="CASCADE"))
     untriaged_minutes: Mapped[int | None] = mapped_column(sa.Integer)
-    when_overdue: Mapped[bool] = mapped_column(
-        sa.Boolean, default=True, server_default=sa.true()
-    )
+    when_overdue: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     level2_minutes: Mapped[int | None] = mapped_column(sa.Integer)
     updated_at: Mapped[datetime] = mapped_column(TS, default=now_utc)
 

@@ -25,7 +25,6 @@ DISPATCH = {"dispatcher", "admin", "parks_dispatcher"}
 AGENTS = {"agent", "dispatcher", "admin", "parks_dispatcher"}
 # The requests are Streets' work: the Parks dispatcher (scoped to Parks) is refused them.
 ON_STREETS = DISPATCH - {"parks_dispatcher"}
-CREWS = {"crew", "crew_other", "admin"}
 OWN_CREW = {"crew", "admin"}  # the request is in the West crew's zone
 
 TABLES = ("service_request", "request_event", "follower", "outbox_message", "photo", "request_zone")
@@ -112,7 +111,8 @@ ACTIONS = [
     Action("crew zones", "GET", "/crew/zones.geojson?crew={crew_w}", frozenset(OWN_CREW)),
     Action("crew csv", "GET", "/crew/layer.csv?crew={crew_w}", frozenset(OWN_CREW)),
     Action("crew geojson", "GET", "/crew/layer.geojson?crew={crew_w}", frozenset(OWN_CREW)),
-    Action("crew request", "GET", "/crew/requests/{pid}", frozenset(CREWS)),
+    # another crew's open request is not theirs to open (403 naming whose it is)
+    Action("crew request", "GET", "/crew/requests/{pid}", frozenset(OWN_CREW)),
     Action(
         "crew status",
         "POST",

@@ -87,6 +87,9 @@ def survey(token: str):
 KIND_LABELS = {
     "dispatcher_alert": "alerts of new requests (dispatcher alerts)",
     "crew_assignment": "e-mails about work assigned to your crew",
+    "reporter_message": "messages and reopenings from reporters",
+    "escalation": "escalations of waiting or overdue work",
+    "department_digest": "the morning digest of your department's overdue work",
     "intake_refused": "replies to e-mails that could not become reports",
 }
 

@@ -29,9 +29,7 @@ branch_labels = None
 depends_on = None
 
 ROLES_BEFORE = "role IN ('agent','dispatcher','crew','planner','admin','install_admin')"
-ROLES_AFTER = (
-    "role IN ('requester','agent','dispatcher','crew','planner','admin','install_admin')"
-)
+ROLES_AFTER = "role IN ('requester','agent','dispatcher','crew','planner','admin','install_admin')"
 
 
 def upgrade() -> None:
@@ -46,9 +44,7 @@ def upgrade() -> None:
         "jurisdiction",
         sa.Column("digest_hour", sa.SmallInteger(), server_default="7", nullable=False),
     )
-    op.add_column(
-        "department", sa.Column("escalation_email", sa.String(length=254), nullable=True)
-    )
+    op.add_column("department", sa.Column("escalation_email", sa.String(length=254), nullable=True))
     op.add_column(
         "staff_department",
         sa.Column("supervisor", sa.Boolean(), server_default=sa.false(), nullable=False),
@@ -77,9 +73,7 @@ def upgrade() -> None:
         sa.Column("target_date", sa.Date(), nullable=True),
         sa.Column(
             "area",
-            geoalchemy2.types.Geometry(
-                geometry_type="GEOMETRY", srid=4326, spatial_index=True
-            ),
+            geoalchemy2.types.Geometry(geometry_type="GEOMETRY", srid=4326, spatial_index=True),
             nullable=True,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -95,9 +89,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["department_id"], ["department.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_project_jurisdiction_id_status", "project", ["jurisdiction_id", "status"]
-    )
+    op.create_index("ix_project_jurisdiction_id_status", "project", ["jurisdiction_id", "status"])
     op.create_table(
         "project_milestone",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -109,9 +101,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["project_id"], ["project.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        op.f("ix_project_milestone_project_id"), "project_milestone", ["project_id"]
-    )
+    op.create_index(op.f("ix_project_milestone_project_id"), "project_milestone", ["project_id"])
 
     op.add_column("service_request", sa.Column("requester_id", sa.Integer(), nullable=True))
     op.add_column(
@@ -141,12 +131,8 @@ def upgrade() -> None:
         sa.Column("crew_acknowledged_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.add_column("service_request", sa.Column("project_id", sa.Integer(), nullable=True))
-    op.add_column(
-        "service_request", sa.Column("suggested_service_id", sa.Integer(), nullable=True)
-    )
-    op.add_column(
-        "service_request", sa.Column("suggestion_confidence", sa.Float(), nullable=True)
-    )
+    op.add_column("service_request", sa.Column("suggested_service_id", sa.Integer(), nullable=True))
+    op.add_column("service_request", sa.Column("suggestion_confidence", sa.Float(), nullable=True))
     op.create_foreign_key(
         op.f("fk_service_request_requester_id_app_user"),
         "service_request",
@@ -171,9 +157,7 @@ def upgrade() -> None:
         ["id"],
         ondelete="SET NULL",
     )
-    op.create_index(
-        op.f("ix_service_request_requester_id"), "service_request", ["requester_id"]
-    )
+    op.create_index(op.f("ix_service_request_requester_id"), "service_request", ["requester_id"])
     op.create_index(op.f("ix_service_request_project_id"), "service_request", ["project_id"])
 
     op.create_table(
