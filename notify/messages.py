@@ -441,6 +441,41 @@ def on_escalated(
     return sent
 
 
+def escalation_summary(
+    session: Session,
+    city_id: int,
+    public_base_url: str,
+    *,
+    to_addr: str,
+    level: int,
+    count: int,
+    items: str,
+) -> list[OutboxMessage]:
+    """One list of the ``count`` requests a sweep escalated to ``level`` for one person,
+    in place of a mail each (``items``: one line per request, staff links only)."""
+    public_base_url = city_links_base(session, city_id, public_base_url)
+    city = session.get(Jurisdiction, city_id)
+    values = {
+        "city_name": city.name,
+        "level": str(level),
+        "count": f"{count:,}",
+        "items": items,
+        "console_url": f"{public_base_url}/dispatch?escalated=1&sort=escalation",
+    }
+    msg = _send(
+        session,
+        None,
+        city_id=city_id,
+        kind="escalation",
+        template="escalation_summary",
+        to_addr=to_addr,
+        values=values,
+        public_base_url=public_base_url,
+        unsubscribe_scope=None,
+    )
+    return [msg] if msg is not None else []
+
+
 def department_digest(
     session: Session,
     city_id: int,

@@ -112,6 +112,14 @@ DEFAULTS: dict[str, TemplateDefault] = {
             (*COMMON, "level", "reason", "department", "reported", "due", "where", "staff_url"),
         ),
         TemplateDefault(
+            "escalation_summary",
+            "Many escalations at once for one person (in place of a mail each)",
+            "$count requests escalated to level $level",
+            "$count open requests of $city_name were escalated to level $level just now:\n\n"
+            "$items\n\nThe dispatch console: $console_url\n" + _FOOTER,
+            ("city_name", "unsubscribe_url", "level", "count", "items", "console_url"),
+        ),
+        TemplateDefault(
             "department_digest",
             "Morning digest of a department's overdue and escalated work",
             "$department: $count overdue or escalated requests ($day)",

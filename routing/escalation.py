@@ -54,6 +54,8 @@ POLICY_FIELDS = ("untriaged_minutes", "when_overdue", "level2_minutes")
 IMPLICIT = {"untriaged_minutes": None, "when_overdue": True, "level2_minutes": None}
 # The digest lists at most this many requests per department (and says how many more).
 DIGEST_MAX_ITEMS = 200
+# More escalations than this for one person in one sweep come as one list.
+SUMMARY_OVER = 10
 ACTOR = "Escalation"
 
 
@@ -301,6 +303,8 @@ def _escalate(
     result: SweepResult,
 ) -> None:
     cities: dict[int, Jurisdiction] = {}
+    moved: list[tuple[ServiceRequest, Jurisdiction, str, list[str]]] = []
+    per_addr: dict[tuple[int, str], list[ServiceRequest]] = {}
     for row in rows:
         req = session.get(ServiceRequest, row.id)
         city = cities.get(req.jurisdiction_id) or session.get(Jurisdiction, req.jurisdiction_id)
@@ -321,17 +325,44 @@ def _escalate(
                 department_id=req.department_id,
             )
         )
-        sent = messages.on_escalated(
+        addrs = list(dict.fromkeys(a.strip().lower() for a in recipients(session, req, level)))
+        moved.append((req, city, reason, addrs))
+        for addr in addrs:
+            per_addr.setdefault((city.id, addr), []).append(req)
+        (result.level1 if level == 1 else result.level2).append(req.public_id)
+    # Whoever would get more than SUMMARY_OVER mails from one sweep (a city's first policy,
+    # an imported backlog) gets one list instead of a flood.
+    summarised = {key for key, reqs in per_addr.items() if len(reqs) > SUMMARY_OVER}
+    for req, city, reason, addrs in moved:
+        singles = [a for a in addrs if (city.id, a) not in summarised]
+        if singles:
+            sent = messages.on_escalated(
+                session,
+                req,
+                public_base_url,
+                level=level,
+                reason=reason,
+                to_addrs=singles,
+                values=_message_values(session, req, city),
+            )
+            result.messages += len(sent)
+    for city_id, addr in summarised:
+        reqs = per_addr[(city_id, addr)]
+        city = cities[city_id]
+        base = messages.city_links_base(session, city_id, public_base_url)
+        lines = [_digest_line(r, city, now, base) for r in reqs[:DIGEST_MAX_ITEMS]]
+        if len(reqs) > DIGEST_MAX_ITEMS:
+            lines.append(f"... and {len(reqs) - DIGEST_MAX_ITEMS} more")
+        sent = messages.escalation_summary(
             session,
-            req,
+            city_id,
             public_base_url,
+            to_addr=addr,
             level=level,
-            reason=reason,
-            to_addrs=recipients(session, req, level),
-            values=_message_values(session, req, city),
+            count=len(reqs),
+            items="\n".join(lines),
         )
         result.messages += len(sent)
-        (result.level1 if level == 1 else result.level2).append(req.public_id)
 
 
 def sweep(

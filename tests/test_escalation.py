@@ -176,6 +176,25 @@ def test_a_city_without_policies_escalates_overdue_work(sessions, city, settings
         assert escalation.sweep(s, now_utc() + timedelta(days=30), BASE)["level2"] == 0
 
 
+def test_a_backlog_escalating_at_once_comes_as_one_list(sessions, city, settings):
+    media = settings.media_dir
+    backlog = [
+        _request(sessions, media, age=timedelta(days=2), due_in=timedelta(hours=-5))
+        for _ in range(escalation.SUMMARY_OVER + 2)
+    ]
+    with sessions.begin() as s:
+        s.execute(sa.delete(OutboxMessage))
+        result = escalation.sweep_result(s, now_utc(), BASE)
+    assert sorted(result.level1) == sorted(pid for _, pid in backlog)
+    mails = _mail(sessions, "escalation")
+    # The supervisor gets one list of them all, not twelve mails.
+    assert [m.to_addr for m in mails] == ["supervisor@city.example"]
+    assert f"{len(backlog)} requests escalated to level 1" in mails[0].subject
+    for _, pid in backlog:
+        assert f"{STAFF}/{pid}" in mails[0].body_text
+    assert "token=" not in mails[0].body_text and "resident@example.org" not in mails[0].body_text
+
+
 def test_two_workers_sweeping_at_once_escalate_each_request_once(sessions, city, settings):
     media = settings.media_dir
     _policy(sessions, city, untriaged_minutes="5")
