@@ -291,3 +291,48 @@ def test_cambridge_is_served_at_its_own_address(demo_engine, demo_db_url, tmp_pa
     assert home.status_code == 200 and "Cambridge" in home.get_data(as_text=True)
     assert "Street light out" in client.get("/c/cambridge/report").get_data(as_text=True)
     assert "Los Angeles" in client.get("/").get_data(as_text=True)
+
+
+def test_cambridge_help_desk_is_staff_only_and_routes_without_a_place(
+    demo_sessions, demo_engine, demo_db_url, tmp_path
+):
+    from spatial.accounts import create_user
+    from spatial.models_work import EscalationPolicy
+
+    with demo_sessions() as s:
+        cambridge = city(s, "cambridge")
+        reset = s.scalar(
+            sa.select(Service).where(
+                Service.jurisdiction_id == cambridge.id, Service.code == "password-reset"
+            )
+        )
+        assert reset.internal and reset.private and reset.location_mode == "none"
+        policy = s.scalar(
+            sa.select(EscalationPolicy).where(
+                EscalationPolicy.jurisdiction_id == cambridge.id,
+                EscalationPolicy.service_id.is_(None),
+            )
+        )
+        assert (policy.untriaged_minutes, policy.when_overdue) == (120, True)
+        clerk, _ = create_user(
+            s, email="clerk@cambridge.example", role="requester", city_slug="cambridge"
+        )
+        s.flush()
+        draft = Draft(
+            city="cambridge",
+            service_code="password-reset",
+            channel="web",
+            requester_id=clerk.id,
+            attributes={"system": "email"},
+            description="Locked out of my e-mail since this morning.",
+        )
+        done = submit(s, draft, media_dir=tmp_path, public_base_url="http://127.0.0.1:5000")
+        r = done.request
+        assert r.location is None and not r.needs_location
+        assert s.get(Crew, r.crew_id).code == "ITD-HELP"
+        s.rollback()
+    # Never offered to the public: the report form and Open311 do not know it.
+    client = create_app(make_settings(tmp_path, demo_db_url), engine=demo_engine).test_client()
+    assert "Password reset" not in client.get("/c/cambridge/report").get_data(as_text=True)
+    codes = {s["service_code"] for s in client.get("/c/cambridge/open311/v2/services.json").json}
+    assert "pothole" in codes and not codes & {"password-reset", "computer-equipment"}
