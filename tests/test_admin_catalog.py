@@ -383,6 +383,18 @@ def test_the_cli_sets_up_categories_questions_and_the_calendar(cli, sessions):
     )  # fmt: skip
     assert "location none" in line and "SLA 4h business" in line and "private" in line
     assert "2 question(s)" in line
+    # A help-desk category is for staff only, and so always private.
+    assert "internal False -> True" in ok(
+        "categories", "set", "--city", "testville", "helpdesk", "--internal", "--public"
+    )
+    line = next(
+        row for row in ok("categories", "list", "--city", "testville").splitlines()
+        if row.startswith("helpdesk\t")
+    )  # fmt: skip
+    assert "\tinternal\t" in line
+    with sessions() as s:
+        helpdesk = s.scalar(sa.select(Service).where(Service.code == "helpdesk"))
+        assert helpdesk.internal and helpdesk.private
 
     out = ok(
         "calendar", "set", "--city", "testville", "--hours", "mon-fri=08:00-17:00",
@@ -430,6 +442,7 @@ def test_the_cli_sets_up_categories_questions_and_the_calendar(cli, sessions):
         "category.create",
         "question.add",
         "question.add",
+        "category.edit",
         "category.edit",
         "calendar.set",
         "calendar.set",

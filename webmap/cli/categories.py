@@ -53,6 +53,12 @@ def _category_options(f):
                 help="Private: not in the public catalogue, map or Open311 list.",
             ),
             click.option(
+                "--internal/--not-internal",
+                default=None,
+                help="Internal: for city staff only (the help desk, on the intranet); "
+                "always private.",
+            ),
+            click.option(
                 "--contact-required/--contact-optional",
                 default=None,
                 help="Whether a report needs an e-mail address or phone number.",
@@ -135,7 +141,9 @@ def categories_list(rt: Runtime, city_slug: str | None) -> None:
                         f"location {service.location_mode}",
                         f"SLA {sla}",
                         f"priority {service.default_priority}",
-                        "private" if service.private else "public",
+                        "internal"
+                        if service.internal
+                        else ("private" if service.private else "public"),
                         "active" if service.active else "INACTIVE",
                         f"{n} question(s)",
                     ]
