@@ -395,7 +395,8 @@ def _crew_sees_it(page, base: str, public_id: str, problems: list[str]) -> None:
     row = page.locator(f'.crew-item[data-public-id="{public_id}"]')
     row.wait_for()
     assert "Street cleaning" in row.inner_text()
-    assert page.inner_text("#crew-status") == "1 open request"
+    # new work for the crew until a member acknowledges it
+    assert page.inner_text("#crew-status") == "1 open request, 1 new"
     # the crew's own districts drawn on its map
     page.wait_for_selector(".leaflet-overlay-pane path")
     page.screenshot(path=SHOTS.format("crew"))

@@ -50,7 +50,8 @@ def test_forgot_mail_reset_and_sign_in_lands_on_the_crew_page(app, city, session
         page.wait_for_url(f"{base}/c/{city.slug}/crew")
         current = page.locator('nav[aria-label="Workspaces"] a[aria-current="page"]')
         assert current.inner_text() == "Crew"
-        assert page.locator('nav[aria-label="Workspaces"] a').all_inner_texts() == ["Crew"]
+        workspaces = page.locator('nav[aria-label="Workspaces"] a').all_inner_texts()
+        assert workspaces == ["Crew", "Intranet"]
         assert problems == []
 
         # the link does not work a second time, and the old password is gone
