@@ -1101,22 +1101,8 @@ class MailIntake:
             )
         )
         request.updated_at = now_utc()
-        notes = mail.notes + photo_notes
-        may_reply, why_not = answer.allowed(session)
-        if may_reply:
-            # The reporter's copy carries their private link; anyone else's the public page.
-            messages.note_received(
-                session,
-                request,
-                self.public_base_url,
-                to_addr=sender,
-                in_reply_to=mail.message_id if not mail.synthesized_id else None,
-                references=" ".join(mail.references) or None,
-                notes=notes,
-            )
         detail = f"note added to {request.public_id} ({standing}, {answer.auth_why})"
-        if not may_reply:
-            detail += f"; no auto-reply ({why_not})"
+        detail += self._confirm_note(session, request, mail, sender, answer, photo_notes)
         session.flush()
         return done(
             "note",
@@ -1125,6 +1111,24 @@ class MailIntake:
             public_id=request.public_id,
             request_id=request.id,
         )
+
+    def _confirm_note(self, session, request, mail, sender, answer: _Answer, photo_notes) -> str:
+        """Tell the sender their mail was added (the reporter's copy carries their private
+        link; anyone else's the public page), if the reply limits allow; returns what the
+        intake log adds to its detail."""
+        may_reply, why_not = answer.allowed(session)
+        if not may_reply:
+            return f"; no auto-reply ({why_not})"
+        messages.note_received(
+            session,
+            request,
+            self.public_base_url,
+            to_addr=sender,
+            in_reply_to=mail.message_id if not mail.synthesized_id else None,
+            references=" ".join(mail.references) or None,
+            notes=mail.notes + photo_notes,
+        )
+        return ""
 
     def _reporter_message(self, session, done, request, mail, sender, answer: _Answer):
         """A verified reply from the reporter: their message in the conversation
@@ -1156,20 +1160,8 @@ class MailIntake:
         conversation.reporter_message(
             session, request, text, via="email", public_base_url=self.public_base_url
         )
-        may_reply, why_not = answer.allowed(session)
-        if may_reply:
-            messages.note_received(
-                session,
-                request,
-                self.public_base_url,
-                to_addr=sender,
-                in_reply_to=mail.message_id if not mail.synthesized_id else None,
-                references=" ".join(mail.references) or None,
-                notes=mail.notes + photo_notes,
-            )
         detail = f"message added to {request.public_id} (reporter, {answer.auth_why})"
-        if not may_reply:
-            detail += f"; no auto-reply ({why_not})"
+        detail += self._confirm_note(session, request, mail, sender, answer, photo_notes)
         session.flush()
         return done(
             "note",

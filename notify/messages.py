@@ -278,6 +278,41 @@ def _send(
     )
 
 
+def _send_each(
+    session: Session,
+    request: ServiceRequest | None,
+    to_addrs,
+    *,
+    city_id: int,
+    kind: str,
+    template: str,
+    values: dict,
+    public_base_url: str,
+    headers: dict[str, str] | None = None,
+    outbox: list[dict] | None = None,
+) -> list[OutboxMessage]:
+    """The same staff message to each distinct address of ``to_addrs`` (case ignored);
+    each may unsubscribe from this ``kind``. Returns the messages queued."""
+    sent = []
+    for addr in dict.fromkeys(a.strip().lower() for a in to_addrs if a):
+        msg = _send(
+            session,
+            request,
+            city_id=city_id,
+            kind=kind,
+            template=template,
+            to_addr=addr,
+            values=values,
+            public_base_url=public_base_url,
+            unsubscribe_scope=None,
+            headers=headers,
+            outbox=outbox,
+        )
+        if msg is not None:
+            sent.append(msg)
+    return sent
+
+
 def acknowledge(
     session: Session,
     request: ServiceRequest,
@@ -422,23 +457,17 @@ def on_escalated(
     common = _common(session, request, public_base_url, staff=True)
     common.update(values, level=str(level), reason=reason)
     common["staff_url"] = staff_url(public_base_url, request)
-    sent = []
-    for addr in dict.fromkeys(a.strip().lower() for a in to_addrs if a):
-        msg = _send(
-            session,
-            request,
-            city_id=request.jurisdiction_id,
-            kind="escalation",
-            template="escalation",
-            to_addr=addr,
-            values=common,
-            public_base_url=public_base_url,
-            unsubscribe_scope=None,
-            headers={"X-Civicpin-Request": request.public_id},
-        )
-        if msg is not None:
-            sent.append(msg)
-    return sent
+    return _send_each(
+        session,
+        request,
+        to_addrs,
+        city_id=request.jurisdiction_id,
+        kind="escalation",
+        template="escalation",
+        values=common,
+        public_base_url=public_base_url,
+        headers={"X-Civicpin-Request": request.public_id},
+    )
 
 
 def escalation_summary(
@@ -462,18 +491,16 @@ def escalation_summary(
         "items": items,
         "console_url": f"{public_base_url}/dispatch?escalated=1&sort=escalation",
     }
-    msg = _send(
+    return _send_each(
         session,
         None,
+        [to_addr],
         city_id=city_id,
         kind="escalation",
         template="escalation_summary",
-        to_addr=to_addr,
         values=values,
         public_base_url=public_base_url,
-        unsubscribe_scope=None,
     )
-    return [msg] if msg is not None else []
 
 
 def department_digest(
@@ -493,22 +520,16 @@ def department_digest(
         "city_name": city.name,
         "console_url": f"{public_base_url}/dispatch?escalated=1&sort=escalation",
     }
-    sent = []
-    for addr in dict.fromkeys(a.strip().lower() for a in to_addrs if a):
-        msg = _send(
-            session,
-            None,
-            city_id=city_id,
-            kind="department_digest",
-            template="department_digest",
-            to_addr=addr,
-            values=base,
-            public_base_url=public_base_url,
-            unsubscribe_scope=None,
-        )
-        if msg is not None:
-            sent.append(msg)
-    return sent
+    return _send_each(
+        session,
+        None,
+        to_addrs,
+        city_id=city_id,
+        kind="department_digest",
+        template="department_digest",
+        values=base,
+        public_base_url=public_base_url,
+    )
 
 
 def _is_reporter(request: ServiceRequest, addr: str | None) -> bool:
@@ -738,24 +759,18 @@ def on_crew_assigned(
         return []
     name, members = found
     values = _assignment_values(session, request, name, public_base_url)
-    sent = []
-    for addr in members:
-        msg = _send(
-            session,
-            request,
-            city_id=request.jurisdiction_id,
-            kind="crew_assignment",
-            template="crew_assignment",
-            to_addr=addr,
-            values=values,
-            public_base_url=public_base_url,
-            unsubscribe_scope=None,
-            headers={"X-Civicpin-Request": request.public_id},
-            outbox=outbox,
-        )
-        if msg is not None:
-            sent.append(msg)
-    return sent
+    return _send_each(
+        session,
+        request,
+        members,
+        city_id=request.jurisdiction_id,
+        kind="crew_assignment",
+        template="crew_assignment",
+        values=values,
+        public_base_url=public_base_url,
+        headers={"X-Civicpin-Request": request.public_id},
+        outbox=outbox,
+    )
 
 
 def on_crew_rerouted(
@@ -776,22 +791,16 @@ def on_crew_rerouted(
         "requests": "request" if count == 1 else "requests",
         "crew_page_url": f"{public_base_url}/crew?crew={crew_id}",
     }
-    sent = []
-    for addr in members:
-        msg = _send(
-            session,
-            None,
-            city_id=city_id,
-            kind="crew_assignment",
-            template="crew_reroute_summary",
-            to_addr=addr,
-            values=values,
-            public_base_url=public_base_url,
-            unsubscribe_scope=None,
-        )
-        if msg is not None:
-            sent.append(msg)
-    return sent
+    return _send_each(
+        session,
+        None,
+        members,
+        city_id=city_id,
+        kind="crew_assignment",
+        template="crew_reroute_summary",
+        values=values,
+        public_base_url=public_base_url,
+    )
 
 
 def on_template_reply(
