@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session
 
 from notify import messages
 from routing.actions import Forbidden, may, require
+from routing.actions import _event as staff_event
 from spatial.errors import InvalidInput, NotFound
 from spatial.models import (
     OPEN_STATUSES,
     Department,
     Jurisdiction,
-    RequestEvent,
     Service,
     ServiceRequest,
     Status,
@@ -588,33 +588,6 @@ def _open_linked(session: Session, project: Project) -> list[ServiceRequest]:
     )
 
 
-def _event(
-    session: Session,
-    user: User,
-    request: ServiceRequest,
-    kind: str,
-    now: datetime,
-    *,
-    from_value: str | None = None,
-    to_value: str | None = None,
-    note: str | None = None,
-) -> None:
-    session.add(
-        RequestEvent(
-            request_id=request.id,
-            at=now,
-            actor_id=user.id,
-            actor_label=user.name or user.email,
-            kind=kind,
-            from_value=from_value,
-            to_value=to_value,
-            note=note,
-            public=True,
-            department_id=request.department_id,
-        )
-    )
-
-
 def _resolve(
     session: Session,
     user: User,
@@ -626,7 +599,17 @@ def _resolve(
     done = []
     for req in requests:
         old = req.status
-        _event(session, user, req, "status", now, from_value=old, to_value="resolved", note=message)
+        staff_event(
+            session,
+            user,
+            req,
+            "status",
+            now,
+            from_value=old,
+            to_value="resolved",
+            note=message,
+            public=True,
+        )
         req.status = Status.RESOLVED.value
         req.closed_at = now
         req.close_reason = message
@@ -678,7 +661,7 @@ def link_request(
             field="public_id",
         )
     now = now_utc()
-    _event(
+    staff_event(
         session,
         user,
         request,
@@ -686,6 +669,7 @@ def link_request(
         now,
         to_value=project.name,
         note=f"Part of project {project.name}",
+        public=True,
     )
     request.project_id = project.id
     request.updated_at = now
@@ -716,7 +700,7 @@ def unlink_request(
         )
     require(user, "project", request)
     now = now_utc()
-    _event(
+    staff_event(
         session,
         user,
         request,
@@ -724,6 +708,7 @@ def unlink_request(
         now,
         from_value=project.name,
         note=f"No longer part of project {project.name}",
+        public=True,
     )
     request.project_id = None
     request.updated_at = now
