@@ -112,6 +112,43 @@ def sessions(engine):
     return make_sessionmaker(engine)
 
 
+def module_database(prefix: str):
+    """The ``db_url``, ``engine``, ``sessions``, ``settings`` and ``app`` fixtures for one
+    database shared by every test of a module (each test makes its own rows); assign them
+    at the module's top level: ``db_url, engine, sessions, settings, app =
+    module_database("crewmail")``."""
+
+    @pytest.fixture(scope="module")
+    def db_url(pg):
+        name, url = _fresh_db(pg, TEMPLATE, prefix)
+        yield url
+        pg.drop_db(name)
+
+    @pytest.fixture(scope="module")
+    def engine(db_url):
+        eng = make_engine(db_url, poolclass=sa.pool.NullPool)
+        yield eng
+        eng.dispose()
+
+    @pytest.fixture(scope="module")
+    def sessions(engine):
+        return make_sessionmaker(engine)
+
+    @pytest.fixture(scope="module")
+    def settings(tmp_path_factory, db_url):
+        return make_settings(tmp_path_factory.mktemp(prefix), db_url)
+
+    @pytest.fixture(scope="module")
+    def app(settings, engine):
+        from webmap.app import create_app
+
+        application = create_app(settings, engine=engine)
+        application.config["TESTING"] = True
+        return application
+
+    return db_url, engine, sessions, settings, app
+
+
 @pytest.fixture(scope="session")
 def demo_template(pg: PgServer) -> str:
     """A template database holding the loaded and routed demo city (built once)."""

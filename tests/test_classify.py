@@ -16,11 +16,10 @@ import sqlalchemy as sa
 from intake.email_intake import MailIntake
 from intake.submit import Draft, submit
 from routing import classify
-from spatial.db import make_engine, make_sessionmaker
 from spatial.models import Jurisdiction, RequestEvent, Service, ServiceRequest
 from spatial.models_mail import MailAddress, MailConfig
 from spatial.models_work import CategoryModel
-from tests.conftest import TEMPLATE, _fresh_db, make_settings, run_cli
+from tests.conftest import module_database, run_cli
 from tests.support.city import make_small_city
 from tests.support.dispatch_city import BASE_URL, WEST, csrf_from, login, make_dispatch_city
 from tests.support.mail import DISPATCH, INTAKE, mime
@@ -62,37 +61,7 @@ def real_texts() -> list[tuple[str, str]]:
 
 
 # One database for the module: the history is written and the model trained once.
-@pytest.fixture(scope="module")
-def db_url(pg):
-    name, url = _fresh_db(pg, TEMPLATE, "classify")
-    yield url
-    pg.drop_db(name)
-
-
-@pytest.fixture(scope="module")
-def engine(db_url):
-    eng = make_engine(db_url, poolclass=sa.pool.NullPool)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return make_sessionmaker(engine)
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory, db_url):
-    return make_settings(tmp_path_factory.mktemp("classify"), db_url)
-
-
-@pytest.fixture(scope="module")
-def app(settings, engine):
-    from webmap.app import create_app
-
-    application = create_app(settings, engine=engine)
-    application.config["TESTING"] = True
-    return application
+db_url, engine, sessions, settings, app = module_database("classify")
 
 
 @pytest.fixture(scope="module")

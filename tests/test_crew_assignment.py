@@ -21,7 +21,6 @@ from routing.actions import Forbidden
 from routing.engine import forget_rules
 from spatial.accounts import create_user
 from spatial.apikeys import create_key
-from spatial.db import make_engine, make_sessionmaker
 from spatial.errors import InvalidInput
 from spatial.models import (
     Crew,
@@ -36,7 +35,7 @@ from spatial.models import (
     now_utc,
 )
 from spatial.models_mail import Unsubscribe
-from tests.conftest import TEMPLATE, _fresh_db, make_settings
+from tests.conftest import module_database
 from tests.support.dispatch_city import (
     BASE_URL,
     EAST,
@@ -55,37 +54,7 @@ LINK = re.compile(r"https?://\S+/crew/requests/\S+")
 
 
 # One database for the module: each test makes its own requests.
-@pytest.fixture(scope="module")
-def db_url(pg):
-    name, url = _fresh_db(pg, TEMPLATE, "crewmail")
-    yield url
-    pg.drop_db(name)
-
-
-@pytest.fixture(scope="module")
-def engine(db_url):
-    eng = make_engine(db_url, poolclass=sa.pool.NullPool)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return make_sessionmaker(engine)
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory, db_url):
-    return make_settings(tmp_path_factory.mktemp("crewmail"), db_url)
-
-
-@pytest.fixture(scope="module")
-def app(settings, engine):
-    from webmap.app import create_app
-
-    application = create_app(settings, engine=engine)
-    application.config["TESTING"] = True
-    return application
+db_url, engine, sessions, settings, app = module_database("crewmail")
 
 
 @pytest.fixture(scope="module")
