@@ -24,9 +24,10 @@ from flask import (
 )
 
 from routing import projects
+from routing.actions import STATUS_LABELS as REQUEST_LABELS
 from spatial.cities import city_base_url
 from spatial.errors import CivicpinError, NotFound
-from spatial.models import Department, Jurisdiction, Status, User
+from spatial.models import OPEN_STATUSES, Department, Jurisdiction, User
 from spatial.models_work import PROJECT_STATUSES, Project
 from webmap.app import db_session, settings_of
 from webmap.auth import current_user, roles_required
@@ -40,18 +41,6 @@ install_errors(bp)
 
 ROLES = ("dispatcher", "planner")
 BLANK_MILESTONES = 3
-REQUEST_LABELS = {
-    "new": "New",
-    "acknowledged": "Acknowledged",
-    "in_progress": "In progress",
-    "referred": "Referred",
-    "resolved": "Resolved",
-    "cant_fix": "Can't fix",
-    "duplicate": "Duplicate",
-    "cancelled": "Cancelled",
-    "closed": "Closed",
-}
-OPEN_REQUEST = {Status.NEW.value, Status.ACKNOWLEDGED.value, Status.IN_PROGRESS.value}
 
 
 def _project(project_id: int) -> tuple[Jurisdiction, Project]:
@@ -72,7 +61,7 @@ def _map_data(project: Project, rows, endpoint: str) -> dict[str, Any]:
                 "public_id": r.public_id,
                 "service": r.service,
                 "status": REQUEST_LABELS.get(r.status, r.status),
-                "open": r.status in OPEN_REQUEST,
+                "open": r.status in OPEN_STATUSES,
                 "url": url_for(endpoint, public_id=r.public_id),
             },
         }
@@ -138,7 +127,7 @@ def _render_detail(city, project, *, error=None, error_field=None, form=None, st
         owner=owner,
         department=dept,
         rows=rows,
-        open_count=sum(1 for r in rows if r.status in OPEN_REQUEST),
+        open_count=sum(1 for r in rows if r.status in OPEN_STATUSES),
         candidates=projects.area_candidates(session, project),
         map_data=_map_data(project, rows, "dispatch.request_page"),
         can_edit=projects.may_edit(user, city.id),
